@@ -1,0 +1,121 @@
+/* lray: the one binary. Runs driver scripts and the REPL (cli.c), and the
+ * internal roles it starts itself: `lray _node` (head + node manager) and
+ * `lray _worker`. Cluster commands (start, stop, status, list,
+ * microbenchmark) are written in Lua (lray/cmd.lua). */
+#include <lauxlib.h>
+#include <libgen.h>
+#include <limits.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "main/cli.h"
+#include "script/libs.h"
+#include "script/vm.h"
+
+static lua_State *L;
+
+/* Finds lua/ next to the build directory (build/lray -> ../lua), or
+ * $LRAY_HOME/lua, and puts it first on package.path. */
+static void set_paths(void)
+{
+  char exe[PATH_MAX], root[PATH_MAX + 8];
+  const char *home = getenv("LRAY_HOME");
+  if (home) {
+    snprintf(root, sizeof(root), "%s", home);
+  } else {
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n < 0) n = 0;
+    exe[n] = 0;
+    snprintf(root, sizeof(root), "%s", dirname(dirname(exe)));
+  }
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;", root, root);
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_lray_core);
+  lua_setfield(L, -2, "lray._core");
+  lua_pop(L, 2);
+  lua_pushstring(L, root);
+  lua_setfield(L, LUA_REGISTRYINDEX, "lray.root");
+}
+
+/* Runs require(mod).main(argv...) for an internal role or subcommand. */
+static int run_module(const char *mod, int argc, char **argv)
+{
+  lua_getglobal(L, "require");
+  lua_pushstring(L, mod);
+  if (lua_pcall(L, 1, 1, 0)) {
+    fprintf(stderr, "lray: %s\n", lua_tostring(L, -1));
+    return 1;
+  }
+  lua_getfield(L, -1, "main");
+  lua_newtable(L);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_getglobal(L, "debug");
+  lua_getfield(L, -1, "traceback");
+  lua_remove(L, -2);
+  lua_insert(L, -3);
+  if (lua_pcall(L, 1, 1, -3)) {
+    const char *m = lua_tostring(L, -1);
+    if (!m) {
+      lua_getglobal(L, "tostring");
+      lua_insert(L, -2);
+      lua_call(L, 1, 1);
+      m = lua_tostring(L, -1);
+    }
+    fprintf(stderr, "lray: %s\n", m ? m : "error");
+    return 1;
+  }
+  return lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+}
+
+/* A driver tears its embedded cluster down however it exits (end of script,
+ * error, os.exit). */
+static void driver_atexit(void)
+{
+  static int done;
+  if (done || !L) return;
+  done = 1;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "lray");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "shutdown");
+    if (lua_isfunction(L, -1)) lr_vm_pcall(L, 0, "shutdown at exit");
+    else lua_pop(L, 1);
+  }
+  lua_pop(L, 3);
+  fflush(stdout);
+}
+
+static const char *const subcommands[] = {"start", "stop", "status", "list",
+                                          "microbenchmark", NULL};
+
+int main(int argc, char **argv)
+{
+  L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "lray: cannot create Lua state\n");
+    return 1;
+  }
+  lr_vm_set_state(L);
+  luaL_openlibs(L);
+  set_paths();
+  if (argc > 1 && !strcmp(argv[1], "_node"))
+    return run_module("lray._node.main", argc - 2, argv + 2);
+  if (argc > 1 && !strcmp(argv[1], "_worker"))
+    return run_module("lray._worker", argc - 2, argv + 2);
+  for (int i = 0; argc > 1 && subcommands[i]; i++)
+    if (!strcmp(argv[1], subcommands[i]))
+      return run_module("lray.cmd", argc - 1, argv + 1);
+  atexit(driver_atexit);
+  int status = lr_cli_main(L, argc, argv);
+  driver_atexit();
+  return status;
+}

@@ -1,0 +1,185 @@
+/* Framed streams over libuv. Frames queue in an output buffer and go out in
+ * one write per loop iteration (lr_conn_flush_all runs from a prepare
+ * handle), so a burst of calls costs one syscall, not one each. */
+#include <stdlib.h>
+#include <string.h>
+#include "common/errdef.h"
+#include "net/net.h"
+
+static lr_conn_t *dirty_head;
+
+int lr_conn_init(uv_loop_t *loop, lr_conn_t *c, int is_tcp)
+{
+  memset(c, 0, sizeof(*c));
+  lr_buf_init(&c->in);
+  lr_buf_init(&c->out);
+  lr_buf_init(&c->inflight);
+  c->h.handle.data = c;
+  return is_tcp ? uv_tcp_init(loop, &c->h.tcp) : uv_pipe_init(loop, &c->h.pipe, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+  lr_conn_t *c = h->data;
+  LR_UNUSED(hint);
+  size_t want = 65536;
+  b->base = lr_buf_reserve(&c->in, want);
+  b->len = c->in.cap - c->in.len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+  lr_conn_t *c = s->data;
+  LR_UNUSED(b);
+  if (n < 0) {
+    lr_conn_close(c);
+    return;
+  }
+  c->in.len += (size_t)n;
+  size_t pos = 0;
+  while (!c->closing && c->in.len - pos >= 4) {
+    uint32_t len;
+    memcpy(&len, c->in.data + pos, 4);
+    if (c->in.len - pos - 4 < len) {
+      /* Make room for the whole frame so the next reads complete it. */
+      if (len + 4 > c->in.cap - pos) {
+        memmove(c->in.data, c->in.data + pos, c->in.len - pos);
+        c->in.len -= pos;
+        pos = 0;
+        lr_buf_reserve(&c->in, len + 4 - c->in.len);
+      }
+      break;
+    }
+    c->on_frame(c, c->in.data + pos + 4, len);
+    pos += 4 + (size_t)len;
+  }
+  if (pos) {
+    memmove(c->in.data, c->in.data + pos, c->in.len - pos);
+    c->in.len -= pos;
+  }
+}
+
+int lr_conn_start(lr_conn_t *c)
+{
+  return uv_read_start(&c->h.stream, on_alloc, on_read);
+}
+
+size_t lr_conn_begin_frame(lr_conn_t *c)
+{
+  size_t pos = c->out.len;
+  lr_buf_reserve(&c->out, 4);
+  c->out.len += 4;
+  return pos;
+}
+
+int lr_conn_end_frame(lr_conn_t *c, size_t pos)
+{
+  size_t len = c->out.len - pos - 4;
+  if (len >= LR_MAX_FRAME) {
+    c->out.len = pos;
+    return LR_ETOOBIG;
+  }
+  uint32_t l32 = (uint32_t)len;
+  memcpy(c->out.data + pos, &l32, 4);
+  if (!c->dirty && !c->closing) {
+    c->dirty = 1;
+    c->next_dirty = dirty_head;
+    dirty_head = c;
+  }
+  return 0;
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+  lr_conn_t *c = req->data;
+  c->writing = 0;
+  lr_buf_reset(&c->inflight);
+  if (status < 0) {
+    lr_conn_close(c);
+    return;
+  }
+  if (c->out.len && !c->closing) lr_conn_flush(c);
+}
+
+void lr_conn_flush(lr_conn_t *c)
+{
+  if (c->writing || c->closing || !c->out.len) return;
+  /* Try the fast path first: most writes fit the socket buffer. */
+  int n = uv_try_write(&c->h.stream, &(uv_buf_t){c->out.data, c->out.len}, 1);
+  if (n > 0) {
+    memmove(c->out.data, c->out.data + n, c->out.len - (size_t)n);
+    c->out.len -= (size_t)n;
+    if (!c->out.len) return;
+  } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+    lr_conn_close(c);
+    return;
+  }
+  lr_buf_t t = c->inflight;
+  c->inflight = c->out;
+  c->out = t;
+  lr_buf_reset(&c->out);
+  c->writing = 1;
+  c->wreq.data = c;
+  uv_buf_t b = {c->inflight.data, c->inflight.len};
+  if (uv_write(&c->wreq, &c->h.stream, &b, 1, on_written) < 0) {
+    c->writing = 0;
+    lr_conn_close(c);
+  }
+}
+
+void lr_conn_flush_all(void)
+{
+  while (dirty_head) {
+    lr_conn_t *c = dirty_head;
+    dirty_head = c->next_dirty;
+    c->dirty = 0;
+    lr_conn_flush(c);
+  }
+}
+
+static void on_closed(uv_handle_t *h)
+{
+  lr_conn_t *c = h->data;
+  lr_buf_free(&c->in);
+  lr_buf_free(&c->out);
+  lr_buf_free(&c->inflight);
+  if (c->on_close) c->on_close(c);
+}
+
+void lr_conn_close(lr_conn_t *c)
+{
+  if (c->closing) return;
+  c->closing = 1;
+  if (c->dirty) { /* unlink from the dirty list */
+    for (lr_conn_t **p = &dirty_head; *p; p = &(*p)->next_dirty)
+      if (*p == c) {
+        *p = c->next_dirty;
+        break;
+      }
+    c->dirty = 0;
+  }
+  uv_close(&c->h.handle, on_closed);
+}
+
+int lr_net_parse_addr(const char *addr, int *is_tcp, char *host, size_t hostlen,
+                      int *port)
+{
+  if (!strncmp(addr, "unix:", 5)) {
+    if (strlen(addr + 5) + 1 > hostlen) return LR_EBADARG;
+    strcpy(host, addr + 5);
+    *is_tcp = 0;
+    *port = 0;
+    return 0;
+  }
+  if (!strncmp(addr, "tcp:", 4)) addr += 4;
+  const char *colon = strrchr(addr, ':');
+  if (!colon || (size_t)(colon - addr) + 1 > hostlen) return LR_EBADARG;
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end || p < 0 || p > 65535) return LR_EBADARG;
+  memcpy(host, addr, (size_t)(colon - addr));
+  host[colon - addr] = 0;
+  *is_tcp = 1;
+  *port = (int)p;
+  return 0;
+}

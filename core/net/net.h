@@ -1,0 +1,55 @@
+/* Framed message streams over libuv: one frame = u32 little-endian length +
+ * payload. The same frames run over unix sockets on a node and TCP between
+ * nodes. Loop thread only. Needs common/. */
+#ifndef LR_NET_H
+#define LR_NET_H
+
+#include <uv.h>
+#include "common/buf.h"
+
+#define LR_MAX_FRAME ((size_t)1 << 31)
+
+typedef struct lr_conn_s lr_conn_t;
+typedef void (*lr_conn_frame_cb)(lr_conn_t *c, const char *p, size_t n);
+typedef void (*lr_conn_close_cb)(lr_conn_t *c);
+
+struct lr_conn_s {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_pipe_t pipe;
+    uv_tcp_t tcp;
+  } h;
+  uv_write_t wreq;
+  uv_connect_t creq;
+  lr_buf_t in;       /* bytes read, not yet a whole frame */
+  lr_buf_t out;      /* frames queued, not yet handed to the kernel */
+  lr_buf_t inflight; /* frames in the current uv_write */
+  int writing, closing, dirty, connect_status;
+  lr_conn_t *next_dirty;
+  lr_conn_frame_cb on_frame;
+  lr_conn_close_cb on_close;
+  void *data;
+};
+
+/* Sets up c over a new pipe (is_tcp = 0) or TCP handle on loop. */
+int lr_conn_init(uv_loop_t *loop, lr_conn_t *c, int is_tcp);
+/* Starts reading frames; on_frame runs once per whole frame. */
+int lr_conn_start(lr_conn_t *c);
+/* Starts a frame: reserves the length prefix, returns its position in out.
+ * Append the payload to c->out, then call lr_conn_end_frame. */
+size_t lr_conn_begin_frame(lr_conn_t *c);
+int lr_conn_end_frame(lr_conn_t *c, size_t pos); /* 0 or LR_ETOOBIG */
+/* Hands queued frames to the kernel: one write for all of them. */
+void lr_conn_flush(lr_conn_t *c);
+/* Flushes every connection with queued frames (called before each poll). */
+void lr_conn_flush_all(void);
+/* Closes the stream; on_close runs once the handle is closed (may be async). */
+void lr_conn_close(lr_conn_t *c);
+
+/* Parses "unix:/path" or "tcp:host:port". Returns 0 and fills out, or
+ * LR_EBADARG. For unix, host holds the path. */
+int lr_net_parse_addr(const char *addr, int *is_tcp, char *host, size_t hostlen,
+                      int *port);
+
+#endif

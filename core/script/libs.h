@@ -1,0 +1,16 @@
+/* The parts of the `lray._core` Lua module. Each adds its functions to the
+ * table on top of the stack; lib_core.c calls them all from
+ * luaopen_lray_core. */
+#ifndef LR_LIBS_H
+#define LR_LIBS_H
+
+#include <lua.h>
+
+void lr_lib_ser_open(lua_State *L);   /* ser.c: encode/decode */
+void lr_lib_store_open(lua_State *L); /* lib_store.c: shm regions */
+void lr_lib_loop_open(lua_State *L);  /* lib_loop.c: event loop, conns */
+void lr_lib_sys_open(lua_State *L);   /* lib_sys.c: process utilities */
+void lr_lib_ref_open(lua_State *L);   /* lib_ref.c: ObjectRef userdata */
+int luaopen_lray_core(lua_State *L);
+
+#endif

@@ -1,0 +1,243 @@
+-- The node's actor table: placement of new actors on a dedicated worker,
+-- their states (PENDING -> ALIVE -> DEAD), names within namespaces, and the
+-- notices that tell callers where an actor lives or why it died.
+local core = require("lray._core")
+local N = require("lray._node.state")
+local sched = require("lray._node.sched")
+local objects = require("lray._node.objects")
+local errors = require("lray.errors")
+
+local pairs, ipairs, tostring, remove = pairs, ipairs, tostring, table.remove
+
+local M = {}
+local actors = {}     -- actor id -> actor
+local names = {}      -- namespace .. "\0" .. name -> actor id
+local pending = {}    -- actors waiting for resources or a worker
+M.actors = actors
+
+local function name_key(ns, name) return tostring(ns) .. "\0" .. name end
+
+local function info(a)
+  return { t = "actor", aid = a.aid, state = a.state, addr = a.addr,
+    pid = a.pid, cause = a.cause, cname = a.cname, name = a.name }
+end
+
+local function notify(a)
+  local m = info(a)
+  for cl in pairs(a.subs) do
+    if cl.conn:is_open() then cl.conn:send(m) else a.subs[cl] = nil end
+  end
+end
+
+local function set_dead(a, cause)
+  if a.state == "DEAD" then return end
+  a.state = "DEAD"
+  a.cause = a.cause or cause
+  a.addr = nil
+  if a.name and names[name_key(a.namespace, a.name)] == a.aid then
+    names[name_key(a.namespace, a.name)] = nil   -- the name is free again
+  end
+  if a.placed then
+    sched.release(a.res)
+    a.placed = false
+  end
+  for _, id in ipairs(a.holds or {}) do objects.decref(id) end
+  a.holds = {}
+  notify(a)
+  sched.dispatch()
+  M.place_pending()
+end
+
+--- Handles an actor_create message. Returns an error string for a name
+--- clash (the creator raises it), else nil.
+function M.create(cl, m)
+  local o = m.opts or {}
+  local ns = o.namespace or (cl.job and N.jobs[cl.job] and N.jobs[cl.job].namespace)
+  if o.name then
+    local existing = names[name_key(ns, o.name)]
+    if existing and actors[existing] and actors[existing].state ~= "DEAD" then
+      if o.get_if_exists then return nil, actors[existing] end
+      return ("an actor named '%s' already exists in namespace '%s'; pick another name,"
+        .. " kill the old actor, or pass get_if_exists = true"):format(o.name, tostring(ns))
+    end
+  end
+  local a = { aid = m.aid, m = m, cname = m.cname, methods = m.methods,
+    state = "PENDING", subs = {}, job = cl.job, name = o.name, namespace = ns,
+    detached = o.lifetime == "detached", res = m.res or {},
+    place = m.place or { CPU = sched.UNIT }, holds = {}, created = core.now(),
+    restarts = 0 }
+  actors[a.aid] = a
+  if o.name then names[name_key(ns, o.name)] = a.aid end
+  for _, id in pairs(m.deps or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
+  for _, id in ipairs(m.refs or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
+  local ok, missing = sched.feasible(a.place)
+  if ok then ok, missing = sched.feasible(a.res) end
+  if not ok then
+    local job = cl.job and N.jobs[cl.job]
+    if job then
+      job.conn:send({ t = "warn", text = ("actor %s cannot be placed: it needs %s that no"
+        .. " node has; it stays pending until a node that fits joins"):format(
+          tostring(a.cname), missing) })
+    end
+  end
+  pending[#pending + 1] = a
+  M.place_pending()
+  return nil, a
+end
+
+local function deps_ready(a)
+  for _, id in pairs(a.m.deps or {}) do
+    if not objects.ready(id) then return false end
+  end
+  return true
+end
+
+local function start_on(a, w)
+  a.worker, a.pid = w, w.pid
+  w.actor, w.state, w.job, w.label = a, "actor", a.job, a.cname
+  local m = a.m
+  local job = N.jobs[a.job]
+  if job and not w.jobs[a.job] then
+    w.jobs[a.job] = true
+    w.conn:send({ t = "job", job = a.job, path = job.path, cpath = job.cpath,
+      namespace = job.namespace })
+  end
+  local depv
+  if m.deps then
+    depv = {}
+    for i, id in pairs(m.deps) do
+      local o = objects.objects[id]
+      depv[i] = { id = id, data = o.data, shm = o.shm, err = o.err, arr = o.arr }
+    end
+  end
+  w.conn:send({ t = "actor_start", aid = a.aid, code = N.fns[m.ch], args = m.args,
+    depv = depv, cname = a.cname, job = a.job, opts = m.opts,
+    session = N.session_dir })
+end
+
+--- Places pending actors that fit now.
+function M.place_pending()
+  local i = 1
+  while i <= #pending do
+    local a = pending[i]
+    if a.state ~= "PENDING" then
+      remove(pending, i)
+    elseif deps_ready(a) and sched.fits(a.place) and sched.fits(a.res) then
+      remove(pending, i)
+      sched.acquire(a.res)
+      a.placed = true
+      local w = sched.take_idle_worker()
+      if w then
+        start_on(a, w)
+      else
+        w = sched.spawn_worker(true)
+        if not w then
+          set_dead(a, "no worker process could be started for it")
+        else
+          w.for_actor = a
+        end
+      end
+    else
+      i = i + 1
+    end
+  end
+end
+
+-- A fresh worker spawned for an actor takes it as soon as it says hello.
+sched.on_worker_ready = function(w)
+  local a = w.for_actor
+  if type(a) == "table" and a.state == "PENDING" then
+    start_on(a, w)
+    return true
+  end
+  return false
+end
+
+sched.on_worker_exit = function(w, status, sig)
+  local a = w.actor or (type(w.for_actor) == "table" and w.for_actor) or nil
+  if not a or a.state == "DEAD" then return end
+  local how
+  if a.killed then
+    how = "it was killed by lray.kill"
+  elseif sig ~= 0 then
+    how = ("its worker process (pid %s) was killed by signal %d"):format(tostring(w.pid), sig)
+  else
+    how = ("its worker process (pid %s) exited with code %d"):format(tostring(w.pid), status)
+  end
+  set_dead(a, how)
+end
+
+--- The actor's worker finished init and listens at addr.
+function M.ready(w, m)
+  local a = actors[m.aid]
+  if not a or a.state ~= "PENDING" then return end
+  a.state, a.addr = "ALIVE", m.addr
+  notify(a)
+end
+
+--- init raised: the actor is dead, with the error as cause.
+function M.init_failed(w, m)
+  local a = actors[m.aid]
+  if not a then return end
+  a.init_error = m.err
+  set_dead(a, "its init raised an error")
+  if w.proc then w.proc:kill(9) end
+end
+
+function M.subscribe(cl, aid)
+  local a = actors[aid]
+  if not a then
+    cl.conn:send({ t = "actor", aid = aid, state = "DEAD",
+      cause = "no such actor on this cluster (it ended before, or never existed)" })
+    return
+  end
+  a.subs[cl] = true
+  local m = info(a)
+  m.init_error = a.init_error
+  cl.conn:send(m)
+end
+
+function M.kill(aid, no_restart)
+  local a = actors[aid]
+  if not a or a.state == "DEAD" then return end
+  a.killed = true
+  a.cause = "it was killed by lray.kill"
+  if a.worker and a.worker.proc then
+    a.worker.proc:kill(9)
+  else
+    set_dead(a, a.cause)
+  end
+end
+
+function M.lookup(name, ns)
+  local aid = names[name_key(ns, name)]
+  local a = aid and actors[aid]
+  if a and a.state ~= "DEAD" then return a end
+  return nil
+end
+
+--- The job ended: its non-detached actors end with it.
+function M.drop_job(job)
+  for _, a in pairs(actors) do
+    if a.job == job and not a.detached and a.state ~= "DEAD" then
+      a.cause = "its owner (job " .. tostring(job) .. ") exited"
+      if a.worker and a.worker.proc then a.worker.proc:kill(9) else set_dead(a, a.cause) end
+    end
+  end
+end
+
+function M.drop_subscriber(cl)
+  for _, a in pairs(actors) do a.subs[cl] = nil end
+end
+
+function M.list()
+  local out = {}
+  for _, a in pairs(actors) do
+    out[#out + 1] = { actor_id = a.aid, class_name = a.cname, name = a.name,
+      namespace = a.namespace, state = a.state, pid = a.pid, cause = a.cause,
+      restarts = a.restarts, detached = a.detached }
+  end
+  return out
+end
+
+return M

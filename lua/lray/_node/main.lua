@@ -1,0 +1,293 @@
+-- `lray _node`: the head (jobs, actors, names, function table) and the node
+-- manager (scheduler, worker pool, object store) of one node, in one process
+-- and one event loop. Started by an embedded driver or by `lray start`.
+local core = require("lray._core")
+local N = require("lray._node.state")
+local objects = require("lray._node.objects")
+local sched = require("lray._node.sched")
+local actors = require("lray._node.actors")
+
+local pairs, ipairs, tostring, tonumber = pairs, ipairs, tostring, tonumber
+local units = sched.units
+
+local M = {}
+local H = {}
+local DEBUG = os.getenv("LRAY_DEBUG")          -- message type -> handler(cl, m)
+local next_job = 0
+local cleaned = false
+
+local function reply(cl, m, r)
+  r.t = "reply"
+  r.rid = m.rid
+  cl.conn:send(r)
+end
+
+-- -- Clients --------------------------------------------------------------
+
+H.hello = function(cl, m)
+  if m.role == "worker" then
+    local w = N.workers[m.wid]
+    if not w then cl.conn:close(); return end
+    cl.kind = "worker"
+    reply(cl, m, { node_id = N.node_id, shm = N.shm_name, session_dir = N.session_dir })
+    sched.worker_hello(w, cl)
+    return
+  end
+  next_job = next_job + 1
+  local job = string.format("%08x", next_job)
+  cl.kind, cl.job = "driver", job
+  local ns = m.namespace or ("anon-" .. job .. "-" .. core.random_hex(4))
+  N.jobs[job] = { conn = cl.conn, namespace = ns, path = m.path, cpath = m.cpath,
+    log = m.log_to_driver, pid = m.pid, started = core.time() }
+  reply(cl, m, { node_id = N.node_id, job_id = job, shm = N.shm_name,
+    session_dir = N.session_dir, namespace = ns, address = N.tcp_addr or ("unix:" .. N.sock) })
+end
+
+H.fn = function(_, m) N.fns[m.h] = m.code end
+H.submit = function(cl, m)
+  m.job = m.job or (cl.worker and cl.worker.job) or cl.job
+  sched.submit(cl, m)
+end
+
+H.put = function(cl, m)
+  objects.hold(cl, m.id)
+  if m.shm and cl.allocs then cl.allocs[m.shm[1]] = nil end
+  objects.store(m.id, m)
+end
+
+H.expect = function(cl, m)
+  local o = objects.get(m.id)
+  if not o.st then o.expected_from = cl end
+  objects.hold(cl, m.id)
+end
+
+H.sub = function(cl, m)
+  for _, id in ipairs(m.ids) do objects.subscribe(cl, id) end
+end
+
+H.ref = function(cl, m) objects.hold(cl, m.id) end
+H.unref = function(cl, m)
+  for _, id in ipairs(m.ids) do objects.unhold(cl, id) end
+end
+
+-- Space in the shared-memory store. When it is short, every process is asked
+-- to collect garbage (dropping ObjectRefs Lua no longer reaches), then the
+-- request is retried for a while before it fails.
+local function try_alloc(cl, m, tries)
+  local off = N.region:alloc(m.size)
+  if not off then
+    objects.collect_now()
+    off = N.region:alloc(m.size)
+  end
+  if off then
+    cl.allocs = cl.allocs or {}
+    cl.allocs[off] = m.size
+    return reply(cl, m, { off = off })
+  end
+  if tries == 0 then
+    for c in pairs(N.clients) do
+      if c ~= cl and c.conn:is_open() then c.conn:send({ t = "gc" }) end
+    end
+  end
+  if tries >= 40 or not cl.conn:is_open() then
+    local st = N.region:stats()
+    return reply(cl, m, { err = ("the object store is full: cannot store %d bytes"
+      .. " (%d of %d bytes in use by live objects); release ObjectRefs you no"
+      .. " longer need or start with a larger object_store_memory"):format(
+        m.size, st.used, st.capacity) })
+  end
+  core.timer(0.025, 0, function() try_alloc(cl, m, tries + 1) end)
+end
+H.alloc = function(cl, m) try_alloc(cl, m, 0) end
+
+H.blocked = function(cl) if cl.worker then sched.blocked(cl.worker, true) end end
+H.unblocked = function(cl) if cl.worker then sched.blocked(cl.worker, false) end end
+H.done = function(cl, m) if cl.worker then sched.done(cl.worker, m) end end
+
+H.cancel = function(_, m) sched.cancel(m.id, m.force, m.recursive) end
+
+H.actor_create = function(cl, m)
+  local err, a = actors.create(cl, m)
+  if m.rid then
+    reply(cl, m, { err = err, aid = a and a.aid, existed = a and a.aid ~= m.aid,
+      cname = a and a.cname, methods = a and a.methods })
+  end
+end
+H.actor_sub = function(cl, m) actors.subscribe(cl, m.aid) end
+H.actor_ready = function(cl, m) actors.ready(cl.worker, m) end
+H.actor_failed = function(cl, m) actors.init_failed(cl.worker, m) end
+H.kill_actor = function(_, m) actors.kill(m.aid, m.no_restart) end
+H.get_actor = function(cl, m)
+  local ns = m.namespace or (cl.job and N.jobs[cl.job] and N.jobs[cl.job].namespace)
+    or (cl.worker and cl.worker.job and N.jobs[cl.worker.job] and N.jobs[cl.worker.job].namespace)
+  local a = actors.lookup(m.name, ns)
+  if not a then
+    return reply(cl, m, { err = ("no live actor named '%s' in namespace '%s'"):format(
+      m.name, tostring(ns)) })
+  end
+  reply(cl, m, { aid = a.aid, cname = a.cname, methods = a.methods })
+end
+
+local function res_table(t)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v / sched.UNIT end
+  return out
+end
+
+H.resources = function(cl, m)
+  reply(cl, m, { total = res_table(N.total), avail = res_table(N.avail) })
+end
+
+H.nodes = function(cl, m)
+  reply(cl, m, { nodes = { { node_id = N.node_id, address = N.tcp_addr or ("unix:" .. N.sock),
+    alive = true, resources = res_table(N.total) } } })
+end
+
+H.list = function(cl, m)
+  local r = {}
+  if m.what == "actors" then r.items = actors.list()
+  elseif m.what == "tasks" then
+    r.items = {}
+    for tid, t in pairs(sched.tasks) do
+      r.items[#r.items + 1] = { task_id = tid, name = t.name, state = t.state, job = t.job }
+    end
+  elseif m.what == "objects" then
+    r.items = {}
+    for id, o in pairs(objects.objects) do
+      r.items[#r.items + 1] = { object_id = id, ready = o.st ~= nil, count = o.count,
+        size = (o.data and #o.data) or (o.shm and o.shm[2]) or 0,
+        where = o.shm and "shm" or "inline" }
+    end
+  elseif m.what == "workers" then
+    r.items = {}
+    for wid, w in pairs(N.workers) do
+      r.items[#r.items + 1] = { worker_id = wid, pid = w.pid, state = w.state }
+    end
+  end
+  reply(cl, m, r)
+end
+
+H.status = function(cl, m)
+  local q = sched.counts()
+  local nobj, bytes = objects.stats()
+  local nw = 0
+  for _ in pairs(N.workers) do nw = nw + 1 end
+  reply(cl, m, { total = res_table(N.total), avail = res_table(N.avail), queued = q,
+    objects = nobj, object_bytes = bytes, workers = nw, store = N.region:stats(),
+    node_id = N.node_id, address = N.tcp_addr or ("unix:" .. N.sock) })
+end
+
+H.shutdown = function(cl)
+  if cl.job and N.jobs[cl.job] and N.jobs[cl.job].pid == N.owner_pid then M.cleanup(0) end
+end
+H.stop = function() M.cleanup(0) end
+
+-- -- Connections ----------------------------------------------------------
+
+local function on_close(cl)
+  N.clients[cl] = nil
+  objects.drop_client(cl)
+  actors.drop_subscriber(cl)
+  if cl.kind == "driver" then
+    local job = N.jobs[cl.job]
+    N.jobs[cl.job] = nil
+    actors.drop_job(cl.job)
+    sched.drop_job(cl.job)
+    if job and N.owner_pid and job.pid == N.owner_pid then M.cleanup(0) end
+  elseif cl.worker and cl.worker.state ~= "dead" and cl.worker.proc then
+    -- A worker that hangs up is finished; make sure its process is too.
+    cl.worker.proc:kill(9)
+  end
+end
+
+local function on_conn(conn)
+  local cl = { conn = conn, held = {} }
+  N.clients[cl] = true
+  conn:on_close(function() on_close(cl) end)
+  conn:on_message(function(_, m)
+    if DEBUG then io.stderr:write("node <- ", tostring(cl.kind), " ", tostring(m.t), "\n") end
+    local h = H[m.t]
+    if h then h(cl, m) end
+  end)
+end
+
+-- -- Start and stop ---------------------------------------------------------
+
+function M.cleanup(code)
+  if cleaned then return end
+  cleaned = true
+  for _, w in pairs(N.workers) do
+    if w.proc then w.proc:kill(9) end
+  end
+  if N.region then N.region:close() end
+  if N.shm_name then core.shm_unlink(N.shm_name) end
+  if N.session_dir then
+    for _, f in ipairs({ "node.sock", "address" }) do core.unlink(N.session_dir .. "/" .. f) end
+    for _, a in pairs(actors.actors) do
+      core.unlink(N.session_dir .. "/a-" .. a.aid:sub(-12) .. ".sock")
+    end
+    core.rmdir(N.session_dir)
+  end
+  io.stdout:flush()
+  core.exit(code or 0)
+end
+
+local function parse(argv)
+  local o = {}
+  local i = 1
+  while i <= #argv do
+    local k = argv[i]:match("^%-%-(.+)$")
+    if not k then error("unexpected argument " .. argv[i]) end
+    o[k:gsub("-", "_")] = argv[i + 1]
+    i = i + 2
+  end
+  return o
+end
+
+function M.main(argv)
+  local o = parse(argv)
+  N.exe = core.exe_path()
+  N.owner_pid = tonumber(o.owner)
+  if N.owner_pid then
+    -- Embedded: die with the driver that started us, even on SIGKILL.
+    core.pdeathsig(15)
+    if core.getppid() ~= N.owner_pid then return 0 end
+  end
+  N.node_id = core.random_hex(14)
+  N.session_dir = o.session
+  core.mkdir(N.session_dir)
+  N.sock = N.session_dir .. "/node.sock"
+  local ncpu = tonumber(o.num_cpus) or 1
+  N.total.CPU = units(ncpu)
+  N.total.GPU = units(tonumber(o.num_gpus) or 0)
+  N.total.memory = units(tonumber(o.memory) or 0)
+  local store = tonumber(o.object_store_memory) or 512 * 1024 * 1024
+  N.total.object_store_memory = units(store)
+  if o.resources then
+    local ok, cjson = pcall(require, "cjson")
+    local res = ok and cjson.decode(o.resources) or {}
+    for k, v in pairs(res) do N.total[k] = units(v) end
+  end
+  for k, v in pairs(N.total) do
+    if v == 0 and k ~= "CPU" then N.total[k] = nil end
+  end
+  for k, v in pairs(N.total) do N.avail[k] = v end
+  N.fns = {}
+  core.shm_sweep("lray-")
+  N.shm_name = "lray-" .. core.getpid() .. "-" .. core.random_hex(4)
+  N.region = core.shm_create(N.shm_name, store)
+  local srv, err = core.listen("unix:" .. N.sock, on_conn)
+  if not srv then error(err) end
+  if o.port then
+    local tsrv, terr = core.listen((o.host or "0.0.0.0") .. ":" .. o.port, on_conn)
+    if not tsrv then M.cleanup(1); error(terr) end
+    N.tcp_addr = (o.host_ip or "127.0.0.1") .. ":" .. tsrv:port()
+  end
+  for _, sig in ipairs({ 1, 2, 15 }) do core.signal(sig, function() M.cleanup(0) end) end
+  sched.prestart(math.min(math.max(math.floor(ncpu), 1), tonumber(o.prestart) or 4))
+  if o.ready_fd then io.stdout:write("ready\n"); io.stdout:flush() end
+  core.run()
+  M.cleanup(0)
+end
+
+return M

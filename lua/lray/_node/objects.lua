@@ -1,0 +1,188 @@
+-- The node's object directory: every object the node knows, where its bytes
+-- are (inline in memory, or a range of the shared-memory store), who holds
+-- references to it, and who waits for it.
+--
+-- An object lives while its count is above zero. The count is the number of
+-- processes holding an ObjectRef to it (each counts once), plus objects that
+-- contain its id, plus queued or running tasks that take it as an argument.
+-- At zero it is freed after a short grace period, so a reference that is
+-- being handed from one process to another (whose "ref" may arrive just
+-- after the sender's "unref") is not lost.
+local core = require("lray._core")
+local N = require("lray._node.state")
+
+local pairs, next = pairs, next
+
+local M = {}
+local objects = {}
+M.objects = objects
+
+local GRACE = 0.5                 -- seconds an unreferenced object lingers
+local doomed = {}                 -- id -> time its count reached zero
+local sweeping = false
+
+--- The entry for id, created pending when unknown.
+function M.get(id)
+  local o = objects[id]
+  if not o then
+    o = { count = 0 }
+    objects[id] = o
+  end
+  return o
+end
+
+local function free(id, o)
+  objects[id] = nil
+  if o.shm then N.region:free(o.shm[1], o.shm[2]) end
+  if o.contains then
+    for i = 1, #o.contains do M.decref(o.contains[i]) end
+  end
+end
+
+local function sweep()
+  local t = core.now()
+  for id, since in pairs(doomed) do
+    local o = objects[id]
+    if not o or o.count > 0 then
+      doomed[id] = nil
+    elseif t - since >= GRACE and not o.producing then
+      doomed[id] = nil
+      free(id, o)
+    end
+  end
+  if next(doomed) then
+    core.timer(GRACE, 0, sweep, true)
+  else
+    sweeping = false
+  end
+end
+
+function M.incref(id)
+  local o = M.get(id)
+  o.count = o.count + 1
+end
+
+local function doom(id)
+  doomed[id] = core.now()
+  if not sweeping then
+    sweeping = true
+    core.timer(GRACE, 0, sweep, true)
+  end
+end
+
+function M.decref(id)
+  local o = objects[id]
+  if not o then return end
+  o.count = o.count - 1
+  if o.count <= 0 then
+    o.count = 0
+    doom(id)
+  end
+end
+
+--- Frees every unreferenced object now (the store is short of space).
+function M.collect_now()
+  for id in pairs(doomed) do
+    local o = objects[id]
+    doomed[id] = nil
+    if o and o.count <= 0 and not o.producing then free(id, o) end
+  end
+end
+
+--- client holds a reference to id (counted once per client).
+function M.hold(cl, id)
+  if cl.held[id] then return end
+  cl.held[id] = true
+  M.incref(id)
+end
+
+function M.unhold(cl, id)
+  if not cl.held[id] then return end
+  cl.held[id] = nil
+  M.decref(id)
+end
+
+--- Drops everything a departed client held.
+function M.drop_client(cl)
+  for id in pairs(cl.held) do M.decref(id) end
+  cl.held = {}
+  for off, size in pairs(cl.allocs or {}) do N.region:free(off, size) end
+  cl.allocs = nil
+  for id, o in pairs(objects) do
+    if o.waiters then o.waiters[cl] = nil end
+    if o.expected_from == cl and not o.st then
+      M.fail(id, { lost = "the process that owned it exited before it was stored" })
+    end
+  end
+end
+
+local function wire(o)
+  return { t = "obj", data = o.data, shm = o.shm, err = o.err, arr = o.arr }
+end
+
+--- Sends id's value to cl now if ready, or when it becomes ready.
+function M.subscribe(cl, id)
+  local o = M.get(id)
+  if o.st then
+    local m = wire(o)
+    m.id = id
+    cl.conn:send(m)
+  else
+    o.waiters = o.waiters or {}
+    o.waiters[cl] = true
+  end
+end
+
+--- Stores the value (or failure) of id and tells everyone waiting.
+---@param v table {data=, shm=, err=, refs=}
+function M.store(id, v)
+  local o = M.get(id)
+  if o.st then
+    -- Already stored (a retried task finishing twice): keep the first.
+    if v.shm then N.region:free(v.shm[1], v.shm[2]) end
+    return
+  end
+  o.data, o.shm, o.err, o.arr = v.data, v.shm, v.err, v.arr
+  o.st = v.err and "err" or "ok"
+  o.producing = nil
+  if v.refs and #v.refs > 0 then
+    o.contains = v.refs
+    for i = 1, #v.refs do M.incref(v.refs[i]) end
+  end
+  local w = o.waiters
+  if w then
+    o.waiters = nil
+    local m = wire(o)
+    m.id = id
+    for cl in pairs(w) do
+      if cl.conn:is_open() then cl.conn:send(m) end
+    end
+  end
+  if o.count <= 0 then doom(id) end    -- nobody wants it: sweep later
+end
+
+--- Marks id failed with an encoded error built by the caller.
+function M.fail(id, err_blob)
+  if type(err_blob) == "table" then
+    local errors = require("lray.errors")
+    err_blob = core.encode(errors.new("ObjectLostError",
+      "object " .. id .. " was lost: " .. err_blob.lost))
+  end
+  M.store(id, { err = err_blob })
+end
+
+function M.ready(id)
+  local o = objects[id]
+  return o ~= nil and o.st ~= nil
+end
+
+function M.stats()
+  local n, bytes = 0, 0
+  for _, o in pairs(objects) do
+    n = n + 1
+    bytes = bytes + (o.data and #o.data or 0) + (o.shm and o.shm[2] or 0)
+  end
+  return n, bytes
+end
+
+return M

@@ -1,0 +1,378 @@
+-- The node's scheduler and worker pool: resource accounting in fixed point
+-- (1.0 = 10000 units, so fractions never drift), the queue of tasks waiting
+-- for their arguments or resources, and the worker processes that run them.
+--
+-- Policy: tasks start in arrival order as soon as their arguments exist and
+-- their whole request fits; a task that does not fit does not hold back
+-- smaller ones behind it. Workers are prestarted and reused; a worker blocked
+-- in get/wait gives its CPUs back, and the pool may then grow, up to a bound.
+local core = require("lray._core")
+local N = require("lray._node.state")
+local objects = require("lray._node.objects")
+local errors = require("lray.errors")
+
+local pairs, ipairs, floor, tostring = pairs, ipairs, math.floor, tostring
+local remove = table.remove
+
+local M = {}
+
+M.UNIT = 10000
+function M.units(x) return floor(x * M.UNIT + 0.5) end
+
+local tasks = {}        -- task id -> task
+local queue = {}        -- tasks waiting to start, in arrival order
+local idle = {}         -- idle task workers (a stack: the warmest first)
+local starting = 0      -- workers spawned, not yet connected
+local nblocked = 0      -- workers blocked in get/wait
+local seq = 0
+M.tasks, M.queue = tasks, queue
+M.on_worker_ready = nil -- set by actors: function(worker) -> handled?
+
+-- -- Resources -------------------------------------------------------------
+
+function M.fits(req)
+  for k, v in pairs(req) do
+    if (N.avail[k] or 0) < v then return false end
+  end
+  return true
+end
+
+function M.feasible(req)
+  for k, v in pairs(req) do
+    if (N.total[k] or 0) < v then return false, k end
+  end
+  return true
+end
+
+function M.acquire(req)
+  for k, v in pairs(req) do N.avail[k] = (N.avail[k] or 0) - v end
+end
+
+function M.release(req)
+  for k, v in pairs(req) do N.avail[k] = (N.avail[k] or 0) + v end
+end
+
+-- -- Workers ---------------------------------------------------------------
+
+local next_wid = 0
+local MAX_WORKERS = 256
+
+local function ncpu() return floor((N.total.CPU or 0) / M.UNIT) end
+
+local function pool_limit()
+  -- One worker per CPU, plus one for each worker blocked in get (its CPU is
+  -- free again); bounded so deep recursion cannot fork the machine to death.
+  return math.min(math.max(ncpu(), 1) + nblocked, math.max(ncpu(), 1) * 4 + 8)
+end
+
+local function count_task_workers()
+  local n = 0
+  for _, w in pairs(N.workers) do
+    if not w.actor and w.state ~= "dead" then n = n + 1 end
+  end
+  return n
+end
+
+local function flush_line(w, stream, line)
+  local job = w.job and N.jobs[w.job]
+  if job and job.conn:is_open() and job.log ~= false then
+    job.conn:send({ t = "out", name = w.label or "worker", pid = w.pid,
+      text = line, stream = stream })
+  end
+end
+
+local function on_output(w, stream, data)
+  local buf = (w.partial[stream] or "") .. data
+  local last = buf:match(".*\n()")
+  if last then
+    flush_line(w, stream, buf:sub(1, last - 1))
+    buf = buf:sub(last)
+  end
+  w.partial[stream] = buf ~= "" and buf or nil
+end
+
+--- Starts a worker process. for_actor: it will be dedicated to an actor.
+function M.spawn_worker(for_actor)
+  local n = 0
+  for _ in pairs(N.workers) do n = n + 1 end
+  if n >= MAX_WORKERS then return nil end
+  next_wid = next_wid + 1
+  local wid = "w" .. next_wid
+  local w = { wid = wid, state = "starting", has = {}, jobs = {}, partial = {},
+    for_actor = for_actor }
+  local pid, proc = core.spawn({
+    file = N.exe,
+    args = { "_worker", "--node", N.sock, "--wid", wid },
+    capture = true,
+    on_output = function(stream, data) on_output(w, stream, data) end,
+    on_exit = function(status, sig) M.worker_exited(w, status, sig) end,
+  })
+  if not pid then
+    io.stderr:write("lray node: ", tostring(proc), "\n")
+    return nil
+  end
+  w.pid, w.proc = pid, proc
+  N.workers[wid] = w
+  starting = starting + 1
+  return w
+end
+
+--- A worker said hello on conn.
+function M.worker_hello(w, cl)
+  w.conn, w.client = cl.conn, cl
+  cl.worker = w
+  starting = starting - 1
+  w.state = "idle"
+  if M.on_worker_ready and M.on_worker_ready(w) then return end
+  idle[#idle + 1] = w
+  M.dispatch()
+end
+
+local function take_idle()
+  while #idle > 0 do
+    local w = remove(idle)
+    if w.state == "idle" then return w end
+  end
+  return nil
+end
+
+--- An idle worker for an actor, or nil (the caller then spawns one).
+function M.take_idle_worker() return take_idle() end
+
+-- -- Tasks -----------------------------------------------------------------
+
+local function fail_task(t, err)
+  local blob = core.encode(err)
+  for _, id in ipairs(t.rets) do objects.store(id, { err = blob }) end
+end
+
+local function finish(t)
+  tasks[t.tid] = nil
+  t.state = "done"
+  for _, id in ipairs(t.holds) do objects.decref(id) end
+  t.holds = {}
+end
+
+--- Queues a task from a submit message sent by client cl.
+function M.submit(cl, m)
+  local t = { tid = m.tid, m = m, owner = cl, rets = m.rets, state = "queued",
+    res = m.res or { CPU = M.UNIT }, retries = m.max_retries or 3,
+    name = m.name, job = cl.job or m.job, holds = {}, parent = m.parent }
+  tasks[t.tid] = t
+  for _, id in ipairs(m.rets) do
+    local o = objects.get(id)
+    o.producing = t.tid
+    objects.hold(cl, id)
+    -- The submitter gets the result pushed as soon as it exists.
+    o.waiters = o.waiters or {}
+    o.waiters[cl] = true
+  end
+  if m.deps then
+    for _, id in pairs(m.deps) do
+      objects.incref(id); t.holds[#t.holds + 1] = id
+    end
+  end
+  if m.refs then
+    for _, id in ipairs(m.refs) do
+      objects.incref(id); t.holds[#t.holds + 1] = id
+    end
+  end
+  local ok, missing = M.feasible(t.res)
+  if not ok then
+    t.infeasible = missing
+    M.warn_infeasible(t, missing)
+  end
+  queue[#queue + 1] = t
+  M.dispatch()
+end
+
+function M.warn_infeasible(t, missing)
+  local job = t.job and N.jobs[t.job]
+  if job and job.conn:is_open() then
+    job.conn:send({ t = "warn", text = ("task '%s' cannot be scheduled: it needs %g %s"
+      .. " but no node has that much (this node has %g); it stays pending until"
+      .. " a node that fits joins"):format(tostring(t.name), (t.res[missing] or 0) / M.UNIT,
+      missing, (N.total[missing] or 0) / M.UNIT) })
+  end
+end
+
+local function deps_state(t)
+  local deps = t.m.deps
+  if not deps then return true end
+  for _, id in pairs(deps) do
+    if not objects.ready(id) then return false end
+  end
+  return true
+end
+
+local function start(t, w)
+  seq = seq + 1
+  t.seq, t.worker, t.state = seq, w, "running"
+  w.state, w.task, w.job, w.label = "busy", t, t.job, t.name
+  M.acquire(t.res)
+  local m = t.m
+  local job = N.jobs[t.job]
+  if job and not w.jobs[t.job] then
+    w.jobs[t.job] = true
+    w.conn:send({ t = "job", job = t.job, path = job.path, cpath = job.cpath,
+      namespace = job.namespace })
+  end
+  local depv
+  if m.deps then
+    depv = {}
+    for i, id in pairs(m.deps) do
+      local o = objects.objects[id]
+      depv[i] = { id = id, data = o.data, shm = o.shm, err = o.err, arr = o.arr }
+    end
+  end
+  local code
+  if not w.has[m.fh] then
+    code = N.fns[m.fh]
+    w.has[m.fh] = true
+  end
+  w.conn:send({ t = "exec", tid = t.tid, seq = seq, fh = m.fh, code = code,
+    args = m.args, depv = depv, rets = m.rets, name = t.name, job = t.job })
+end
+
+--- Starts whatever can start now.
+function M.dispatch()
+  local i = 1
+  local spawned = false
+  while i <= #queue do
+    local t = queue[i]
+    if t.state ~= "queued" then
+      remove(queue, i)
+    elseif deps_state(t) and M.fits(t.res) then
+      local w = take_idle()
+      if w then
+        remove(queue, i)
+        start(t, w)
+      else
+        if not spawned and count_task_workers() < pool_limit() and starting == 0 then
+          M.spawn_worker(false)
+        end
+        spawned = true
+        i = i + 1
+        break
+      end
+    else
+      i = i + 1
+    end
+  end
+end
+
+--- A worker finished its task.
+function M.done(w, m)
+  local t = w.task
+  if not t or t.tid ~= m.tid then return end
+  w.task = nil
+  M.release(t.res)
+  if w.blocked then w.blocked = false; nblocked = nblocked - 1 end
+  if m.lua_error and t.m.retry_exc and t.retries ~= 0 and not t.cancelled then
+    -- A Lua error with retry_exceptions: run it again.
+    t.retries = t.retries - 1
+    t.state = "queued"
+    queue[#queue + 1] = t
+  else
+    for i, r in ipairs(m.results) do objects.store(t.rets[i] or r.id, r) end
+    finish(t)
+  end
+  w.state = "idle"
+  w.label = nil
+  idle[#idle + 1] = w
+  M.dispatch()
+end
+
+function M.blocked(w, on)
+  if not w.task then return end
+  if on and not w.blocked then
+    w.blocked = true
+    nblocked = nblocked + 1
+    M.release({ CPU = w.task.res.CPU })
+    M.dispatch()
+  elseif not on and w.blocked then
+    w.blocked = false
+    nblocked = nblocked - 1
+    M.acquire({ CPU = w.task.res.CPU })
+  end
+end
+
+--- A worker process ended (crash, kill, or cancel with force).
+function M.worker_exited(w, status, sig)
+  if w.state == "starting" then starting = starting - 1 end
+  w.state = "dead"
+  N.workers[w.wid] = nil
+  w.exit_status, w.exit_signal = status, sig
+  local t = w.task
+  if t then
+    w.task = nil
+    M.release(t.res)
+    if w.blocked then nblocked = nblocked - 1 end
+    if t.cancelled then
+      fail_task(t, errors.new("TaskCancelledError", "task '" .. tostring(t.name) .. "' was cancelled"))
+      finish(t)
+    elseif t.retries ~= 0 then
+      t.retries = t.retries - 1
+      t.state = "queued"
+      queue[#queue + 1] = t
+    else
+      local how = sig ~= 0 and ("was killed by signal " .. sig) or ("exited with code " .. status)
+      fail_task(t, errors.new("WorkerCrashedError", "the worker running task '"
+        .. tostring(t.name) .. "' (pid " .. tostring(w.pid) .. ") " .. how
+        .. ", and no retries are left (max_retries)"))
+      finish(t)
+    end
+  end
+  if M.on_worker_exit then M.on_worker_exit(w, status, sig) end
+  M.dispatch()
+end
+
+--- Cancels the task that produces object id.
+function M.cancel(id, force, recursive)
+  local o = objects.objects[id]
+  local t = o and o.producing and tasks[o.producing]
+  if not t then return false end
+  M.cancel_task(t, force, recursive)
+  return true
+end
+
+function M.cancel_task(t, force, recursive)
+  if recursive then
+    for _, c in pairs(tasks) do
+      if c.parent == t.tid and c.state ~= "done" then M.cancel_task(c, force, true) end
+    end
+  end
+  t.cancelled = true
+  if t.state == "queued" then
+    t.state = "cancelled"
+    fail_task(t, errors.new("TaskCancelledError", "task '" .. tostring(t.name) .. "' was cancelled"))
+    finish(t)
+  elseif t.state == "running" and t.worker then
+    if force then
+      t.worker.proc:kill(9)
+    else
+      t.worker.conn:send({ t = "cancel", tid = t.tid })
+      core.cancel_signal(t.worker.pid, t.seq)
+    end
+  end
+end
+
+--- Forgets the queued tasks of a job that ended.
+function M.drop_job(job)
+  for _, t in pairs(tasks) do
+    if t.job == job and t.state == "queued" then
+      t.state = "cancelled"
+      finish(t)
+    end
+  end
+end
+
+function M.prestart(n)
+  for _ = 1, n do M.spawn_worker(false) end
+end
+
+function M.counts()
+  return #queue, starting, nblocked
+end
+
+return M

@@ -1,0 +1,299 @@
+-- `lray _worker`: a worker process. Runs tasks one at a time for the node
+-- manager, or becomes the dedicated process of one actor and serves calls
+-- that callers send straight to it.
+local core = require("lray._core")
+local runtime = require("lray.runtime")
+local serialize = require("lray.serialize")
+local errors = require("lray.errors")
+
+local decode = serialize.decode
+local pairs, ipairs, select, tostring, type, xpcall = pairs, ipairs, select, tostring, type, xpcall
+local remove, traceback = table.remove, debug.traceback
+
+local M = {}
+
+local work = {}          -- messages waiting to run, in arrival order
+local fns = {}           -- function hash -> function
+local actor = nil        -- {aid, instance, cname, ...} once this is an actor
+local CANCEL = setmetatable({}, { __tostring = function() return "task cancelled" end })
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- What a task raised, with the traceback of where it was raised.
+local function on_error(e)
+  return { e = e, tb = traceback(nil, 2) }
+end
+
+local function clean_tb(tb)
+  -- Drop the frames of the worker itself: the user wants their own code.
+  local out = {}
+  for line in (tb or ""):gmatch("[^\n]+") do
+    if line:find("lray/_worker.lua", 1, true) or line:find("%[C%]: in function 'xpcall'") then
+      break
+    end
+    out[#out + 1] = line
+  end
+  return table.concat(out, "\n")
+end
+
+local function encode_error(e)
+  local ok, blob = pcall(serialize.encode, e)
+  if ok then return blob end
+  -- The cause itself could not be sent: keep its text.
+  e.cause = tostring(e.cause)
+  return serialize.encode(e)
+end
+
+-- Stores one result blob: inline, or in shared memory when large.
+local function result_entry(id, blob, refs)
+  if #blob <= runtime.INLINE_MAX then
+    return { id = id, data = blob, refs = refs }
+  end
+  local r = runtime.rpc({ t = "alloc", size = #blob })
+  if r.err then
+    return { id = id, err = encode_error(errors.new("ObjectStoreFullError", r.err)) }
+  end
+  runtime.region():write(r.off, blob)
+  return { id = id, shm = { r.off, #blob }, refs = refs }
+end
+
+-- Encodes what a call returned into one entry per return id.
+local function results_of(rets, res, what)
+  local out = {}
+  local nret = #rets
+  if nret == 1 and res.n == 1 and runtime.is_big_array(res[1]) then
+    local loc, ctype = runtime.store_array(res[1])
+    out[1] = { id = rets[1], shm = loc, arr = ctype }
+    return out
+  end
+  if nret == 1 then
+    local ok, blob, refs = pcall(runtime.encode_tracked, res, "the result of " .. what)
+    if not ok then
+      return nil, errors.new("TaskError", what .. " returned a value that cannot be sent: " .. tostring(blob))
+    end
+    out[1] = result_entry(rets[1], blob, refs)
+  else
+    for i = 1, nret do
+      local ok, blob, refs = pcall(runtime.encode_tracked, { n = 1, res[i + 1] },
+        "return value " .. i .. " of " .. what)
+      if not ok then
+        return nil, errors.new("TaskError", what .. " returned a value that cannot be sent: " .. tostring(blob))
+      end
+      out[i] = result_entry(rets[i], blob, refs)
+    end
+  end
+  return out
+end
+
+local function error_results(rets, err)
+  local blob = encode_error(err)
+  local out = {}
+  for i, id in ipairs(rets) do out[i] = { id = id, err = blob } end
+  return out
+end
+
+-- Arguments: the encoded list, with resolved ObjectRef arguments filled in.
+local function build_args(m, depv)
+  local args = decode(m.args)
+  if depv then
+    for i, d in pairs(depv) do
+      if d.err then return nil, runtime.decode_error(d.err) end
+      args[i] = runtime.first_value(d, d.id)
+    end
+  end
+  return args
+end
+
+-- Runs fn(...) as the current task; returns results for the rets ids.
+local function invoke(fn, self, args, rets, what)
+  local res
+  if self ~= nil then
+    res = pack(xpcall(fn, on_error, self, unpack(args, 1, args.n)))
+  else
+    res = pack(xpcall(fn, on_error, unpack(args, 1, args.n)))
+  end
+  if res[1] then
+    if #rets == 1 then
+      local vals = { n = res.n - 1 }
+      for i = 2, res.n do vals[i - 1] = res[i] end
+      res = vals
+      local out, err = results_of(rets, res, what)
+      if not out then return error_results(rets, err), false end
+      return out, false
+    end
+    local out, err = results_of(rets, res, what)
+    if not out then return error_results(rets, err), false end
+    return out, false
+  end
+  local raised = res[2]
+  local e, tb = raised.e, raised.tb
+  if e == CANCEL or errors.is_error(e, "TaskCancelledError") then
+    return error_results(rets, errors.new("TaskCancelledError", what .. " was cancelled")), false
+  end
+  return error_results(rets, errors.task_error(what, e, clean_tb(tb))), true
+end
+
+-- -- Tasks -----------------------------------------------------------------
+
+local function load_fn(m, cache)
+  local f = cache[m.fh]
+  if f then return f end
+  if not m.code then return nil, "the definition of " .. tostring(m.name) .. " never reached this worker" end
+  local ok, v = pcall(decode, m.code)
+  if not ok then return nil, v end
+  cache[m.fh] = v
+  return v
+end
+
+local function run_task(m)
+  local what = "task '" .. tostring(m.name) .. "'"
+  runtime.current = { task_id = m.tid, name = m.name, job_id = m.job }
+  local results, lua_error
+  local fn, err = load_fn(m, fns)
+  if not fn then
+    results = error_results(m.rets, errors.new("TaskError", what .. " could not be loaded: " .. tostring(err)))
+  else
+    local ok, args, derr = pcall(build_args, m, m.depv)
+    if not ok then
+      results = error_results(m.rets, errors.new("TaskError", what .. " could not decode its arguments: " .. tostring(args)))
+    elseif not args then
+      results = error_results(m.rets, derr)
+    else
+      core.cancel_arm(m.seq)
+      results, lua_error = invoke(fn, nil, args, m.rets, what)
+      core.cancel_arm(0)
+    end
+  end
+  runtime.current = {}
+  runtime.send({ t = "done", tid = m.tid, results = results, lua_error = lua_error })
+end
+
+-- -- Actors ----------------------------------------------------------------
+
+local calls = {}     -- {conn, msg} waiting to run, in arrival order
+
+local function serve_call(conn, m)
+  local what = "actor method '" .. actor.cname .. "." .. tostring(m.m) .. "'"
+  runtime.current = { task_id = m.cid, name = what, actor_id = actor.aid, job_id = actor.job }
+  local results
+  local fn = actor.instance[m.m]
+  if type(fn) ~= "function" then
+    results = error_results(m.rets, errors.new("TaskError", ("actor %s has no method '%s'")
+      :format(actor.cname, tostring(m.m))))
+  else
+    local depv
+    if m.deps then
+      local ids = {}
+      for _, id in pairs(m.deps) do ids[#ids + 1] = id end
+      runtime.subscribe(ids)
+      local es = runtime.entries(ids)
+      runtime.wait_until(function()
+        for i = 1, #es do if not es[i].st then return false end end
+        return true
+      end)
+      depv = {}
+      for i, id in pairs(m.deps) do
+        local e = runtime.objs[id]
+        depv[i] = { id = id, data = e.data, shm = e.shm, err = e.err, arr = e.arr, st = e.st }
+      end
+    end
+    local ok, args, derr = pcall(build_args, m, depv)
+    if not ok then
+      results = error_results(m.rets, errors.new("TaskError", what .. " could not decode its arguments: " .. tostring(args)))
+    elseif not args then
+      results = error_results(m.rets, derr)
+    else
+      results = invoke(fn, actor.instance, args, m.rets, what)
+    end
+  end
+  runtime.current = { actor_id = actor.aid, job_id = actor.job }
+  -- Large results went to the node's store: the caller takes them over.
+  if conn:is_open() then
+    conn:send({ t = "ret", cid = m.cid, results = results })
+  end
+  for _, r in ipairs(results) do
+    if r.shm then runtime.send({ t = "unref", ids = { r.id } }) end
+  end
+end
+
+local function become_actor(m)
+  local what = "actor " .. tostring(m.cname)
+  runtime.current = { actor_id = m.aid, job_id = m.job, name = what }
+  local ok, cls = pcall(decode, m.code)
+  local function fail(e, tb)
+    local err = errors.task_error("the init of " .. what, e, clean_tb(tb))
+    runtime.send({ t = "actor_failed", aid = m.aid, err = encode_error(err) })
+    runtime.pump()
+    core.exit(1)
+  end
+  if not ok then return fail(cls) end
+  local instance = setmetatable({}, { __index = cls })
+  actor = { aid = m.aid, cname = m.cname, instance = instance, job = m.job }
+  local args, derr
+  ok, args, derr = pcall(build_args, m, m.depv)
+  if not ok then return fail(args) end
+  if not args then return fail(derr) end
+  local init = cls.init
+  if type(init) == "function" then
+    local res = pack(xpcall(init, on_error, instance, unpack(args, 1, args.n)))
+    if not res[1] then return fail(res[2].e, res[2].tb) end
+  end
+  local addr = "unix:" .. m.session .. "/a-" .. m.aid:sub(-12) .. ".sock"
+  core.unlink(addr:sub(6))
+  local srv, err = core.listen(addr, function(conn)
+    conn:on_message(function(c, msg) calls[#calls + 1] = { c, msg } end)
+  end)
+  if not srv then return fail(err) end
+  actor.srv = srv
+  runtime.current = { actor_id = m.aid, job_id = m.job }
+  runtime.send({ t = "actor_ready", aid = m.aid, addr = addr })
+end
+
+-- -- Main loop ---------------------------------------------------------------
+
+local H = runtime.handlers
+H.exec = function(m) work[#work + 1] = m end
+H.actor_start = function(m) work[#work + 1] = m end
+H.job = function(m)
+  if m.path then package.path = m.path end
+  if m.cpath then package.cpath = m.cpath end
+  runtime.namespace = m.namespace
+end
+H.cancel = function() end   -- the signal that follows does the work
+H.gc = function() collectgarbage() end
+
+local function parse(argv)
+  local o = {}
+  for i = 1, #argv, 2 do o[argv[i]:gsub("^%-%-", "")] = argv[i + 1] end
+  return o
+end
+
+function M.main(argv)
+  local o = parse(argv)
+  core.pdeathsig(9)
+  core.line_buffered()
+  core.cancel_setup(CANCEL)
+  runtime.role = "worker"
+  local w, err = runtime.connect("unix:" .. o.node, { role = "worker", wid = o.wid, pid = core.getpid() })
+  if not w then
+    io.stderr:write("lray worker: ", tostring(err), "\n")
+    return 1
+  end
+  runtime.conn:on_close(function() core.exit(0) end)
+  runtime.worker_id = o.wid
+  runtime.node_id = w.node_id
+  while true do
+    if #work > 0 then
+      local m = remove(work, 1)
+      if m.t == "exec" then run_task(m) else become_actor(m) end
+    elseif #calls > 0 then
+      local c = remove(calls, 1)
+      serve_call(c[1], c[2])
+    else
+      runtime.pump()
+      if #work == 0 and #calls == 0 then core.run_once() end
+    end
+  end
+end
+
+return M

@@ -1,0 +1,309 @@
+-- Actors on the caller's side: lray.remote(Class), creating actors, and
+-- handles whose method calls go straight to the actor's worker process over
+-- a direct connection (the node is asked only where the actor lives).
+local core = require("lray._core")
+local runtime = require("lray.runtime")
+local serialize = require("lray.serialize")
+local remote = require("lray.remote")
+local options = require("lray.options")
+local errors = require("lray.errors")
+
+local pairs, ipairs, type, error, tostring, setmetatable, rawequal, select, rawget =
+  pairs, ipairs, type, error, tostring, setmetatable, rawequal, select, rawget
+
+local M = {}
+
+-- -- Where actors live -------------------------------------------------------
+
+local actors = {}   -- actor id -> {state, addr, conn, queue, inflight, cause}
+M.actors = actors
+
+local function died_error(st, cname, aid)
+  local fields = {}
+  if st.init_error then fields.cause = runtime.decode_error(st.init_error) end
+  return errors.new("ActorDiedError", ("actor %s(%s)%s died: %s"):format(
+    tostring(cname or st.cname or "?"), aid,
+    st.name and (" named '" .. st.name .. "'") or "",
+    tostring(st.cause or "its process exited")), fields)
+end
+
+local function fail_call(st, aid, call)
+  local blob = serialize.encode(died_error(st, st.cname, aid))
+  for _, id in ipairs(call.rets) do
+    runtime.fill(id, { err = blob }, "local")
+  end
+end
+
+local function fail_all(st, aid)
+  for cid, call in pairs(st.inflight) do
+    st.inflight[cid] = nil
+    fail_call(st, aid, call)
+  end
+  for i = 1, #st.queue do fail_call(st, aid, st.queue[i]) end
+  st.queue = {}
+end
+
+local function on_ret(m)
+  for _, st in pairs(actors) do
+    local call = st.inflight[m.cid]
+    if call then
+      st.inflight[m.cid] = nil
+      for i, r in ipairs(m.results) do
+        local id = call.rets[i]
+        if r.shm then
+          -- Stored on the node by the actor: we hold it from now on.
+          runtime.fill(id, r, "node")
+          runtime.queue({ t = "ref", id = id })
+        else
+          runtime.fill(id, r, "local")
+        end
+      end
+      return
+    end
+  end
+end
+
+local function connect(st, aid)
+  st.connecting = true
+  local addr = st.addr
+  core.connect(addr, function(conn, err)
+    st.connecting = false
+    if err or st.state ~= "ALIVE" or st.addr ~= addr then
+      if conn and conn:is_open() then conn:close() end
+      return
+    end
+    st.conn = conn
+    conn:on_message(function(_, m) if m.t == "ret" then on_ret(m) end end)
+    conn:on_close(function()
+      if st.conn == conn then st.conn = nil end
+      -- Ask the node what happened; calls in flight fail once it says DEAD.
+      st.state = "UNKNOWN"
+      runtime.queue({ t = "actor_sub", aid = aid })
+    end)
+    local q = st.queue
+    st.queue = {}
+    for i = 1, #q do
+      st.inflight[q[i].msg.cid] = q[i]
+      conn:send(q[i].msg)
+    end
+  end)
+end
+
+runtime.handlers.actor = function(m)
+  local st = actors[m.aid]
+  if not st then return end
+  st.cname = st.cname or m.cname
+  st.name = m.name
+  if m.state == "ALIVE" then
+    if st.state ~= "ALIVE" or st.addr ~= m.addr then
+      st.state, st.addr = "ALIVE", m.addr
+      if not st.conn and not st.connecting then connect(st, m.aid) end
+    end
+  elseif m.state == "DEAD" then
+    st.state, st.cause, st.init_error = "DEAD", m.cause, m.init_error
+    if st.conn then st.conn:close(); st.conn = nil end
+    fail_all(st, m.aid)
+  else
+    st.state = m.state
+  end
+end
+
+local function state_of(aid)
+  local st = actors[aid]
+  if not st then
+    st = { queue = {}, inflight = {} }
+    actors[aid] = st
+    runtime.send({ t = "actor_sub", aid = aid })
+  end
+  return st
+end
+
+-- -- Handles ---------------------------------------------------------------
+
+local Handle = {}
+local handle_data = setmetatable({}, { __mode = "k" })   -- handle -> fields
+
+local function call_method(h, mname, mopts, ...)
+  local d = handle_data[h]
+  local aid = d.aid
+  local what = "actor method '" .. d.cname .. "." .. mname .. "'"
+  local blob, deps, refs = remote.pack_args(what, ...)
+  local nret = mopts and mopts.num_returns or 1
+  local rets = {}
+  for i = 1, nret do rets[i] = runtime.new_id() end
+  local st = state_of(aid)
+  st.cname = st.cname or d.cname
+  local call = { rets = rets, msg = { t = "call", cid = runtime.new_id(), m = mname,
+    args = blob, deps = deps, refs = refs, rets = rets },
+    keep = { ... } }   -- arguments stay referenced until the call returns
+  local out = {}
+  for i = 1, nret do
+    runtime.expect(rets[i], "local")
+    out[i] = runtime.new_ref(rets[i], true)
+  end
+  if st.state == "DEAD" then
+    fail_call(st, aid, call)
+  elseif st.conn then
+    st.inflight[call.msg.cid] = call
+    if deps or (refs and #refs > 0) then runtime.pump() end  -- node first
+    st.conn:send(call.msg)
+    runtime.submitted()
+  else
+    st.queue[#st.queue + 1] = call
+    runtime.pump()
+  end
+  return unpack(out, 1, nret)
+end
+
+local Method = {}
+Method.__index = Method
+Method.__call = function(m)
+  error(("actor methods cannot be called directly; use handle.%s.remote(...)"):format(m._name), 2)
+end
+
+local function method(h, name, mopts)
+  local mt = setmetatable({ _name = name }, Method)
+  mt.remote = function(...)
+    if rawequal((...), mt) then return call_method(h, name, mopts, select(2, ...)) end
+    return call_method(h, name, mopts, ...)
+  end
+  mt.options = function(...)
+    local o = ...
+    if rawequal(o, mt) then o = select(2, ...) end
+    options.check(o, options.method, "actor method " .. name, 2)
+    return method(h, name, options.merge(mopts or {}, o))
+  end
+  return mt
+end
+
+Handle.__index = function(h, k)
+  local d = handle_data[h]
+  if d.methods and not d.methods[k] then
+    error(("actor %s has no method '%s'"):format(d.cname, tostring(k)), 2)
+  end
+  local m = method(h, k, nil)
+  rawset(h, k, m)
+  return m
+end
+Handle.__tostring = function(h)
+  local d = handle_data[h]
+  return "Actor(" .. d.cname .. ", " .. d.aid .. ")"
+end
+Handle.__eq = function(a, b) return handle_data[a].aid == handle_data[b].aid end
+Handle.__lray_ser = function(h)
+  local d = handle_data[h]
+  return "actor", { aid = d.aid, cname = d.cname, methods = d.methods }
+end
+
+--- A handle for actor aid.
+function M.handle(aid, cname, methods)
+  local h = setmetatable({}, Handle)
+  handle_data[h] = { aid = aid, cname = cname, methods = methods }
+  return h
+end
+
+function M.handle_info(h)
+  return getmetatable(h) == Handle and handle_data[h] or nil
+end
+
+serialize.register("actor", function(p) return M.handle(p.aid, p.cname, p.methods) end)
+serialize.name(Handle, "m:lray.actor#Handle")
+M.Handle = Handle
+
+-- -- Classes -----------------------------------------------------------------
+
+-- Method names of a class, following __index chains (inheritance).
+local function method_names(cls)
+  local names = {}
+  local seen = {}
+  local c = cls
+  while type(c) == "table" and not seen[c] do
+    seen[c] = true
+    for k, v in pairs(c) do
+      if type(k) == "string" and type(v) == "function" then names[k] = true end
+    end
+    local mt = getmetatable(c)
+    c = type(mt) == "table" and rawget(mt, "__index") or nil
+  end
+  names.init = nil
+  return names
+end
+
+local RemoteClass = {}
+RemoteClass.__index = RemoteClass
+RemoteClass.__call = function(rc)
+  error(("actor class %s cannot be instantiated directly; use %s.remote(...)"):format(
+    rc:_label(), rc:_label()), 2)
+end
+RemoteClass.__tostring = function(rc) return "ActorClass(" .. rc:_label() .. ")" end
+function RemoteClass:_label() return self._name or "Actor" end
+
+local function create(rc, level, ...)
+  if not runtime.conn then require("lray").init() end
+  if not rc._name then rc._name = rawget(rc._cls, "__name") or remote.guess_name(rc) end
+  local cname = rc:_label()
+  local ch = remote.export(rc._ex, rc._cls, "actor class " .. cname)
+  local blob, deps, refs = remote.pack_args("the init of actor " .. cname, ...)
+  local opts = rc._opts
+  local aid = runtime.new_id()
+  local methods = method_names(rc._cls)
+  local place = options.request(opts, 1)
+  local res = options.request(opts, 0)
+  local msg = { t = "actor_create", aid = aid, ch = ch, args = blob, deps = deps,
+    refs = refs, cname = cname, methods = methods, res = res, place = place,
+    opts = { name = opts.name, namespace = opts.namespace, lifetime = opts.lifetime,
+      get_if_exists = opts.get_if_exists, max_concurrency = opts.max_concurrency,
+      max_restarts = opts.max_restarts, max_task_retries = opts.max_task_retries } }
+  if opts.name then
+    local r = runtime.rpc(msg)
+    if r.err then error(r.err, level + 1) end
+    if r.existed then return M.handle(r.aid, r.cname, r.methods) end
+  else
+    runtime.send(msg)
+    runtime.submitted()
+  end
+  local st = state_of(aid)
+  st.cname = cname
+  return M.handle(aid, cname, methods)
+end
+
+local function make_class(cls, opts, ex, name)
+  local rc = setmetatable({ _cls = cls, _opts = opts, _ex = ex, _name = name }, RemoteClass)
+  rc.remote = function(...)
+    if rawequal((...), rc) then return create(rc, 2, select(2, ...)) end
+    return create(rc, 2, ...)
+  end
+  rc.options = function(...)
+    local o = ...
+    if rawequal(o, rc) then o = select(2, ...) end
+    options.check(o, options.actor, "actor class " .. rc:_label(), 2)
+    return make_class(cls, options.merge(opts, o), ex, rc._name)
+  end
+  return rc
+end
+
+function M.remote_class(cls, opts)
+  return make_class(cls, opts, {}, rawget(cls, "__name"))
+end
+
+--- Kills the actor behind handle h.
+function M.kill(h, no_restart)
+  local d = M.handle_info(h)
+  runtime.send({ t = "kill_actor", aid = d.aid, no_restart = no_restart })
+  runtime.pump()
+end
+
+function M.get_actor(name, namespace)
+  local r = runtime.rpc({ t = "get_actor", name = name, namespace = namespace })
+  if r.err then error(r.err, 3) end
+  return M.handle(r.aid, r.cname, r.methods)
+end
+
+function M.reset()
+  for k, st in pairs(actors) do
+    if st.conn then st.conn:close() end
+    actors[k] = nil
+  end
+end
+
+return M

@@ -1,0 +1,123 @@
+-- lray.array: typed numeric arrays (LuaJIT FFI) that the object store keeps
+-- as raw bytes, so a large one is written to shared memory once and every
+-- process on the node reads it in place, without a copy. Indexing is 0-based
+-- like FFI arrays; #a is the length.
+local ffi = require("ffi")
+local serialize = require("lray.serialize")
+
+local type, error, tostring, floor = type, error, tostring, math.floor
+
+local M = {}
+
+local CTYPES = { "double", "float", "int8_t", "uint8_t", "int16_t", "uint16_t",
+  "int32_t", "uint32_t", "int64_t", "uint64_t" }
+
+local kinds = {}        -- ctype name -> {ct = struct ctype, esize, name}
+local anchors = setmetatable({}, { __mode = "k" })  -- array -> what keeps its memory
+
+local function define(name)
+  local sname = "lray_array_" .. name
+  ffi.cdef(("typedef struct %s { %s *p; int64_t n; } %s;"):format(sname, name, sname))
+  local methods = {}
+  local k = { name = name, esize = ffi.sizeof(name), ptr = ffi.typeof(name .. "*") }
+  local function check(a, i)
+    if type(i) ~= "number" or i < 0 or i >= a.n or i ~= floor(i) then
+      error(("index %s out of range for lray.array of %d %s (0-based)"):format(
+        tostring(i), tonumber(a.n), name), 3)
+    end
+  end
+  local mt = {
+    __index = function(a, i)
+      if type(i) == "number" then check(a, i); return a.p[i] end
+      return methods[i]
+    end,
+    __newindex = function(a, i, v) check(a, i); a.p[i] = v end,
+    __len = function(a) return tonumber(a.n) end,
+    __tostring = function(a) return ("lray.array(%s, %d)"):format(name, tonumber(a.n)) end,
+  }
+  function methods.ctype() return name end
+  function methods.totable(a)
+    local t = {}
+    for i = 0, tonumber(a.n) - 1 do t[i + 1] = tonumber(a.p[i]) end
+    return t
+  end
+  function methods.nbytes(a) return tonumber(a.n) * k.esize end
+  function methods.ptr(a) return a.p end
+  k.ct = ffi.metatype(sname, mt)
+  kinds[name] = k
+end
+
+for _, name in ipairs(CTYPES) do define(name) end
+
+local function kind_of(ctype)
+  local k = kinds[ctype]
+  if not k then
+    error(("lray.array: unsupported element type '%s'; use one of: %s"):format(
+      tostring(ctype), table.concat(CTYPES, ", ")), 3)
+  end
+  return k
+end
+
+--- lray.array(ctype, n) (zero-filled) or lray.array(ctype, list).
+function M.new(ctype, n_or_list)
+  local k = kind_of(ctype)
+  local n, list
+  if type(n_or_list) == "number" then
+    n = n_or_list
+    if n < 0 or n ~= floor(n) then error("lray.array: length must be a whole number >= 0", 2) end
+  elseif type(n_or_list) == "table" then
+    list, n = n_or_list, #n_or_list
+  else
+    error("lray.array(ctype, n | list): expected a length or a list, got " .. type(n_or_list), 2)
+  end
+  local buf = ffi.new(ctype .. "[?]", n > 0 and n or 1)
+  local a = k.ct(buf, n)
+  anchors[a] = buf
+  if list then
+    for i = 1, n do buf[i - 1] = list[i] end
+  end
+  return a
+end
+
+M.kind_of = kind_of
+
+--- The kind of an array value, or nil when v is not an lray.array.
+function M.kind(v)
+  if type(v) ~= "cdata" then return nil end
+  for name, k in pairs(kinds) do
+    if ffi.istype(k.ct, v) then return k, name end
+  end
+  return nil
+end
+
+--- Raw bytes of a (one copy, for inline transfer).
+function M.bytes(a)
+  local k = M.kind(a)
+  return ffi.string(a.p, tonumber(a.n) * k.esize)
+end
+
+--- An array over existing memory, kept alive by anchor (zero-copy view).
+function M.view(ctype, ptr, n, anchor)
+  local k = kind_of(ctype)
+  local a = k.ct(ffi.cast(k.ptr, ptr), n)
+  anchors[a] = anchor
+  return a
+end
+
+--- A fresh array with a copy of bytes.
+function M.from_bytes(ctype, bytes)
+  local k = kind_of(ctype)
+  local n = #bytes / k.esize
+  local a = M.new(ctype, n)
+  ffi.copy(a.p, bytes, #bytes)
+  return a
+end
+
+serialize.register_cdata(function(v)
+  local k, name = M.kind(v)
+  if not k then return nil end
+  return "array", { ct = name, bytes = ffi.string(v.p, tonumber(v.n) * k.esize) }
+end)
+serialize.register("array", function(p) return M.from_bytes(p.ct, p.bytes) end)
+
+return M

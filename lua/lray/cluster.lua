@@ -1,0 +1,129 @@
+-- Starting, joining and leaving clusters from a driver: the embedded node an
+-- lray.init() with no address starts, "auto" and "host:port" addresses, and
+-- the teardown at shutdown.
+local core = require("lray._core")
+local runtime = require("lray.runtime")
+
+local tostring, tonumber, type, pairs = tostring, tonumber, type, pairs
+
+local M = {}
+
+M.BASE = os.getenv("LRAY_TMPDIR") or "/tmp/lray"
+M.ADDRESS_FILE = M.BASE .. "/address"
+
+local node_proc, node_exited = nil, false
+
+local function detect_gpus()
+  local cvd = os.getenv("CUDA_VISIBLE_DEVICES")
+  if cvd then
+    local n = 0
+    for id in cvd:gmatch("[^,%s]+") do if id ~= "-1" then n = n + 1 end end
+    return n
+  end
+  local n = 0
+  while core.exists("/dev/nvidia" .. n) do n = n + 1 end
+  return n
+end
+M.detect_gpus = detect_gpus
+
+--- Arguments for `lray _node` from init/start options.
+function M.node_args(o)
+  local args = { "_node" }
+  local function add(k, v) if v ~= nil then args[#args + 1] = "--" .. k; args[#args + 1] = tostring(v) end end
+  add("session", o.session)
+  add("owner", o.owner)
+  add("num-cpus", o.num_cpus or core.ncpu())
+  add("num-gpus", o.num_gpus or detect_gpus())
+  add("memory", o.memory or math.floor(core.total_memory() * 0.7))
+  add("object-store-memory", o.object_store_memory)
+  add("port", o.port)
+  add("prestart", o.prestart)
+  if o.resources then
+    local cjson = require("cjson")
+    add("resources", type(o.resources) == "string" and o.resources or cjson.encode(o.resources))
+  end
+  return args
+end
+
+--- Connects to the node at addr, retrying while it starts up.
+local function connect_retry(addr, hello, seconds)
+  local deadline = core.now() + seconds
+  local delay = 0.001
+  while true do
+    local w, err = runtime.connect(addr, hello)
+    if w then return w end
+    if core.now() > deadline or node_exited then return nil, err end
+    core.usleep(delay)
+    delay = math.min(delay * 2, 0.02)
+  end
+end
+
+--- Starts an embedded node owned by this driver and connects to it.
+function M.start_embedded(o, hello)
+  core.mkdir(M.BASE)
+  local session = M.BASE .. "/s-" .. core.getpid() .. "-" .. core.random_hex(3)
+  local args = M.node_args({ session = session, owner = core.getpid(),
+    num_cpus = o.num_cpus, num_gpus = o.num_gpus, resources = o.resources,
+    object_store_memory = o.object_store_memory, prestart = o._prestart })
+  node_exited = false
+  local pid, proc = core.spawn({ file = core.exe_path(), args = args,
+    on_exit = function() node_exited = true end })
+  if not pid then error("lray.init: could not start the local cluster: " .. tostring(proc), 3) end
+  node_proc = proc
+  local w, err = connect_retry("unix:" .. session .. "/node.sock", hello, 10)
+  if not w then
+    proc:kill(9)
+    error("lray.init: the local cluster did not come up: " .. tostring(err), 3)
+  end
+  return w
+end
+
+--- The address `lray start` left for "auto".
+function M.auto_address()
+  local env = os.getenv("LRAY_ADDRESS")
+  if env and env ~= "" and env ~= "auto" then return env end
+  local f = io.open(M.ADDRESS_FILE, "r")
+  if not f then return nil end
+  local a = f:read("*l")
+  f:close()
+  return a
+end
+
+function M.join(addr, hello)
+  if addr == "auto" then
+    local a = M.auto_address()
+    if not a then
+      error("lray.init{address = \"auto\"}: no running cluster found on this machine;"
+        .. " start one with `lray start --head` or set LRAY_ADDRESS", 3)
+    end
+    addr = a
+  end
+  local w, err = runtime.connect(addr, hello)
+  if not w then
+    error(("lray.init: cannot reach the cluster at %s (%s); is `lray start --head`"
+      .. " running there?"):format(addr, tostring(err)), 3)
+  end
+  return w
+end
+
+--- Leaves the cluster; stops the embedded node if this driver owns it.
+function M.leave()
+  if runtime.conn and runtime.conn:is_open() then
+    runtime.send({ t = "shutdown" })
+    core.flush()
+    runtime.conn:close()
+  end
+  if node_proc then
+    local deadline = core.now() + 3
+    while not node_exited and core.now() < deadline do
+      core.timer(0.005, 0, function() end)
+      core.run_once()
+    end
+    if not node_exited then node_proc:kill(9) end
+    node_proc = nil
+  end
+  -- Let the loop finish closing handles.
+  for _ = 1, 3 do core.poll() end
+end
+
+return M

@@ -1,0 +1,313 @@
+-- lray: Ray's programming model for Lua. This file is exactly the API of
+-- API.md; each piece is implemented in its own module.
+local core = require("lray._core")
+local runtime = require("lray.runtime")
+local object = require("lray.object")
+local errors = require("lray.errors")
+local options = require("lray.options")
+local remote = require("lray.remote")
+local actor = require("lray.actor")
+local cluster = require("lray.cluster")
+local serialize = require("lray.serialize")
+
+local type, error, tostring, pairs, ipairs, select = type, error, tostring, pairs, ipairs, select
+local ref_id = object.id
+
+local lray = {}
+local ctx = nil        -- the context init returned, while initialized
+
+serialize.name(errors.Error, "m:lray.errors#Error")
+
+-- -- Lifecycle ---------------------------------------------------------------
+
+local INIT_OPTS = {
+  address = "string", num_cpus = "number", num_gpus = "number", resources = "table",
+  object_store_memory = "number", namespace = "string", log_to_driver = "boolean",
+  ignore_reinit_error = "boolean", _prestart = "number",
+}
+
+local function check_init_opts(opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error("lray.init: options must be a table, got " .. type(opts), 3)
+  end
+  for k, v in pairs(opts) do
+    local want = INIT_OPTS[k]
+    if not want then
+      local valid = {}
+      for n in pairs(INIT_OPTS) do if n:sub(1, 1) ~= "_" then valid[#valid + 1] = n end end
+      table.sort(valid)
+      error(("lray.init: unknown option '%s'; valid options are: %s"):format(
+        tostring(k), table.concat(valid, ", ")), 3)
+    end
+    if type(v) ~= want then
+      error(("lray.init: option '%s' must be a %s, got %s"):format(k, want, type(v)), 3)
+    end
+    if want == "number" and (v < 0 or v ~= v) then
+      error(("lray.init: option '%s' must not be negative"):format(k), 3)
+    end
+  end
+  return opts
+end
+
+-- The package path a worker needs to find what this driver can require:
+-- the driver's own paths plus the script's directory.
+local function worker_paths()
+  local path = package.path
+  local script = rawget(_G, "arg") and arg[0]
+  if type(script) == "string" then
+    local dir = script:match("^(.*)/[^/]*$") or "."
+    dir = core.realpath(dir) or dir
+    path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. path
+  end
+  return path, package.cpath
+end
+
+---@param opts table|nil see API.md
+---@return table ctx {address, node_id, session_dir, namespace, dashboard_url}
+function lray.init(opts)
+  opts = check_init_opts(opts)
+  if runtime.role == "worker" then
+    -- Inside a task or actor the process is already part of a cluster.
+    return ctx or { address = runtime.info and runtime.info.address, node_id = runtime.node_id }
+  end
+  if ctx then
+    if opts.ignore_reinit_error then return ctx end
+    error("lray.init was already called in this driver; call lray.shutdown() first,"
+      .. " or pass ignore_reinit_error = true", 2)
+  end
+  local path, cpath = worker_paths()
+  local hello = { role = "driver", pid = core.getpid(), path = path, cpath = cpath,
+    namespace = opts.namespace, log_to_driver = opts.log_to_driver ~= false }
+  runtime.role = "driver"
+  local w
+  if opts.address == nil then
+    w = cluster.start_embedded(opts, hello)
+  else
+    w = cluster.join(opts.address, hello)
+  end
+  runtime.job_id, runtime.namespace, runtime.node_id = w.job_id, w.namespace, w.node_id
+  runtime.current = { job_id = w.job_id }
+  remote.session = remote.session + 1
+  ctx = { address = w.address, node_id = w.node_id, session_dir = w.session_dir,
+    namespace = w.namespace, dashboard_url = "", job_id = w.job_id }
+  return ctx
+end
+
+---@return boolean
+function lray.is_initialized()
+  return ctx ~= nil or runtime.role == "worker"
+end
+
+--- Disconnects; stops the embedded cluster this driver started.
+function lray.shutdown()
+  if not ctx then return end
+  ctx = nil
+  actor.reset()
+  cluster.leave()
+  runtime.reset()
+  runtime.role = nil
+  collectgarbage()
+end
+
+local function ensure_init()
+  if not runtime.conn then lray.init() end
+end
+
+-- -- Remote functions and actors ---------------------------------------------
+
+--- lray.remote(fn) / lray.remote(Class) / lray.remote(opts, fn|Class)
+function lray.remote(a, b)
+  local opts, def = {}, a
+  if b ~= nil then opts, def = a, b end
+  if type(def) == "function" then
+    options.check(opts, options.task, "lray.remote", 2)
+    return remote.remote_function(def, opts)
+  elseif type(def) == "table" then
+    options.check(opts, options.actor, "lray.remote", 2)
+    return actor.remote_class(def, opts)
+  end
+  error("lray.remote expects a function or a class table (optionally after an options"
+    .. " table), got " .. type(def), 2)
+end
+
+-- -- Objects -------------------------------------------------------------------
+
+local function check_ref(v, what, level)
+  local id = type(v) == "userdata" and ref_id(v)
+  if not id then
+    error(("%s expects an ObjectRef%s, got %s"):format(what,
+      what == "lray.get" and " or a list of ObjectRefs" or "", type(v) == "table" and "a table with a non-ObjectRef in it" or type(v)), level + 1)
+  end
+  return id
+end
+
+local function check_timeout(t, what, level)
+  if t ~= nil and (type(t) ~= "number" or t < 0 or t ~= t) then
+    error(what .. ": timeout must be a non-negative number of seconds, got " .. tostring(t), level + 1)
+  end
+  return t
+end
+
+local function ref_list(v, what, level)
+  local ids = {}
+  for i = 1, #v do ids[i] = check_ref(v[i], what, level + 1) end
+  return ids
+end
+
+local function timeout_error(n, total, timeout)
+  return errors.new("GetTimeoutError", ("lray.get timed out after %g s: %d of %d objects"
+    .. " were not ready"):format(timeout, n, total))
+end
+
+--- lray.get(ref [, {timeout=}]) -> the values; lray.get(list) -> list of
+--- the first value of each.
+function lray.get(x, opts)
+  local timeout = check_timeout(opts and opts.timeout, "lray.get", 2)
+  if opts ~= nil and type(opts) ~= "table" then error("lray.get: options must be a table such as {timeout = 1}", 2) end
+  ensure_init()
+  local single = type(x) ~= "table"
+  local ids = single and { check_ref(x, "lray.get", 2) } or ref_list(x, "lray.get", 2)
+  runtime.subscribe(ids)
+  local es = runtime.entries(ids)
+  local deadline = timeout and core.now() + timeout
+  local ok = runtime.wait_until(function()
+    for i = 1, #es do
+      local st = es[i].st
+      if not st then return false end
+      if st == "err" then return true end
+    end
+    return true
+  end, deadline)
+  if not ok then
+    local n = 0
+    for i = 1, #es do if not es[i].st then n = n + 1 end end
+    error(timeout_error(n, #es, timeout), 2)
+  end
+  if single then return runtime.values(es[1]) end
+  for i = 1, #es do
+    if es[i].st == "err" then error(runtime.decode_error(es[i].err), 2) end
+  end
+  local out = {}
+  for i = 1, #es do out[i] = runtime.first_value(es[i]) end
+  return out
+end
+
+--- lray.wait(refs, {num_returns=1, timeout=nil}) -> ready, not_ready
+function lray.wait(refs, opts)
+  if type(refs) ~= "table" then error("lray.wait expects a list of ObjectRefs, got " .. type(refs), 2) end
+  opts = opts or {}
+  local timeout = check_timeout(opts.timeout, "lray.wait", 2)
+  local ids = ref_list(refs, "lray.wait", 2)
+  local want = opts.num_returns or 1
+  if type(want) ~= "number" or want < 0 or want ~= math.floor(want) then
+    error("lray.wait: num_returns must be a whole number >= 0", 2)
+  end
+  if want > #ids then
+    error(("lray.wait: num_returns (%d) is larger than the number of refs (%d)"):format(want, #ids), 2)
+  end
+  if #ids == 0 then return {}, {} end
+  ensure_init()
+  runtime.subscribe(ids)
+  local es = runtime.entries(ids)
+  local deadline = timeout and core.now() + timeout
+  runtime.wait_until(function()
+    local n = 0
+    for i = 1, #es do if es[i].st then n = n + 1 end end
+    return n >= want
+  end, deadline)
+  local ready, not_ready = {}, {}
+  for i = 1, #es do
+    if es[i].st and #ready < want then ready[#ready + 1] = refs[i]
+    else not_ready[#not_ready + 1] = refs[i] end
+  end
+  return ready, not_ready
+end
+
+--- Stores value once; returns its ObjectRef.
+function lray.put(value)
+  if type(value) == "userdata" and ref_id(value) then
+    error("lray.put of an ObjectRef is not allowed: pass the ObjectRef itself", 2)
+  end
+  ensure_init()
+  return runtime.put(value)
+end
+
+--- Cancels the task that produces ref.
+function lray.cancel(ref, opts)
+  local id = check_ref(ref, "lray.cancel", 2)
+  opts = opts or {}
+  runtime.send({ t = "cancel", id = id, force = opts.force == true,
+    recursive = opts.recursive ~= false })
+  runtime.pump()
+end
+
+-- -- Actors ------------------------------------------------------------------
+
+function lray.get_actor(name, opts)
+  if type(name) ~= "string" then error("lray.get_actor: name must be a string", 2) end
+  ensure_init()
+  return actor.get_actor(name, opts and opts.namespace)
+end
+
+function lray.kill(h, opts)
+  if not actor.handle_info(h) then
+    error("lray.kill expects an actor handle, got " .. type(h), 2)
+  end
+  actor.kill(h, not (opts and opts.no_restart == false))
+end
+
+-- -- Cluster ---------------------------------------------------------------
+
+function lray.cluster_resources()
+  ensure_init()
+  return runtime.rpc({ t = "resources" }).total
+end
+
+function lray.available_resources()
+  ensure_init()
+  return runtime.rpc({ t = "resources" }).avail
+end
+
+function lray.nodes()
+  ensure_init()
+  return runtime.rpc({ t = "nodes" }).nodes
+end
+
+function lray.get_gpu_ids()
+  return runtime.current.gpu_ids or {}
+end
+
+function lray.get_runtime_context()
+  local c = runtime.current
+  return { job_id = c.job_id or runtime.job_id, node_id = runtime.node_id,
+    worker_id = runtime.worker_id, task_id = c.task_id, actor_id = c.actor_id,
+    namespace = runtime.namespace, gpu_ids = c.gpu_ids or {} }
+end
+
+-- -- Time ------------------------------------------------------------------
+
+--- Sleeps the calling process; the loop keeps running meanwhile.
+function lray.sleep(seconds)
+  if type(seconds) ~= "number" or seconds < 0 then
+    error("lray.sleep: seconds must be a non-negative number", 2)
+  end
+  if not runtime.conn then core.usleep(seconds); return end
+  local done = false
+  local t = core.timer(seconds, 0, function() done = true end)
+  local ok, err = pcall(runtime.wait_until, function() return done end, nil, true)
+  if not ok then t:stop(); error(err, 0) end
+end
+
+lray.now = core.now
+
+-- -- Errors and utilities --------------------------------------------------
+
+lray.is_error = errors.is_error
+lray.errors = errors
+lray.array = require("lray.array").new
+lray.util = {
+  ActorPool = require("lray.util.actor_pool"),
+}
+
+return lray

@@ -1,0 +1,415 @@
+-- The runtime every lray process embeds (drivers and workers alike): the
+-- connection to the node manager, the table of objects this process knows,
+-- reference counting, and blocking in get/wait while the loop runs.
+local core = require("lray._core")
+local serialize = require("lray.serialize")
+local object = require("lray.object")
+local errors = require("lray.errors")
+
+local encode, decode = serialize.encode, serialize.decode
+local run_once, poll, now = core.run_once, core.poll, core.now
+local type, pairs, error, select, tostring = type, pairs, error, select, tostring
+local unpack = unpack
+local format = string.format
+
+local M = {}
+
+-- Values up to this size travel inside messages; larger ones are written once
+-- into the node's shared memory and read in place.
+M.INLINE_MAX = 100 * 1024
+
+M.conn = nil          -- connection to the node manager
+M.info = nil          -- what the node said at hello (node_id, shm, session...)
+M.role = nil          -- "driver" | "worker"
+M.job_id = nil
+M.namespace = nil
+M.current = {}        -- task being run here: task_id, actor_id, name, job_id
+M.handlers = {}       -- message type -> function(msg, conn)
+
+local objs = {}       -- id -> {st=nil|"ok"|"err", data=, shm=, err=, loc=}
+local counts = {}     -- id -> live ObjectRefs to it in this process
+local subscribed = {} -- id -> true once the node was asked about it
+local replies = {}    -- rpc id -> reply message
+M.objs, M.counts = objs, counts
+
+-- -- Ids -------------------------------------------------------------------
+
+local id_prefix, id_counter = nil, 0
+
+--- A fresh 32-hex-digit id, unique in the cluster.
+function M.new_id()
+  if not id_prefix then id_prefix = core.random_hex(8) end
+  id_counter = id_counter + 1
+  return format("%s%016x", id_prefix, id_counter)
+end
+
+-- -- Outgoing bookkeeping --------------------------------------------------
+-- Reference changes happen inside the collector and inside encoding, where
+-- writing a frame is not safe. They queue here and go out, in order, ahead of
+-- the next message this process sends.
+
+local outq, unref_batch = {}, nil
+
+local function queue(msg) outq[#outq + 1] = msg end
+
+local function flush_queue()
+  while #outq > 0 do
+    local q = outq
+    outq, unref_batch = {}, nil
+    for i = 1, #q do M.conn:send(q[i]) end
+  end
+end
+
+--- Sends msg to the node, after any queued reference changes.
+function M.send(msg)
+  if #outq > 0 then flush_queue() end
+  M.conn:send(msg)
+end
+
+-- -- Reference counting -----------------------------------------------------
+
+local function drop(id)
+  local n = (counts[id] or 1) - 1
+  if n > 0 then counts[id] = n; return end
+  counts[id] = nil
+  local e = objs[id]
+  objs[id] = nil
+  subscribed[id] = nil
+  if e and e.loc == "local" and not e.promoted then return end
+  if not M.conn then return end
+  if not unref_batch then
+    unref_batch = { t = "unref", ids = {} }
+    outq[#outq + 1] = unref_batch
+  end
+  local ids = unref_batch.ids
+  ids[#ids + 1] = id
+end
+
+--- A new ObjectRef to id. held: the node already counts this process as a
+--- holder (it created the object for us), so no message is needed.
+function M.new_ref(id, held)
+  local n = counts[id]
+  if n then
+    counts[id] = n + 1
+  else
+    counts[id] = 1
+    if not held then queue({ t = "ref", id = id }) end
+  end
+  return object.new(id)
+end
+
+-- An object known only here (an actor call's result) becomes visible to the
+-- node before its id leaves this process.
+local escaped = nil
+local function escape(id)
+  local e = objs[id]
+  if e and e.loc == "local" and not e.promoted then
+    e.promoted = true
+    if e.st then
+      queue({ t = "put", id = id, data = e.data, err = e.err })
+    else
+      e.promote_on_arrival = true
+      queue({ t = "expect", id = id })
+    end
+  end
+  if escaped then escaped[#escaped + 1] = id end
+  return id
+end
+
+M.escape = escape
+M.queue = queue
+
+local nsubmitted = 0
+--- After each submission: hand it to the kernel now, and every so often
+--- also take in what arrived, so results do not pile up unread.
+function M.submitted()
+  nsubmitted = nsubmitted + 1
+  if nsubmitted % 64 == 0 then M.pump() else core.flush() end
+end
+
+object.hooks.gc = drop
+object.hooks.release = drop
+object.hooks.escape = escape
+object.hooks.arrive = function(id) return M.new_ref(id, false) end
+
+--- Encodes v, returning the blob and the list of object ids inside it.
+function M.encode_tracked(v, root)
+  local prev = escaped
+  escaped = {}
+  local ok, blob = pcall(encode, v, root)
+  local ids = escaped
+  escaped = prev
+  if not ok then error(blob, 0) end
+  return blob, ids
+end
+
+-- -- Objects ---------------------------------------------------------------
+
+--- Records a value or failure that arrived for id.
+function M.fill(id, msg, loc)
+  local e = objs[id]
+  if not e then
+    if not counts[id] then return end   -- nobody here wants it any more
+    e = {}
+    objs[id] = e
+  end
+  if e.st then return end
+  e.data, e.shm, e.err, e.arr = msg.data, msg.shm, msg.err, msg.arr
+  e.st = msg.err and "err" or "ok"
+  if loc then e.loc = loc end
+  if e.promote_on_arrival then
+    e.promote_on_arrival = nil
+    queue({ t = "put", id = id, data = e.data, err = e.err, shm = e.shm, arr = e.arr })
+  end
+end
+
+--- An entry for an object this process will learn about by itself (a task
+--- it submitted, an actor call it made).
+function M.expect(id, loc)
+  local e = objs[id]
+  if not e then
+    e = { loc = loc }
+    objs[id] = e
+  end
+  subscribed[id] = true
+  return e
+end
+
+local region
+local function shm_read(loc)
+  if not region then region = core.shm_open(M.info.shm) end
+  return region:read(loc[1], loc[2])
+end
+function M.region()
+  if not region then region = core.shm_open(M.info.shm) end
+  return region
+end
+
+local array -- lray.array, loaded on first use (it needs the FFI)
+
+-- A zero-copy view of an array object in shared memory. The view holds an
+-- ObjectRef, so the object outlives every view of it.
+local function array_view(e, id)
+  array = array or require("lray.array")
+  local region_ = M.region()
+  local ref = id and M.new_ref(id, false) or nil
+  local k = array.kind_of(e.arr)
+  return array.view(e.arr, region_:ptr(e.shm[1], e.shm[2]), e.shm[2] / k.esize,
+    { ref, region_ })
+end
+
+local function blob_of(e)
+  if e.shm then return shm_read(e.shm) end
+  return e.data
+end
+M.blob_of = blob_of
+
+--- Decodes an error blob into an lray error value.
+function M.decode_error(blob)
+  local ok, err = pcall(decode, blob)
+  if ok then return err end
+  return errors.new("RayError", "an error value could not be decoded: " .. tostring(err))
+end
+
+--- The values stored for a ready entry (raises its error).
+function M.values(e, id)
+  if e.st == "err" then error(M.decode_error(e.err), 0) end
+  if e.arr then return array_view(e, id) end
+  local t = decode(blob_of(e))
+  return unpack(t, 1, t.n)
+end
+
+--- The first value of a ready entry, or raises.
+function M.first_value(e, id)
+  if e.st == "err" then error(M.decode_error(e.err), 0) end
+  if e.arr then return array_view(e, id) end
+  return decode(blob_of(e))[1]
+end
+
+-- -- Waiting ---------------------------------------------------------------
+
+local blocked = 0
+local function set_blocked(on)
+  if M.role ~= "worker" then return end
+  if on then
+    blocked = blocked + 1
+    if blocked == 1 then M.send({ t = "blocked" }) end
+  else
+    blocked = blocked - 1
+    if blocked == 0 then M.send({ t = "unblocked" }) end
+  end
+end
+
+local function check_cancelled()
+  if core.cancel_pending() then
+    errors.raise("TaskCancelledError", "task " .. tostring(M.current.name) .. " was cancelled")
+  end
+end
+
+-- Runs the loop until done() is true or the deadline passes. Returns false
+-- on timeout. Gives the worker's CPU back while it waits.
+function M.wait_until(done, deadline, hold)
+  if done() then return true end
+  if #outq > 0 then flush_queue() end
+  local timer
+  if deadline then
+    local left = deadline - now()
+    if left <= 0 then return false end
+    timer = core.timer(left, 0, function() end)
+  end
+  if not hold then set_blocked(true) end
+  local ok, err = pcall(function()
+    while not done() do
+      if deadline and now() >= deadline then return false end
+      check_cancelled()
+      if #outq > 0 then flush_queue() end
+      run_once()
+    end
+    return true
+  end)
+  if not hold then set_blocked(false) end
+  if timer then timer:stop() end
+  if not ok then error(err, 0) end
+  return err
+end
+
+--- Asks the node for objects this process has not heard of.
+function M.subscribe(ids)
+  local want
+  for i = 1, #ids do
+    local id = ids[i]
+    if not subscribed[id] then
+      subscribed[id] = true
+      local e = objs[id]
+      if not (e and e.st) then
+        if not e then objs[id] = { } end
+        want = want or {}
+        want[#want + 1] = id
+      end
+    end
+  end
+  if want then M.send({ t = "sub", ids = want }) end
+end
+
+--- Entries for ids, in order (creating pending ones).
+function M.entries(ids)
+  local es = {}
+  for i = 1, #ids do
+    local e = objs[ids[i]]
+    if not e then e = {}; objs[ids[i]] = e end
+    es[i] = e
+  end
+  return es
+end
+
+--- Writes blob into the node's shared-memory store; returns {off, len}.
+function M.store_blob(blob)
+  local r = M.rpc({ t = "alloc", size = #blob })
+  if r.err then errors.raise("ObjectStoreFullError", r.err) end
+  M.region():write(r.off, blob)
+  return { r.off, #blob }
+end
+
+--- lray.put: stores value once and returns a new ObjectRef.
+--- Stores a large lray.array as raw bytes in shared memory: one copy.
+function M.store_array(a)
+  array = array or require("lray.array")
+  local k, ctype = array.kind(a)
+  local n = a:nbytes()
+  local r = M.rpc({ t = "alloc", size = n })
+  if r.err then errors.raise("ObjectStoreFullError", r.err) end
+  require("ffi").copy(M.region():ptr(r.off, n), a.p, n)
+  return { r.off, n }, ctype
+end
+
+function M.is_big_array(v)
+  if type(v) ~= "cdata" then return false end
+  array = array or require("lray.array")
+  return array.kind(v) ~= nil and v:nbytes() > M.INLINE_MAX
+end
+
+function M.put(value)
+  if M.is_big_array(value) then
+    local id = M.new_id()
+    local loc, ctype = M.store_array(value)
+    M.send({ t = "put", id = id, shm = loc, arr = ctype })
+    local e = M.expect(id, "node")
+    e.shm, e.arr, e.st = loc, ctype, "ok"
+    M.submitted()
+    return M.new_ref(id, true)
+  end
+  local blob, refs = M.encode_tracked({ n = 1, value }, "the value given to lray.put")
+  local id = M.new_id()
+  local e = M.expect(id, "node")
+  if #blob <= M.INLINE_MAX then
+    M.send({ t = "put", id = id, data = blob, refs = refs })
+    e.data = blob
+  else
+    local loc = M.store_blob(blob)
+    M.send({ t = "put", id = id, shm = loc, refs = refs })
+    e.shm = loc
+  end
+  e.st = "ok"
+  M.submitted()
+  return M.new_ref(id, true)
+end
+
+--- A request to the node that waits for its reply.
+function M.rpc(msg)
+  local rid = M.new_id()
+  msg.rid = rid
+  M.send(msg)
+  M.wait_until(function() return replies[rid] ~= nil end, nil, true)
+  local r = replies[rid]
+  replies[rid] = nil
+  return r
+end
+
+--- Lets queued messages out and handles what came in, without blocking.
+function M.pump()
+  if #outq > 0 then flush_queue() end
+  poll()
+end
+
+-- -- Messages from the node ----------------------------------------------
+
+local H = M.handlers
+H.obj = function(m) M.fill(m.id, m) end
+H.reply = function(m) replies[m.rid] = m end
+H.out = function(m)
+  local stream = m.stream == 2 and io.stderr or io.stdout
+  local prefix = "(" .. tostring(m.name) .. " pid=" .. tostring(m.pid) .. ") "
+  for line in m.text:gmatch("([^\n]*)\n") do stream:write(prefix, line, "\n") end
+  stream:flush()
+end
+
+function M.on_message(conn, m)
+  local h = H[m.t]
+  if h then h(m, conn) end
+end
+
+--- Connects to the node at addr and says hello. Returns the welcome.
+function M.connect(addr, hello)
+  local conn, err = core.connect(addr)
+  if not conn then return nil, err end
+  M.conn = conn
+  conn:on_message(M.on_message)
+  hello.t = "hello"
+  local w = M.rpc(hello)
+  M.info = w
+  return w
+end
+
+--- Forgets everything (after shutdown, so init can run again).
+function M.reset()
+  for k in pairs(objs) do objs[k] = nil end
+  for k in pairs(counts) do counts[k] = nil end
+  for k in pairs(subscribed) do subscribed[k] = nil end
+  for k in pairs(replies) do replies[k] = nil end
+  outq, unref_batch = {}, nil
+  if region then region:close(); region = nil end
+  M.conn, M.info = nil, nil
+  M.current = {}
+end
+
+return M
