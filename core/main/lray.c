@@ -4,6 +4,7 @@
  * microbenchmark) are written in Lua (lray/cmd.lua). */
 #include <lauxlib.h>
 #include <libgen.h>
+#include <signal.h>
 #include <limits.h>
 #include <lualib.h>
 #include <stdlib.h>
@@ -94,6 +95,24 @@ static void driver_atexit(void)
   fflush(stdout);
 }
 
+/* os.exit runs the teardown first: os.exit(n, true) closes the Lua state,
+ * after which the atexit hook must not touch it. */
+static int l_os_exit(lua_State *Ls)
+{
+  int code = EXIT_SUCCESS;
+  if (lua_isboolean(Ls, 1))
+    code = lua_toboolean(Ls, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else
+    code = (int)luaL_optinteger(Ls, 1, EXIT_SUCCESS);
+  int close = lua_toboolean(Ls, 2);
+  driver_atexit();
+  if (close) {
+    lua_close(L);
+    L = NULL;
+  }
+  exit(code);
+}
+
 static const char *const subcommands[] = {"start", "stop", "status", "list",
                                           "microbenchmark", NULL};
 
@@ -105,6 +124,8 @@ int main(int argc, char **argv)
     return 1;
   }
   lr_vm_set_state(L);
+  /* A peer that hangs up shows as a failed write, not a fatal signal. */
+  signal(SIGPIPE, SIG_IGN);
   luaL_openlibs(L);
   set_paths();
   if (argc > 1 && !strcmp(argv[1], "_node"))
@@ -115,6 +136,10 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], subcommands[i]))
       return run_module("lray.cmd", argc - 1, argv + 1);
   atexit(driver_atexit);
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, l_os_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
   int status = lr_cli_main(L, argc, argv);
   driver_atexit();
   return status;

@@ -2,6 +2,7 @@
 -- manager, or becomes the dedicated process of one actor and serves calls
 -- that callers send straight to it.
 local core = require("lray._core")
+require("lray")   -- every decoder (refs, handles, arrays, errors) registered
 local runtime = require("lray.runtime")
 local serialize = require("lray.serialize")
 local errors = require("lray.errors")
@@ -21,7 +22,7 @@ local function pack(...) return { n = select("#", ...), ... } end
 
 -- What a task raised, with the traceback of where it was raised.
 local function on_error(e)
-  return { e = e, tb = traceback(nil, 2) }
+  return { e = e, tb = (traceback("", 2):gsub("^\n", "")) }
 end
 
 local function clean_tb(tb)

@@ -282,8 +282,8 @@ local function make_class(cls, opts, ex, name)
   return rc
 end
 
-function M.remote_class(cls, opts)
-  return make_class(cls, opts, {}, rawget(cls, "__name"))
+function M.remote_class(cls, opts, name)
+  return make_class(cls, opts, {}, rawget(cls, "__name") or name)
 end
 
 --- Kills the actor behind handle h.

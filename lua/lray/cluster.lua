@@ -66,7 +66,9 @@ function M.start_embedded(o, hello)
     num_cpus = o.num_cpus, num_gpus = o.num_gpus, resources = o.resources,
     object_store_memory = o.object_store_memory, prestart = o._prestart })
   node_exited = false
-  local pid, proc = core.spawn({ file = core.exe_path(), args = args,
+  -- Its own session: a Ctrl-C meant for the driver's REPL must not reach
+  -- the node or its workers. It still dies with us (parent-death signal).
+  local pid, proc = core.spawn({ file = core.exe_path(), args = args, detached = true,
     on_exit = function() node_exited = true end })
   if not pid then error("lray.init: could not start the local cluster: " .. tostring(proc), 3) end
   node_proc = proc

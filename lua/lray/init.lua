@@ -16,7 +16,6 @@ local ref_id = object.id
 local lray = {}
 local ctx = nil        -- the context init returned, while initialized
 
-serialize.name(errors.Error, "m:lray.errors#Error")
 
 -- -- Lifecycle ---------------------------------------------------------------
 
@@ -122,10 +121,10 @@ function lray.remote(a, b)
   if b ~= nil then opts, def = a, b end
   if type(def) == "function" then
     options.check(opts, options.task, "lray.remote", 2)
-    return remote.remote_function(def, opts)
+    return remote.remote_function(def, opts, remote.guess_name(def))
   elseif type(def) == "table" then
     options.check(opts, options.actor, "lray.remote", 2)
-    return actor.remote_class(def, opts)
+    return actor.remote_class(def, opts, remote.guess_name(def))
   end
   error("lray.remote expects a function or a class table (optionally after an options"
     .. " table), got " .. type(def), 2)

@@ -140,10 +140,10 @@ local function make(fn, opts, ex, where, name)
 end
 
 --- lray.remote for a function.
-function M.remote_function(fn, opts)
+function M.remote_function(fn, opts, name)
   local info = getinfo(fn, "S")
   local where = info.short_src .. ":" .. (info.linedefined or 0)
-  return make(fn, opts, {}, where, nil)
+  return make(fn, opts, {}, where, name)
 end
 
 M.RemoteFunction = RemoteFunction

@@ -153,6 +153,9 @@ core.ser_config({
   end,
 })
 
+-- lray's error values keep their type across processes.
+names[require("lray.errors").Error] = "m:lray.errors#Error"
+
 M.encode = core.encode
 M.decode = core.decode
 
