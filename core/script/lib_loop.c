@@ -50,9 +50,12 @@ static int traceback(lua_State *L)
   return 1;
 }
 
+int lr_vm_in_callback;
+
 int lr_vm_pcall(lua_State *L, int nargs, const char *where)
 {
   int base = lua_gettop(L) - nargs;
+  lr_vm_in_callback++;
   lua_pushcfunction(L, traceback);
   lua_insert(L, base);
   int rc = lua_pcall(L, nargs, 0, base);
@@ -62,6 +65,7 @@ int lr_vm_pcall(lua_State *L, int nargs, const char *where)
     lua_pop(L, 1);
   }
   lua_remove(L, base);
+  if (--lr_vm_in_callback == 0) lr_sys_cancel_rearm(L);
   return rc;
 }
 

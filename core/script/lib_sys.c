@@ -173,6 +173,7 @@ static void cancel_hook(lua_State *L, lua_Debug *ar)
   LR_UNUSED(ar);
   lua_sethook(L, NULL, 0, 0);
   if (!cancel_seq || cancel_seq != cur_seq) return;
+  if (lr_vm_in_callback) return; /* lr_sys_cancel_rearm fires it later */
   cancel_seq = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, cancel_err_ref);
   lua_error(L);
@@ -186,6 +187,12 @@ static void on_sigusr1(int sig, siginfo_t *si, void *uc)
   cancel_seq = cur_seq;
   lua_sethook(lr_vm_state(), cancel_hook,
               LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+void lr_sys_cancel_rearm(lua_State *L)
+{
+  if (cancel_seq && cancel_seq == cur_seq)
+    lua_sethook(L, cancel_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 /* cancel_setup(err): err is the value raised in a cancelled task. */

@@ -14,4 +14,10 @@ struct uv_loop_s *lr_vm_loop(void);
 lua_State *lr_vm_state(void);
 void lr_vm_set_state(lua_State *L);
 
+/* Depth of loop callbacks running Lua right now. A cancellation must not be
+ * raised inside one (it would be caught there); it waits until they end. */
+extern int lr_vm_in_callback;
+/* Re-arms the cancellation hook if a cancel arrived during a callback. */
+void lr_sys_cancel_rearm(lua_State *L);
+
 #endif

@@ -261,7 +261,6 @@ H.job = function(m)
   runtime.namespace = m.namespace
 end
 H.cancel = function() end   -- the signal that follows does the work
-H.gc = function() collectgarbage() end
 
 local function parse(argv)
   local o = {}

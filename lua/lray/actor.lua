@@ -251,6 +251,7 @@ local function create(rc, level, ...)
   local res = options.request(opts, 0)
   local msg = { t = "actor_create", aid = aid, ch = ch, args = blob, deps = deps,
     refs = refs, cname = cname, methods = methods, res = res, place = place,
+    job = runtime.current.job_id or runtime.job_id,
     opts = { name = opts.name, namespace = opts.namespace, lifetime = opts.lifetime,
       get_if_exists = opts.get_if_exists, max_concurrency = opts.max_concurrency,
       max_restarts = opts.max_restarts, max_task_retries = opts.max_task_retries } }

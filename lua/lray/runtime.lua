@@ -383,6 +383,15 @@ H.out = function(m)
   stream:flush()
 end
 
+-- The node's store is short of space: drop ObjectRefs Lua no longer reaches.
+H.gc = function() collectgarbage() end
+local warned = {}
+H.warn = function(m)
+  if warned[m.text] then return end
+  warned[m.text] = true
+  io.stderr:write("lray: warning: ", m.text, "\n")
+end
+
 function M.on_message(conn, m)
   local h = H[m.t]
   if h then h(m, conn) end

@@ -52,7 +52,8 @@ end
 --- clash (the creator raises it), else nil.
 function M.create(cl, m)
   local o = m.opts or {}
-  local ns = o.namespace or (cl.job and N.jobs[cl.job] and N.jobs[cl.job].namespace)
+  local job = cl.job or m.job
+  local ns = o.namespace or (job and N.jobs[job] and N.jobs[job].namespace)
   if o.name then
     local existing = names[name_key(ns, o.name)]
     if existing and actors[existing] and actors[existing].state ~= "DEAD" then
@@ -62,7 +63,7 @@ function M.create(cl, m)
     end
   end
   local a = { aid = m.aid, m = m, cname = m.cname, methods = m.methods,
-    state = "PENDING", subs = {}, job = cl.job, name = o.name, namespace = ns,
+    state = "PENDING", subs = {}, job = job, name = o.name, namespace = ns,
     detached = o.lifetime == "detached", res = m.res or {},
     place = m.place or { CPU = sched.UNIT }, holds = {}, created = core.now(),
     restarts = 0 }
@@ -73,9 +74,9 @@ function M.create(cl, m)
   local ok, missing = sched.feasible(a.place)
   if ok then ok, missing = sched.feasible(a.res) end
   if not ok then
-    local job = cl.job and N.jobs[cl.job]
-    if job then
-      job.conn:send({ t = "warn", text = ("actor %s cannot be placed: it needs %s that no"
+    local j = job and N.jobs[job]
+    if j then
+      j.conn:send({ t = "warn", text = ("actor %s cannot be placed: it needs %s that no"
         .. " node has; it stays pending until a node that fits joins"):format(
           tostring(a.cname), missing) })
     end

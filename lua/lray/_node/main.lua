@@ -2,6 +2,7 @@
 -- manager (scheduler, worker pool, object store) of one node, in one process
 -- and one event loop. Started by an embedded driver or by `lray start`.
 local core = require("lray._core")
+require("lray.serialize")   -- codec names: error values keep their type
 local N = require("lray._node.state")
 local objects = require("lray._node.objects")
 local sched = require("lray._node.sched")
