@@ -104,12 +104,10 @@ static int l_os_exit(lua_State *Ls)
     code = lua_toboolean(Ls, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
   else
     code = (int)luaL_optinteger(Ls, 1, EXIT_SUCCESS);
-  int close = lua_toboolean(Ls, 2);
   driver_atexit();
-  if (close) {
-    lua_close(L);
-    L = NULL;
-  }
+  /* Close the state either way: it frees what C keeps in Lua userdata. */
+  lua_close(L);
+  L = NULL;
   exit(code);
 }
 
@@ -142,5 +140,7 @@ int main(int argc, char **argv)
   lua_pop(L, 1);
   int status = lr_cli_main(L, argc, argv);
   driver_atexit();
+  lua_close(L);
+  L = NULL;
   return status;
 }

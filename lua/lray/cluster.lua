@@ -11,7 +11,8 @@ local M = {}
 M.BASE = os.getenv("LRAY_TMPDIR") or "/tmp/lray"
 M.ADDRESS_FILE = M.BASE .. "/address"
 
-local node_proc, node_exited = nil, false
+local node_proc = nil
+local node = nil      -- {exited = bool} for the embedded node of this session
 
 local function detect_gpus()
   local cvd = os.getenv("CUDA_VISIBLE_DEVICES")
@@ -46,13 +47,13 @@ function M.node_args(o)
 end
 
 --- Connects to the node at addr, retrying while it starts up.
-local function connect_retry(addr, hello, seconds)
+local function connect_retry(addr, hello, seconds, started)
   local deadline = core.now() + seconds
   local delay = 0.001
   while true do
     local w, err = runtime.connect(addr, hello)
     if w then return w end
-    if core.now() > deadline or node_exited then return nil, err end
+    if core.now() > deadline or (started and started.exited) then return nil, err end
     core.usleep(delay)
     delay = math.min(delay * 2, 0.02)
   end
@@ -65,14 +66,15 @@ function M.start_embedded(o, hello)
   local args = M.node_args({ session = session, owner = core.getpid(),
     num_cpus = o.num_cpus, num_gpus = o.num_gpus, resources = o.resources,
     object_store_memory = o.object_store_memory, prestart = o._prestart })
-  node_exited = false
+  local this = { exited = false }
+  node = this
   -- Its own session: a Ctrl-C meant for the driver's REPL must not reach
   -- the node or its workers. It still dies with us (parent-death signal).
   local pid, proc = core.spawn({ file = core.exe_path(), args = args, detached = true,
-    on_exit = function() node_exited = true end })
+    on_exit = function() this.exited = true end })
   if not pid then error("lray.init: could not start the local cluster: " .. tostring(proc), 3) end
   node_proc = proc
-  local w, err = connect_retry("unix:" .. session .. "/node.sock", hello, 10)
+  local w, err = connect_retry("unix:" .. session .. "/node.sock", hello, 10, this)
   if not w then
     proc:kill(9)
     error("lray.init: the local cluster did not come up: " .. tostring(err), 3)
@@ -117,11 +119,11 @@ function M.leave()
   end
   if node_proc then
     local deadline = core.now() + 3
-    while not node_exited and core.now() < deadline do
+    while not node.exited and core.now() < deadline do
       core.timer(0.005, 0, function() end)
       core.run_once()
     end
-    if not node_exited then node_proc:kill(9) end
+    if not node.exited then node_proc:kill(9) end
     node_proc = nil
   end
   -- Let the loop finish closing handles.
