@@ -45,6 +45,7 @@ local function read_shard(shard_path)
     state = (state * 16807) % 2147483647
     return state
   end
+  for _ = 1, 3 do rand() end       -- let nearby seeds drift apart
   local rows = 13000 + rand() % 3000
   local passenger_count = lray.array("int32_t", rows)
   for i = 0, rows - 1 do

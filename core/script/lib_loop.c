@@ -672,7 +672,6 @@ static int l_spawn(lua_State *L)
   }
   lua_pushvalue(L, -1);
   pr->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (detached) uv_unref((uv_handle_t *)&pr->p);
   lua_pushinteger(L, pr->p.pid);
   lua_insert(L, -2);
   return 2;

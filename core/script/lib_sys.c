@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -266,6 +267,23 @@ static int l_random_hex(lua_State *L)
   return 1;
 }
 
+/* readdir(path) -> list of names (without . and ..), or nil */
+static int l_readdir(lua_State *L)
+{
+  DIR *d = opendir(luaL_checkstring(L, 1));
+  if (!d) return 0;
+  lua_newtable(L);
+  int i = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    lua_pushstring(L, e->d_name);
+    lua_rawseti(L, -2, ++i);
+  }
+  closedir(d);
+  return 1;
+}
+
 static int l_ncpu(lua_State *L)
 {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -295,7 +313,7 @@ void lr_lib_sys_open(lua_State *L)
     {"cancel_setup", l_cancel_setup}, {"cancel_arm", l_cancel_arm},
     {"cancel_pending", l_cancel_pending}, {"cancel_signal", l_cancel_signal},
     {"hash", l_hash}, {"random_hex", l_random_hex}, {"ncpu", l_ncpu},
-    {"total_memory", l_total_memory},
+    {"total_memory", l_total_memory}, {"readdir", l_readdir},
     {NULL, NULL}};
   luaL_register(L, NULL, f);
 }

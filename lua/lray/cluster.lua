@@ -4,7 +4,7 @@
 local core = require("lray._core")
 local runtime = require("lray.runtime")
 
-local tostring, tonumber, type, pairs = tostring, tonumber, type, pairs
+local tostring, tonumber, type, pairs, ipairs = tostring, tonumber, type, pairs, ipairs
 
 local M = {}
 
@@ -59,9 +59,23 @@ local function connect_retry(addr, hello, seconds, started)
   end
 end
 
+--- Removes session directories left by drivers that died with their node
+--- (a node killed with SIGKILL cannot clean up after itself).
+function M.sweep_sessions()
+  for _, name in ipairs(core.readdir(M.BASE) or {}) do
+    local pid = tonumber(name:match("^s%-(%d+)%-"))
+    if pid and pid ~= core.getpid() and not core.kill(pid, 0) then
+      local dir = M.BASE .. "/" .. name
+      for _, f in ipairs(core.readdir(dir) or {}) do core.unlink(dir .. "/" .. f) end
+      core.rmdir(dir)
+    end
+  end
+end
+
 --- Starts an embedded node owned by this driver and connects to it.
 function M.start_embedded(o, hello)
   core.mkdir(M.BASE)
+  M.sweep_sessions()
   local session = M.BASE .. "/s-" .. core.getpid() .. "-" .. core.random_hex(3)
   local args = M.node_args({ session = session, owner = core.getpid(),
     num_cpus = o.num_cpus, num_gpus = o.num_gpus, resources = o.resources,

@@ -1,0 +1,242 @@
+-- The cluster commands of the `lray` binary: start, stop, status, list,
+-- microbenchmark. A cluster started here outlives the command; drivers join
+-- it with lray.init{address = "auto"}.
+local core = require("lray._core")
+local cluster = require("lray.cluster")
+local runtime = require("lray.runtime")
+
+local tostring, tonumber, pairs, ipairs, type = tostring, tonumber, pairs, ipairs, type
+
+local M = {}
+local PIDFILE = cluster.BASE .. "/head.pid"
+
+local function die(msg)
+  io.stderr:write("lray: ", msg, "\n")
+  return 1
+end
+
+local function parse(argv, first, spec)
+  local o, rest = {}, {}
+  local i = first
+  while i <= #argv do
+    local a = argv[i]
+    local k, v = a:match("^%-%-([%w-]+)=(.*)$")
+    if not k then k = a:match("^%-%-([%w-]+)$") end
+    if k then
+      k = k:gsub("-", "_")
+      if spec[k] == nil then return nil, "unknown option --" .. k:gsub("_", "-") end
+      if spec[k] == "flag" then
+        o[k] = true
+      else
+        if not v then i = i + 1; v = argv[i] end
+        if v == nil then return nil, "option --" .. k:gsub("_", "-") .. " needs a value" end
+        if spec[k] == "number" then
+          v = tonumber(v)
+          if not v or v < 0 then return nil, "option --" .. k:gsub("_", "-") .. " needs a non-negative number" end
+        end
+        o[k] = v
+      end
+    else
+      rest[#rest + 1] = a
+    end
+    i = i + 1
+  end
+  return o, rest
+end
+
+local function read_pid()
+  local f = io.open(PIDFILE, "r")
+  if not f then return nil end
+  local pid = tonumber(f:read("*l"))
+  f:close()
+  return pid
+end
+
+local function alive(pid) return pid and core.kill(pid, 0) ~= nil end
+
+-- -- start -------------------------------------------------------------------
+
+local START = { head = "flag", port = "number", num_cpus = "number", num_gpus = "number",
+  resources = "string", dashboard_port = "number", address = "string",
+  object_store_memory = "number", block = "flag" }
+
+local function start(argv)
+  local o, err = parse(argv, 2, START)
+  if not o then return die(err .. " (see API.md: lray start --head [--port P] [--num-cpus N] ...)") end
+  if o.address then
+    return die("joining another machine's cluster (lray start --address) is not supported"
+      .. " yet; run `lray start --head` on one machine and connect drivers with"
+      .. " lray.init{address = \"host:port\"}")
+  end
+  if not o.head then return die("say `lray start --head` to start a cluster on this machine") end
+  local pid = read_pid()
+  if alive(pid) then
+    return die(("a cluster is already running here (pid %d, address %s); `lray stop` stops it")
+      :format(pid, tostring(cluster.auto_address())))
+  end
+  if o.resources then
+    local ok, res = pcall(require("cjson").decode, o.resources)
+    if not ok or type(res) ~= "table" then
+      return die("--resources must be a JSON object such as '{\"Custom\": 4}'")
+    end
+  end
+  core.mkdir(cluster.BASE)
+  local session = cluster.BASE .. "/head-" .. core.random_hex(3)
+  local args = cluster.node_args({ session = session, num_cpus = o.num_cpus,
+    num_gpus = o.num_gpus, resources = o.resources, port = o.port or 6380,
+    object_store_memory = o.object_store_memory })
+  local exited = false
+  local npid, proc = core.spawn({ file = core.exe_path(), args = args, detached = true,
+    on_exit = function() exited = true end })
+  if not npid then return die(tostring(proc)) end
+  local addr = "unix:" .. session .. "/node.sock"
+  local deadline = core.now() + 10
+  local conn
+  while not conn do
+    conn = core.connect(addr)
+    if conn or exited or core.now() > deadline then break end
+    core.usleep(0.005)
+  end
+  if not conn then
+    proc:kill(9)
+    return die("the cluster did not start (see the messages above)")
+  end
+  runtime.conn = conn
+  conn:on_message(runtime.on_message)
+  local st = runtime.rpc({ t = "status" })
+  conn:close()
+  local f = io.open(PIDFILE, "w"); f:write(npid, "\n"); f:close()
+  f = io.open(cluster.ADDRESS_FILE, "w"); f:write(addr, "\n", tostring(st.address), "\n"); f:close()
+  local tcp = st.address
+  io.stdout:write(("Started an lray cluster (node %s, pid %d).\n"):format(st.node_id, npid))
+  io.stdout:write(("  Address on this machine: %s\n"):format(addr))
+  io.stdout:write(("  Address for other machines: %s\n"):format(tcp))
+  io.stdout:write("Connect a driver on this machine with:\n")
+  io.stdout:write("  lray.init{address = \"auto\"}\n")
+  io.stdout:write("Stop it with: lray stop\n")
+  io.stdout:flush()
+  return 0
+end
+
+-- -- stop --------------------------------------------------------------------
+
+local function stop()
+  local pid = read_pid()
+  if not alive(pid) then
+    os.remove(PIDFILE)
+    os.remove(cluster.ADDRESS_FILE)
+    io.stdout:write("No lray cluster is running on this machine.\n")
+    return 0
+  end
+  core.kill(pid, 15)
+  local deadline = core.now() + 5
+  while alive(pid) and core.now() < deadline do core.usleep(0.01) end
+  if alive(pid) then core.kill(pid, 9) end
+  os.remove(PIDFILE)
+  os.remove(cluster.ADDRESS_FILE)
+  io.stdout:write(("Stopped the lray cluster (pid %d).\n"):format(pid))
+  return 0
+end
+
+-- -- status and list -----------------------------------------------------------
+
+local function connect_auto()
+  local addr = cluster.auto_address()
+  if not addr then return nil, "no lray cluster is running on this machine (`lray start --head` starts one)" end
+  local conn, err = core.connect(addr)
+  if not conn then return nil, "cannot reach the cluster at " .. addr .. ": " .. tostring(err) end
+  runtime.conn = conn
+  conn:on_message(runtime.on_message)
+  return conn
+end
+
+local function fmt_amount(v)
+  if v == math.floor(v) then return tostring(math.floor(v)) end
+  return ("%.4g"):format(v)
+end
+
+local function status()
+  local conn, err = connect_auto()
+  if not conn then return die(err) end
+  local st = runtime.rpc({ t = "status" })
+  local out = io.stdout
+  out:write("======== lray cluster status ========\n")
+  out:write(("Node %s  %s\n"):format(st.node_id, st.address))
+  out:write("Resources (used / total):\n")
+  local keys = {}
+  for k in pairs(st.total) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local total, avail = st.total[k], st.avail[k] or 0
+    local used = total - avail
+    if k == "memory" or k == "object_store_memory" then
+      out:write(("  %-22s %s / %s GiB\n"):format(k, ("%.2f"):format(used / 2^30), ("%.2f"):format(total / 2^30)))
+    else
+      out:write(("  %-22s %s / %s\n"):format(k, fmt_amount(used), fmt_amount(total)))
+    end
+  end
+  out:write(("Object store: %d objects, %d bytes in shared memory (%d bytes capacity)\n")
+    :format(st.objects, st.store.used, st.store.capacity))
+  out:write(("Workers: %d   Queued tasks: %d\n"):format(st.workers, st.queued))
+  if st.demand and #st.demand > 0 then
+    out:write("Pending demand:\n")
+    for _, d in ipairs(st.demand) do
+      out:write(("  %s x %d%s\n"):format(d.shape, d.count, d.infeasible and " (infeasible)" or ""))
+    end
+  else
+    out:write("Pending demand: none\n")
+  end
+  conn:close()
+  return 0
+end
+
+local COLUMNS = {
+  actors = { "actor_id", "class_name", "name", "namespace", "state", "pid", "restarts", "cause" },
+  tasks = { "task_id", "name", "state", "job" },
+  objects = { "object_id", "size", "where", "count", "ready" },
+  workers = { "worker_id", "pid", "state" },
+  nodes = { "node_id", "address", "alive" },
+}
+
+local function list(argv)
+  local what = argv[2]
+  if not COLUMNS[what] then
+    return die("usage: lray list actors|tasks|objects|nodes|workers [--format json]")
+  end
+  local o, err = parse(argv, 3, { format = "string" })
+  if not o then return die(err) end
+  local conn, cerr = connect_auto()
+  if not conn then return die(cerr) end
+  local items
+  if what == "nodes" then
+    items = runtime.rpc({ t = "nodes" }).nodes
+  else
+    items = runtime.rpc({ t = "list", what = what }).items or {}
+  end
+  conn:close()
+  if o.format == "json" then
+    io.stdout:write(require("cjson").encode(items), "\n")
+    return 0
+  end
+  local cols = COLUMNS[what]
+  io.stdout:write(table.concat(cols, "\t"):upper(), "\n")
+  for _, it in ipairs(items) do
+    local row = {}
+    for i, c in ipairs(cols) do row[i] = it[c] == nil and "-" or tostring(it[c]) end
+    io.stdout:write(table.concat(row, "\t"), "\n")
+  end
+  return 0
+end
+
+function M.main(argv)
+  local cmd = argv[1]
+  if cmd == "start" then return start(argv)
+  elseif cmd == "stop" then return stop()
+  elseif cmd == "status" then return status()
+  elseif cmd == "list" then return list(argv)
+  elseif cmd == "microbenchmark" then return require("lray.bench").main(argv)
+  end
+  return die("unknown command " .. tostring(cmd))
+end
+
+return M

@@ -1,0 +1,455 @@
+-- API.md "Objects" and "Values that can cross processes": put/get of every
+-- kind of value, get of lists and timeouts, wait, ObjectRef methods, large
+-- values, lray.array, cancel, and freeing objects when their refs drop.
+local cluster = require("spec.helpers.cluster")
+
+local MB = 1024 * 1024
+local lray
+
+setup(function()
+  -- A small store, so that objects not freed when their refs drop fill it.
+  lray = cluster.start({ object_store_memory = 64 * MB })
+end)
+
+teardown(function()
+  cluster.stop()
+end)
+
+local function msg(e)
+  if type(e) == "table" and e.message then return tostring(e.message) end
+  return tostring(e)
+end
+
+local function fails(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert(not ok, "expected an error, got success")
+  return e
+end
+
+-- v through the store and back in the driver, and through a task and back.
+local function roundtrips(v)
+  local a = lray.get(lray.put(v))
+  local id = lray.remote(function(x) return x end)
+  local b = lray.get(id.remote(v))
+  return a, b
+end
+
+describe("Objects", function()
+  it("put/get keeps nil, booleans and numbers", function()
+    for _, v in ipairs({ true, false, 0, -1, 3.25, 2 ^ 53, -2 ^ 53, 1e300, -1e-300,
+        math.huge, -math.huge, 123456789012 }) do
+      local a, b = roundtrips(v)
+      assert.are.equal(v, a)
+      assert.are.equal(v, b)
+      assert.are.equal(type(v), type(a))
+    end
+    local a, b = roundtrips(0 / 0)
+    assert.is_true(a ~= a, "NaN")
+    assert.is_true(b ~= b, "NaN")
+    assert.are.equal(1, select("#", lray.get(lray.put(nil))))
+    assert.is_nil(lray.get(lray.put(nil)))
+    local id = lray.remote(function(x) return type(x), x end)
+    local t, x = lray.get(id.remote(nil))
+    assert.are.equal("nil", t)
+    assert.is_nil(x)
+  end)
+
+  it("put/get keeps strings with any bytes, including zero bytes", function()
+    local all = {}
+    for i = 0, 255 do all[#all + 1] = string.char(i) end
+    for _, s in ipairs({ "", "a\0b", "\0", "\0\0\0end", table.concat(all) }) do
+      local a, b = roundtrips(s)
+      assert.are.equal(#s, #a)
+      assert.are.equal(s, a)
+      assert.are.equal(s, b)
+    end
+  end)
+
+  it("put/get keeps nested tables, cycles and shared subtables", function()
+    local shared = { "shared" }
+    local t = { 1, 2, { 3, { 4 } }, name = "t", [true] = "bool key", [2.5] = "float key",
+      s1 = shared, s2 = shared, deep = { s3 = shared } }
+    t.self = t
+    t.deep.up = t
+    for _, v in ipairs({ roundtrips(t) }) do
+      assert.are.equal(1, v[1])
+      assert.are.equal(4, v[3][2][1])
+      assert.are.equal("t", v.name)
+      assert.are.equal("bool key", v[true])
+      assert.are.equal("float key", v[2.5])
+      assert.are.equal(v, v.self)
+      assert.are.equal(v, v.deep.up)
+      assert.are.equal(v.s1, v.s2)
+      assert.are.equal(v.s1, v.deep.s3)
+      assert.are.equal("shared", v.s1[1])
+      assert.are_not.equal(t, v)
+    end
+  end)
+
+  it("put/get keeps metatables", function()
+    local Point = {}
+    Point.__index = Point
+    Point.__add = function(p, q) return setmetatable({ x = p.x + q.x }, Point) end
+    function Point.norm(p) return math.abs(p.x) end
+    local p = setmetatable({ x = -3 }, Point)
+    local items = { p, setmetatable({ x = 1 }, Point) }
+    for _, v in ipairs({ roundtrips(items) }) do
+      assert.are.equal(3, v[1]:norm())
+      assert.are.equal(-2, (v[1] + v[2]).x)
+      assert.are.equal(getmetatable(v[1]), getmetatable(v[2]))
+    end
+  end)
+
+  it("put/get keeps functions with their upvalues", function()
+    local base = 10
+    local counter = 0
+    local function add(x) counter = counter + 1; return x + base, counter end
+    for _, f in ipairs({ roundtrips(add) }) do
+      assert.is_function(f)
+      local v, c = f(5)
+      assert.are.equal(15, v)
+      assert.are.equal(1, c)
+      assert.are.equal(2, select(2, f(0)))
+    end
+    -- two functions sharing an upvalue keep sharing it
+    local n = 0
+    local fs = { inc = function() n = n + 1 end, get = function() return n end }
+    local g = lray.get(lray.put(fs))
+    g.inc(); g.inc()
+    assert.are.equal(2, g.get())
+    assert.are.equal(0, n)
+  end)
+
+  it("get of a list returns the first value of each", function()
+    local two = lray.remote(function(x) return x, "second" end)
+    local refs = { lray.put("a"), two.remote("b"), lray.put(3) }
+    local vs = lray.get(refs)
+    assert.are.same({ "a", "b", 3 }, vs)
+    assert.are.same({}, lray.get({}))
+  end)
+
+  it("get of a list raises when one of them failed", function()
+    local bad = lray.remote(function() error("list member failed") end)
+    local e = fails(lray.get, { lray.put(1), bad.remote(), lray.put(2) })
+    assert.is_true(lray.is_error(e, "TaskError"))
+    assert.matches("list member failed", msg(e), 1, true)
+  end)
+
+  it("get of a list raises as soon as one failed, not after the others finish", function()
+    local slow = lray.remote(function() lray.sleep(3); return 1 end)
+    local bad = lray.remote(function() error("fast failure") end)
+    local s = slow.remote()
+    local t0 = lray.now()
+    local e = fails(lray.get, { s, bad.remote() })
+    local dt = lray.now() - t0
+    lray.cancel(s)
+    assert.is_true(lray.is_error(e, "TaskError"))
+    assert.is_true(dt < 1.5, ("raised after %.2f s"):format(dt))
+  end)
+
+  it("get with a timeout raises GetTimeoutError quickly", function()
+    local slow = lray.remote(function() lray.sleep(2); return 1 end)
+    local r = slow.remote()
+    local t0 = lray.now()
+    local e = fails(lray.get, r, { timeout = 0.2 })
+    local dt = lray.now() - t0
+    assert.is_true(lray.is_error(e, "GetTimeoutError"), tostring(e))
+    assert.is_true(dt >= 0.19 and dt < 1.0, ("timed out after %.3f s"):format(dt))
+    e = fails(lray.get, { lray.put(1), r }, { timeout = 0.05 })
+    assert.is_true(lray.is_error(e, "GetTimeoutError"), tostring(e))
+    -- timeout = 0 polls
+    e = fails(lray.get, r, { timeout = 0 })
+    assert.is_true(lray.is_error(e, "GetTimeoutError"), tostring(e))
+    assert.are.equal(5, lray.get(lray.put(5), { timeout = 0 }))
+    lray.cancel(r)
+  end)
+
+  it("get of something that is not an ObjectRef raises", function()
+    fails(lray.get, 42)
+    fails(lray.get, "ObjectRef(00)")
+    fails(lray.get, { lray.put(1), "not a ref" })
+    fails(lray.get, nil)
+  end)
+
+  it("wait returns num_returns ready refs and the rest", function()
+    local slow = lray.remote(function() lray.sleep(1); return "slow" end)
+    local s = slow.remote()
+    local a, b = lray.put("a"), lray.put("b")
+    local ready, not_ready = lray.wait({ s, a, b })
+    assert.are.equal(1, #ready)
+    assert.are.equal(2, #not_ready)
+    assert.are.equal(a, ready[1])
+    ready, not_ready = lray.wait({ s, a, b }, { num_returns = 2 })
+    assert.are.same({ a:hex(), b:hex() }, { ready[1]:hex(), ready[2]:hex() })
+    assert.are.equal(1, #not_ready)
+    assert.are.equal(s:hex(), not_ready[1]:hex())
+    -- a timeout returns what is ready by then
+    local t0 = lray.now()
+    ready, not_ready = lray.wait({ s, a }, { num_returns = 2, timeout = 0.1 })
+    assert.is_true(lray.now() - t0 < 0.8)
+    assert.are.equal(1, #ready)
+    assert.are.equal(a:hex(), ready[1]:hex())
+    assert.are.equal(s:hex(), not_ready[1]:hex())
+    -- without a timeout it waits for all it was asked for, keeping input order
+    ready, not_ready = lray.wait({ b, s, a }, { num_returns = 3 })
+    assert.are.same({ b:hex(), s:hex(), a:hex() },
+      { ready[1]:hex(), ready[2]:hex(), ready[3]:hex() })
+    assert.are.same({}, not_ready)
+  end)
+
+  it("wait keeps the input order among ready refs", function()
+    local refs = {}
+    for i = 1, 6 do refs[i] = lray.put(i) end
+    local ready = lray.wait(refs, { num_returns = 6 })
+    for i = 1, 6 do assert.are.equal(refs[i]:hex(), ready[i]:hex()) end
+  end)
+
+  it("wait({}) returns {}, {}", function()
+    local ready, not_ready = lray.wait({})
+    assert.are.same({}, ready)
+    assert.are.same({}, not_ready)
+  end)
+
+  it("wait with num_returns larger than the number of refs raises", function()
+    local e = fails(lray.wait, { lray.put(1) }, { num_returns = 2 })
+    assert.matches("num_returns", msg(e), 1, true)
+  end)
+
+  it("tostring(ref) is ObjectRef(<hex>) and ref:hex() is the hex", function()
+    local r = lray.put(1)
+    assert.matches("^ObjectRef%(%x+%)$", tostring(r))
+    assert.matches("^%x+$", r:hex())
+    assert.are.equal("ObjectRef(" .. r:hex() .. ")", tostring(r))
+    assert.are_not.equal(r:hex(), lray.put(1):hex())
+  end)
+
+  it("ref:release() drops one reference; other references keep the object", function()
+    local r = lray.put("kept by the holder")
+    local holder = lray.put({ r })
+    r:release()
+    assert.has_no.errors(function() r:release() end)   -- twice is harmless
+    local inner = lray.get(holder)[1]
+    assert.are.equal("kept by the holder", lray.get(inner))
+    -- a copy of the ref made before the release still works
+    local r2 = lray.put("two refs")
+    local copy = lray.get(lray.put({ r2 }))[1]
+    r2:release()
+    assert.are.equal("two refs", lray.get(copy))
+  end)
+
+  it("a 5 MB string round-trips through put/get and through a task", function()
+    local parts = {}
+    for i = 1, 5 * 1024 do parts[i] = string.format("%04d", i % 10000) .. string.rep("\0x", 510) end
+    local big = table.concat(parts)
+    assert.is_true(#big >= 5 * MB)
+    local a, b = roundtrips(big)
+    assert.are.equal(#big, #a)
+    assert.is_true(a == big)
+    assert.is_true(b == big)
+    local len = lray.remote(function(s) return #s, s:sub(-5) end)
+    local n, tail = lray.get(len.remote(lray.put(big)))
+    assert.are.equal(#big, n)
+    assert.are.equal(big:sub(-5), tail)
+  end)
+
+  it("lray.array indexes from 0 and # is its length", function()
+    local a = lray.array("double", 5)
+    assert.are.equal(5, #a)
+    for i = 0, 4 do assert.are.equal(0, a[i]) end
+    for i = 0, 4 do a[i] = i * 1.5 end
+    assert.are.equal(6, a[4])
+    fails(function() return a[5] end)
+    fails(function() a[-1] = 1 end)
+    local b = lray.array("int32_t", { 7, 8, 9 })
+    assert.are.equal(3, #b)
+    assert.are.equal(7, b[0])
+    assert.are.equal(9, b[2])
+    fails(lray.array, "no_such_type", 3)
+  end)
+
+  it("small lray.arrays round-trip with their type", function()
+    local a = lray.array("int64_t", { 1, -2, 3 })
+    local b = lray.array("uint8_t", { 0, 255, 7 })
+    local x, y = roundtrips(a)
+    for _, v in ipairs({ x, y }) do
+      assert.are.equal(3, #v)
+      assert.is_true(v[1] == -2)
+    end
+    local u = lray.get(lray.put(b))
+    assert.are.equal(255, u[1])
+  end)
+
+  it("a big lray.array (1e6 doubles) put/get gives the same values, twice", function()
+    local n = 1000000
+    local a = lray.array("double", n)
+    for i = 0, n - 1 do a[i] = i * 0.5 end
+    local r = lray.put(a)
+    local b1 = lray.get(r)
+    local b2 = lray.get(r)
+    assert.are.equal(n, #b1)
+    assert.are.equal(n, #b2)
+    for i = 0, n - 1, 997 do
+      assert.are.equal(i * 0.5, b1[i])
+      assert.are.equal(i * 0.5, b2[i])
+    end
+    assert.are.equal((n - 1) * 0.5, b1[n - 1])
+    -- a task reads it too
+    local sum = lray.remote(function(arr)
+      local s = 0
+      for i = 0, #arr - 1 do s = s + arr[i] end
+      return s, #arr
+    end)
+    local s, len = lray.get(sum.remote(r))
+    assert.are.equal(n, len)
+    assert.are.equal(0.5 * (n - 1) * n / 2, s)
+    -- and a task can return one
+    local make = lray.remote(function(m)
+      local x = lray.array("double", m)
+      for i = 0, m - 1 do x[i] = -i end
+      return x
+    end)
+    local c = lray.get(make.remote(n))
+    assert.are.equal(n, #c)
+    assert.are.equal(-(n - 1), c[n - 1])
+  end)
+
+  it("lray.put of an ObjectRef raises", function()
+    local r = lray.put(1)
+    local e = fails(lray.put, r)
+    assert.matches("ObjectRef", msg(e), 1, true)
+  end)
+end)
+
+describe("Cancel", function()
+  local spin = nil
+
+  before_each(function()
+    spin = lray.remote(function() while true do lray.sleep(0.01) end end)
+  end)
+
+  it("cancelling a queued task gives TaskCancelledError", function()
+    -- both CPUs busy, so the third task waits in the queue
+    local b1, b2 = spin.remote(), spin.remote()
+    lray.sleep(0.2)
+    local queued = lray.remote(function() return "ran" end).remote()
+    lray.cancel(queued)
+    local e = fails(lray.get, queued, { timeout = 5 })
+    assert.is_true(lray.is_error(e, "TaskCancelledError"), tostring(e))
+    lray.cancel(b1)
+    lray.cancel(b2)
+    e = fails(lray.get, b1, { timeout = 5 })
+    assert.is_true(lray.is_error(e, "TaskCancelledError"), tostring(e))
+    e = fails(lray.get, b2, { timeout = 5 })
+    assert.is_true(lray.is_error(e, "TaskCancelledError"), tostring(e))
+  end)
+
+  it("cancelling a running task that sleeps in a loop gives TaskCancelledError", function()
+    local r = spin.remote()
+    lray.sleep(0.3)
+    lray.cancel(r)
+    local e = fails(lray.get, r, { timeout = 5 })
+    assert.is_true(lray.is_error(e, "TaskCancelledError"), tostring(e))
+    -- the node still runs tasks afterwards
+    local ok = lray.remote(function() return "after cancel" end)
+    assert.are.equal("after cancel", lray.get(ok.remote(), { timeout = 5 }))
+  end)
+
+  it("cancel with force = true stops a task in a tight loop", function()
+    local tight = lray.remote(function()
+      local x = 0
+      while true do x = x + 1 end
+    end)
+    local r = tight.remote()
+    lray.sleep(0.3)
+    lray.cancel(r, { force = true })
+    local e = fails(lray.get, r, { timeout = 5 })
+    assert.is_true(lray.is_error(e, "TaskCancelledError"), tostring(e))
+    local ok = lray.remote(function() return "after force" end)
+    assert.are.same({ "after force", "after force" },
+      lray.get({ ok.remote(), ok.remote() }, { timeout = 5 }))
+  end)
+
+  it("cancelling a finished task leaves its value", function()
+    local r = lray.remote(function() return 9 end).remote()
+    assert.are.equal(9, lray.get(r))
+    lray.cancel(r)
+    assert.are.equal(9, lray.get(r))
+  end)
+end)
+
+describe("Freeing objects", function()
+  -- 24 objects of 8 MB go through a 64 MB store: this works only when each
+  -- one is freed after its last reference is gone.
+  local SIZE, ROUNDS = 8 * MB, 24
+
+  local function count_objects()
+    local f = rawget(lray, "_debug_objects")
+    if type(f) ~= "function" then return nil end
+    local n = f()
+    if type(n) == "table" then
+      local c = 0
+      for _ in pairs(n) do c = c + 1 end
+      n = c
+    end
+    return n
+  end
+
+  it("objects are freed when their refs are collected", function()
+    collectgarbage()
+    local before = count_objects()
+    for i = 1, ROUNDS do
+      local r = lray.put(string.rep(string.char(65 + i % 26), SIZE))
+      assert.are.equal(SIZE, #lray.get(r))
+      r = nil -- luacheck: ignore
+      collectgarbage()
+    end
+    collectgarbage()
+    if before then
+      local deadline = lray.now() + 2
+      local n = count_objects()
+      while n > before and lray.now() < deadline do
+        lray.sleep(0.05)
+        collectgarbage()
+        n = count_objects()
+      end
+      assert.is_true(n <= before, ("%d objects before, %d after"):format(before, n))
+    end
+  end)
+
+  it("ref:release() frees an object without waiting for the collector", function()
+    local keep = {}
+    collectgarbage("stop")
+    local ok, err = pcall(function()
+      for i = 1, ROUNDS do
+        local r = lray.put(string.rep("r", SIZE))
+        keep[i] = r        -- the Lua object stays reachable; release drops it
+        r:release()
+      end
+    end)
+    collectgarbage("restart")
+    assert.is_true(ok, tostring(err))
+  end)
+
+  it("results of tasks are freed when their refs drop", function()
+    local big = lray.remote(function(n) return string.rep("t", n) end)
+    for _ = 1, ROUNDS do
+      local r = big.remote(SIZE)
+      assert.are.equal(SIZE, #lray.get(r))
+      r = nil -- luacheck: ignore
+      collectgarbage()
+    end
+  end)
+
+  it("store pressure collects unreachable refs before a put fails", function()
+    -- no explicit collectgarbage: the runtime must do it under pressure
+    collectgarbage("stop")
+    local ok, err = pcall(function()
+      for _ = 1, ROUNDS do
+        local r = lray.put(string.rep("p", SIZE))
+        assert(r)
+      end
+    end)
+    collectgarbage("restart")
+    assert.is_true(ok, tostring(err))
+  end)
+end)
