@@ -18,17 +18,19 @@ local M = {}
 local actors = {}   -- actor id -> {state, addr, conn, queue, inflight, cause}
 M.actors = actors
 
-local function died_error(st, cname, aid)
-  local fields = {}
+local function died_error(st, cname, aid, why)
+  local fields = { actor_id = aid, class_name = cname or st.cname, name = st.name,
+    restarts = st.restarts }
   if st.init_error then fields.cause = runtime.decode_error(st.init_error) end
-  return errors.new("ActorDiedError", ("actor %s(%s)%s died: %s"):format(
+  return errors.new("ActorDiedError", ("actor %s(%s)%s %s: %s"):format(
     tostring(cname or st.cname or "?"), aid,
     st.name and (" named '" .. st.name .. "'") or "",
-    tostring(st.cause or "its process exited")), fields)
+    why or "died", tostring(why and "max_task_retries is 0, so it is not re-sent"
+      or st.cause or "its process exited")), fields)
 end
 
-local function fail_call(st, aid, call)
-  local blob = serialize.encode(died_error(st, st.cname, aid))
+local function fail_call(st, aid, call, why)
+  local blob = serialize.encode(died_error(st, st.cname, aid, why))
   for _, id in ipairs(call.rets) do
     runtime.fill(id, { err = blob }, "local")
   end
@@ -39,8 +41,32 @@ local function fail_all(st, aid)
     st.inflight[cid] = nil
     fail_call(st, aid, call)
   end
+  for i = 1, #st.orphans do fail_call(st, aid, st.orphans[i]) end
+  st.orphans = {}
   for i = 1, #st.queue do fail_call(st, aid, st.queue[i]) end
   st.queue = {}
+end
+
+-- Calls that were running when the actor's process went away: re-send them
+-- (ahead of newer calls, in their order) while max_task_retries allows, or
+-- fail them.
+local function settle_orphans(st, aid, max_retries)
+  local o = st.orphans
+  if #o == 0 then return end
+  st.orphans = {}
+  table.sort(o, function(x, y) return x.seq < y.seq end)
+  local keep = {}
+  for i = 1, #o do
+    local call = o[i]
+    if max_retries == -1 or call.tries < max_retries then
+      call.tries = call.tries + 1
+      keep[#keep + 1] = call
+    else
+      fail_call(st, aid, call, "died while running this call")
+    end
+  end
+  for i = 1, #st.queue do keep[#keep + 1] = st.queue[i] end
+  st.queue = keep
 end
 
 local function on_ret(m)
@@ -76,6 +102,10 @@ local function connect(st, aid)
     conn:on_message(function(_, m) if m.t == "ret" then on_ret(m) end end)
     conn:on_close(function()
       if st.conn == conn then st.conn = nil end
+      for cid, call in pairs(st.inflight) do
+        st.inflight[cid] = nil
+        st.orphans[#st.orphans + 1] = call
+      end
       -- Ask the node what happened; calls in flight fail once it says DEAD.
       st.state = "UNKNOWN"
       runtime.queue({ t = "actor_sub", aid = aid })
@@ -94,6 +124,10 @@ runtime.handlers.actor = function(m)
   if not st then return end
   st.cname = st.cname or m.cname
   st.name = m.name
+  st.restarts = m.restarts
+  if m.state == "ALIVE" or m.state == "RESTARTING" then
+    settle_orphans(st, m.aid, m.max_task_retries or 0)
+  end
   if m.state == "ALIVE" then
     if st.state ~= "ALIVE" or st.addr ~= m.addr then
       st.state, st.addr = "ALIVE", m.addr
@@ -111,7 +145,7 @@ end
 local function state_of(aid)
   local st = actors[aid]
   if not st then
-    st = { queue = {}, inflight = {} }
+    st = { queue = {}, inflight = {}, orphans = {} }
     actors[aid] = st
     runtime.send({ t = "actor_sub", aid = aid })
   end
@@ -123,6 +157,7 @@ end
 local Handle = {}
 local handle_data = setmetatable({}, { __mode = "k" })   -- handle -> fields
 
+local call_seq = 0
 local function call_method(h, mname, mopts, ...)
   local d = handle_data[h]
   local aid = d.aid
@@ -133,7 +168,8 @@ local function call_method(h, mname, mopts, ...)
   for i = 1, nret do rets[i] = runtime.new_id() end
   local st = state_of(aid)
   st.cname = st.cname or d.cname
-  local call = { rets = rets, msg = { t = "call", cid = runtime.new_id(), m = mname,
+  call_seq = call_seq + 1
+  local call = { rets = rets, seq = call_seq, tries = 0, msg = { t = "call", cid = runtime.new_id(), m = mname,
     args = blob, deps = deps, refs = refs, rets = rets },
     keep = { ... } }   -- arguments stay referenced until the call returns
   local out = {}

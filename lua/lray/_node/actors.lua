@@ -19,7 +19,8 @@ local function name_key(ns, name) return tostring(ns) .. "\0" .. name end
 
 local function info(a)
   return { t = "actor", aid = a.aid, state = a.state, addr = a.addr,
-    pid = a.pid, cause = a.cause, cname = a.cname, name = a.name }
+    pid = a.pid, cause = a.cause, cname = a.cname, name = a.name,
+    restarts = a.restarts, max_task_retries = a.max_task_retries }
 end
 
 local function notify(a)
@@ -66,7 +67,8 @@ function M.create(cl, m)
     state = "PENDING", subs = {}, job = job, name = o.name, namespace = ns,
     detached = o.lifetime == "detached", res = m.res or {},
     place = m.place or { CPU = sched.UNIT }, holds = {}, created = core.now(),
-    restarts = 0 }
+    restarts = 0, max_restarts = o.max_restarts or 0,
+    max_task_retries = o.max_task_retries or 0 }
   actors[a.aid] = a
   if o.name then names[name_key(ns, o.name)] = a.aid end
   for _, id in pairs(m.deps or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
@@ -154,9 +156,31 @@ sched.on_worker_ready = function(w)
   return false
 end
 
+-- The actor's process died: restart it (init runs again with the original
+-- arguments) while restarts remain, else it is dead for good.
+local function restart(a)
+  a.restarts = a.restarts + 1
+  a.state, a.addr, a.pid, a.worker = "RESTARTING", nil, nil, nil
+  a.killed = nil
+  if a.placed then
+    sched.release(a.res)
+    a.placed = false
+  end
+  notify(a)
+  a.state = "PENDING"
+  pending[#pending + 1] = a
+  M.place_pending()
+end
+
 sched.on_worker_exit = function(w, status, sig)
   local a = w.actor or (type(w.for_actor) == "table" and w.for_actor) or nil
   if not a or a.state == "DEAD" then return end
+  if a.worker ~= nil and a.worker ~= w then return end
+  local job_alive = a.detached or (a.job and N.jobs[a.job])
+  if not a.no_restart and not a.init_error and job_alive
+      and (a.max_restarts == -1 or a.restarts < a.max_restarts) then
+    return restart(a)
+  end
   local how
   if a.killed then
     how = "it was killed by lray.kill"
@@ -164,6 +188,10 @@ sched.on_worker_exit = function(w, status, sig)
     how = ("its worker process (pid %s) was killed by signal %d"):format(tostring(w.pid), sig)
   else
     how = ("its worker process (pid %s) exited with code %d"):format(tostring(w.pid), status)
+  end
+  if a.restarts > 0 then
+    how = how .. (" (after %d restart%s; max_restarts = %d)"):format(a.restarts,
+      a.restarts == 1 and "" or "s", a.max_restarts)
   end
   set_dead(a, how)
 end
@@ -202,7 +230,8 @@ function M.kill(aid, no_restart)
   local a = actors[aid]
   if not a or a.state == "DEAD" then return end
   a.killed = true
-  a.cause = "it was killed by lray.kill"
+  a.no_restart = no_restart ~= false
+  if a.no_restart then a.cause = "it was killed by lray.kill" end
   if a.worker and a.worker.proc then
     a.worker.proc:kill(9)
   else
@@ -222,6 +251,7 @@ function M.drop_job(job)
   for _, a in pairs(actors) do
     if a.job == job and not a.detached and a.state ~= "DEAD" then
       a.cause = "its owner (job " .. tostring(job) .. ") exited"
+      a.no_restart = true
       if a.worker and a.worker.proc then a.worker.proc:kill(9) else set_dead(a, a.cause) end
     end
   end
