@@ -12,7 +12,7 @@
 local lray = require("lray")
 
 local function outcome(ref)
-  local ok, v = pcall(lray.get, ref, { timeout = 20 })
+  local ok, v = pcall(lray.get, ref, { timeout = 5 })
   if ok then return tostring(v) end
   if lray.is_error(v, "ActorDiedError") then return "ActorDiedError" end
   return "error: " .. tostring(v)

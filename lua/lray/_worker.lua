@@ -230,6 +230,16 @@ local function become_actor(m)
   if not ok then return fail(cls) end
   local instance = setmetatable({}, { __index = cls })
   actor = { aid = m.aid, cname = m.cname, instance = instance, job = m.job }
+  local opts = m.opts or {}
+  local mc = opts.max_concurrency or 1
+  if mc > 1 or opts.concurrency_groups then
+    -- Methods run as coroutines, up to a limit per concurrency group.
+    actor.limits = { [""] = mc }
+    for g, n in pairs(opts.concurrency_groups or {}) do actor.limits[g] = n end
+    local groups = rawget(cls, "__concurrency")
+    actor.method_group = type(groups) == "table" and groups or {}
+    actor.active, actor.queues = {}, {}
+  end
   local args, derr
   ok, args, derr = pcall(build_args, m, m.depv)
   if not ok then return fail(args) end
@@ -248,6 +258,82 @@ local function become_actor(m)
   actor.srv = srv
   runtime.current = { actor_id = m.aid, job_id = m.job }
   runtime.send({ t = "actor_ready", aid = m.aid, addr = addr })
+end
+
+-- -- Concurrent actors -------------------------------------------------------
+-- With max_concurrency > 1 (or concurrency groups) each call runs in its own
+-- coroutine. A method that waits in lray.get/wait/sleep parks its coroutine
+-- (runtime.wait_until yields) and the others go on. Calls start in arrival
+-- order within their group, so one caller's calls start in submission order.
+
+local waiting = {}   -- parked coroutines: {co, group, done, deadline}
+
+local function resume(e, ...)
+  local ok, done, deadline = coroutine.resume(e.co, ...)
+  if coroutine.status(e.co) == "dead" then
+    runtime.async_cos[e.co] = nil
+    actor.active[e.group] = actor.active[e.group] - 1
+    if not ok then io.stderr:write("lray worker: ", tostring(done), "\n") end
+  else
+    e.done, e.deadline = done, deadline
+    waiting[#waiting + 1] = e
+  end
+end
+
+local function group_of(mname)
+  local g = actor.method_group[mname]
+  if g and actor.limits[g] then return g end
+  return ""
+end
+
+-- Starts queued calls where their group has room. Returns whether it did.
+local function start_calls()
+  local started = false
+  while #calls > 0 do
+    local c = remove(calls, 1)
+    local g = group_of(c[2].m)
+    local q = actor.queues[g]
+    if not q then q = {}; actor.queues[g] = q end
+    q[#q + 1] = c
+  end
+  for g, q in pairs(actor.queues) do
+    while #q > 0 and (actor.active[g] or 0) < actor.limits[g] do
+      local c = remove(q, 1)
+      actor.active[g] = (actor.active[g] or 0) + 1
+      local co = coroutine.create(serve_call)
+      runtime.async_cos[co] = true
+      started = true
+      resume({ co = co, group = g }, c[1], c[2])
+    end
+  end
+  return started
+end
+
+-- Resumes parked coroutines whose wait is over. Returns whether any was.
+local function step_waiting()
+  if #waiting == 0 then return false end
+  local t = core.now()
+  local ready, still = {}, {}
+  for i = 1, #waiting do
+    local e = waiting[i]
+    if e.done() or (e.deadline and t >= e.deadline) then
+      ready[#ready + 1] = e
+    else
+      still[#still + 1] = e
+    end
+  end
+  waiting = still
+  for i = 1, #ready do resume(ready[i]) end
+  return #ready > 0
+end
+
+local function serve_concurrent()
+  local progressed = start_calls()
+  if step_waiting() then progressed = true end
+  if not progressed then
+    runtime.pump()
+    if #calls == 0 then core.run_once() end
+  end
 end
 
 -- -- Main loop ---------------------------------------------------------------
@@ -286,6 +372,8 @@ function M.main(argv)
     if #work > 0 then
       local m = remove(work, 1)
       if m.t == "exec" then run_task(m) else become_actor(m) end
+    elseif actor and actor.limits then
+      serve_concurrent()
     elseif #calls > 0 then
       local c = remove(calls, 1)
       serve_call(c[1], c[2])

@@ -290,6 +290,7 @@ local function create(rc, level, ...)
     job = runtime.current.job_id or runtime.job_id,
     opts = { name = opts.name, namespace = opts.namespace, lifetime = opts.lifetime,
       get_if_exists = opts.get_if_exists, max_concurrency = opts.max_concurrency,
+      concurrency_groups = opts.concurrency_groups,
       max_restarts = opts.max_restarts, max_task_retries = opts.max_task_retries } }
   if opts.name then
     local r = runtime.rpc(msg)

@@ -305,8 +305,14 @@ lray.now = core.now
 lray.is_error = errors.is_error
 lray.errors = errors
 lray.array = require("lray.array").new
-lray.util = {
-  ActorPool = require("lray.util.actor_pool"),
-}
+-- Utilities load on first use (Queue and Pool are built on actors).
+lray.util = setmetatable({}, { __index = function(t, k)
+  local mod = ({ ActorPool = "lray.util.actor_pool", Queue = "lray.util.queue",
+    Pool = "lray.util.pool" })[k]
+  if not mod then return nil end
+  local v = require(mod)
+  rawset(t, k, v)
+  return v
+end })
 
 return lray

@@ -71,6 +71,17 @@ end
 
 local function anything() end
 
+local function groups(k, v)
+  if type(v) ~= "table" then
+    return ("option '%s' must be a table such as {io = 4, compute = 1}, got %s"):format(k, tostring(v))
+  end
+  for g, n in pairs(v) do
+    if type(g) ~= "string" then return ("option '%s' has a non-string group name"):format(k) end
+    local e = positive_int(k .. "." .. g, n)
+    if e then return e end
+  end
+end
+
 M.task = {
   num_cpus = nonneg_number, num_gpus = nonneg_number, resources = resources,
   memory = nonneg_number, max_retries = retries, retry_exceptions = boolean,
@@ -82,7 +93,7 @@ M.actor = {
   memory = nonneg_number, name = string_opt, namespace = string_opt,
   lifetime = lifetime, get_if_exists = boolean, max_restarts = retries,
   max_task_retries = retries, max_concurrency = positive_int,
-  concurrency_groups = anything, scheduling_strategy = anything,
+  concurrency_groups = groups, scheduling_strategy = anything,
 }
 
 M.method = { num_returns = num_returns, name = string_opt }

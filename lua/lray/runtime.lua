@@ -248,8 +248,30 @@ end
 
 -- Runs the loop until done() is true or the deadline passes. Returns false
 -- on timeout. Gives the worker's CPU back while it waits.
+M.async_cos = setmetatable({}, { __mode = "k" })  -- coroutines of concurrent actors
+
+-- Inside a concurrent actor's method: park this coroutine instead of
+-- blocking the process; the worker resumes it once done() or the deadline.
+local function wait_yielding(done, deadline)
+  local timer
+  if deadline then
+    local left = deadline - now()
+    if left <= 0 then return false end
+    timer = core.timer(left, 0, function() end)
+  end
+  while true do
+    coroutine.yield(done, deadline)
+    if done() then break end
+    if deadline and now() >= deadline then timer:stop(); return false end
+  end
+  if timer then timer:stop() end
+  return true
+end
+
 function M.wait_until(done, deadline, hold)
   if done() then return true end
+  local co = coroutine.running()
+  if co and M.async_cos[co] then return wait_yielding(done, deadline) end
   if #outq > 0 then flush_queue() end
   local timer
   if deadline then
