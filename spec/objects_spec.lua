@@ -164,6 +164,19 @@ describe("Objects", function()
     lray.cancel(r)
   end)
 
+  it("get with a timeout raises on time even right after the caller was busy", function()
+    local slow = lray.remote(function() lray.sleep(2); return 1 end)
+    local r = slow.remote()
+    local t = lray.now()
+    while lray.now() - t < 0.2 do end   -- work that does not run the event loop
+    local t0 = lray.now()
+    local e = fails(lray.get, r, { timeout = 0.1 })
+    local dt = lray.now() - t0
+    lray.cancel(r)
+    assert.is_true(lray.is_error(e, "GetTimeoutError"), tostring(e))
+    assert.is_true(dt >= 0.099 and dt < 0.8, ("timed out after %.3f s"):format(dt))
+  end)
+
   it("get of something that is not an ObjectRef raises", function()
     fails(lray.get, 42)
     fails(lray.get, "ObjectRef(00)")
