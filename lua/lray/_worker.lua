@@ -163,9 +163,15 @@ local function run_task(m)
       core.cancel_arm(m.seq)
       results, lua_error = invoke(fn, nil, args, m.rets, what)
       core.cancel_arm(0)
+      args = nil
     end
   end
   runtime.current = {}
+  if (m.refs and #m.refs > 0) or (m.actors and #m.actors > 0) or m.deps then
+    -- The arguments held ObjectRefs or actor handles: drop them now, so the
+    -- node hears this worker let go (it would wait for Lua's next cycle).
+    collectgarbage()
+  end
   runtime.send({ t = "done", tid = m.tid, results = results, lua_error = lua_error })
 end
 

@@ -228,12 +228,33 @@ end
 Handle.__eq = function(a, b) return handle_data[a].aid == handle_data[b].aid end
 Handle.__lray_ser = function(h)
   local d = handle_data[h]
+  runtime.note_actor(d.aid)
   return "actor", { aid = d.aid, cname = d.cname, methods = d.methods }
 end
 
---- A handle for actor aid.
-function M.handle(aid, cname, methods)
+-- Handles are counted per process, like ObjectRefs: the node hears when the
+-- first handle to an actor appears here and when the last one is collected,
+-- and ends a non-detached actor no process holds a handle to.
+local hcounts = {}
+local GC_KEY = {}
+
+local function handle_gone(aid)
+  local n = (hcounts[aid] or 1) - 1
+  if n > 0 then hcounts[aid] = n; return end
+  hcounts[aid] = nil
+  if runtime.conn then runtime.queue({ t = "actor_unref", aid = aid }) end
+end
+
+--- A handle for actor aid. held: the node already counts this process.
+function M.handle(aid, cname, methods, held)
   local h = setmetatable({}, Handle)
+  local n = hcounts[aid]
+  hcounts[aid] = (n or 0) + 1
+  if not n and not held and runtime.conn then runtime.queue({ t = "actor_ref", aid = aid }) end
+  -- The proxy lives inside the handle, so both die in the same cycle.
+  local gc = newproxy(true)
+  getmetatable(gc).__gc = function() handle_gone(aid) end
+  rawset(h, GC_KEY, gc)
   handle_data[h] = { aid = aid, cname = cname, methods = methods }
   return h
 end
@@ -279,14 +300,14 @@ local function create(rc, level, ...)
   if not rc._name then rc._name = rawget(rc._cls, "__name") or remote.guess_name(rc) end
   local cname = rc:_label()
   local ch = remote.export(rc._ex, rc._cls, "actor class " .. cname)
-  local blob, deps, refs = remote.pack_args("the init of actor " .. cname, ...)
+  local blob, deps, refs, actors_in = remote.pack_args("the init of actor " .. cname, ...)
   local opts = rc._opts
   local aid = runtime.new_id()
   local methods = method_names(rc._cls)
   local place = options.request(opts, 1)
   local res = options.request(opts, 0)
   local msg = { t = "actor_create", aid = aid, ch = ch, args = blob, deps = deps,
-    refs = refs, cname = cname, methods = methods, res = res, place = place,
+    refs = refs, actors = actors_in, cname = cname, methods = methods, res = res, place = place,
     job = runtime.current.job_id or runtime.job_id,
     opts = { name = opts.name, namespace = opts.namespace, lifetime = opts.lifetime,
       get_if_exists = opts.get_if_exists, max_concurrency = opts.max_concurrency,
@@ -296,13 +317,16 @@ local function create(rc, level, ...)
     local r = runtime.rpc(msg)
     if r.err then error(r.err, level + 1) end
     if r.existed then return M.handle(r.aid, r.cname, r.methods) end
+    local st = state_of(aid)
+    st.cname = cname
+    return M.handle(aid, cname, methods, true)
   else
     runtime.send(msg)
     runtime.submitted()
   end
   local st = state_of(aid)
   st.cname = cname
-  return M.handle(aid, cname, methods)
+  return M.handle(aid, cname, methods, true)
 end
 
 local function make_class(cls, opts, ex, name)
@@ -338,6 +362,7 @@ function M.get_actor(name, namespace)
 end
 
 function M.reset()
+  for k in pairs(hcounts) do hcounts[k] = nil end
   for k, st in pairs(actors) do
     if st.conn then st.conn:close() end
     actors[k] = nil

@@ -77,8 +77,8 @@ function M.pack_args(what, ...)
       args[i] = v
     end
   end
-  local blob, refs = runtime.encode_tracked(args, "the arguments of " .. what)
-  return blob, deps, refs
+  local blob, refs, actors = runtime.encode_tracked(args, "the arguments of " .. what)
+  return blob, deps, refs, actors
 end
 
 -- -- Remote functions --------------------------------------------------------
@@ -104,13 +104,13 @@ local function submit(rf, level, ...)
   if not rf._name and not rf._opts.name then rf._name = M.guess_name(rf) end
   local name = rf:_label()
   local fh = M.export(rf._ex, rf._fn, "remote function " .. name)
-  local blob, deps, refs = M.pack_args("task '" .. name .. "'", ...)
+  local blob, deps, refs, actors = M.pack_args("task '" .. name .. "'", ...)
   local opts = rf._opts
   local nret = opts.num_returns or 1
   local rets = {}
   for i = 1, nret do rets[i] = runtime.new_id() end
   runtime.send({ t = "submit", tid = runtime.new_id(), fh = fh, args = blob,
-    deps = deps, refs = refs, rets = rets, res = rf._req, name = name,
+    deps = deps, refs = refs, actors = actors, rets = rets, res = rf._req, name = name,
     max_retries = opts.max_retries, retry_exc = opts.retry_exceptions,
     parent = runtime.current.task_id, job = runtime.current.job_id })
   runtime.submitted()

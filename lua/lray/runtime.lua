@@ -132,15 +132,21 @@ object.hooks.release = drop
 object.hooks.escape = escape
 object.hooks.arrive = function(id) return M.new_ref(id, false) end
 
---- Encodes v, returning the blob and the list of object ids inside it.
+local escaped_actors = nil
+--- An actor handle is being encoded (its id goes with the value).
+function M.note_actor(aid)
+  if escaped_actors then escaped_actors[#escaped_actors + 1] = aid end
+end
+
+--- Encodes v, returning the blob, the object ids and the actor ids in it.
 function M.encode_tracked(v, root)
-  local prev = escaped
-  escaped = {}
+  local prev, preva = escaped, escaped_actors
+  escaped, escaped_actors = {}, {}
   local ok, blob = pcall(encode, v, root)
-  local ids = escaped
-  escaped = prev
+  local ids, aids = escaped, escaped_actors
+  escaped, escaped_actors = prev, preva
   if not ok then error(blob, 0) end
-  return blob, ids
+  return blob, ids, aids
 end
 
 -- -- Objects ---------------------------------------------------------------

@@ -30,7 +30,50 @@ local function notify(a)
   end
 end
 
-local function set_dead(a, cause)
+-- -- Handle counting -----------------------------------------------------------
+-- An actor's count is the number of processes holding a handle to it plus
+-- queued tasks that take one as an argument. A non-detached actor whose
+-- count stays at zero for the grace period ends.
+
+local GRACE = 0.5
+local set_dead
+
+local function maybe_unreferenced(a)
+  if a.detached or a.state == "DEAD" or a.hcount > 0 then return end
+  core.timer(GRACE, 0, function()
+    if a.hcount > 0 or a.state == "DEAD" then return end
+    a.cause = "no handle to it remains (every handle was dropped)"
+    a.no_restart = true
+    if a.worker and a.worker.proc then a.worker.proc:kill(9) else set_dead(a, a.cause) end
+  end, true)
+end
+
+function M.hold(cl, aid)
+  local a = actors[aid]
+  if not a or cl.actors_held[aid] then return end
+  cl.actors_held[aid] = true
+  a.hcount = a.hcount + 1
+end
+
+function M.unhold(cl, aid)
+  local a = actors[aid]
+  if not a or not cl.actors_held[aid] then return end
+  cl.actors_held[aid] = nil
+  a.hcount = a.hcount - 1
+  maybe_unreferenced(a)
+end
+
+sched.hold_actors = function(aids, delta)
+  for _, aid in ipairs(aids) do
+    local a = actors[aid]
+    if a then
+      a.hcount = a.hcount + delta
+      if delta < 0 then maybe_unreferenced(a) end
+    end
+  end
+end
+
+function set_dead(a, cause)
   if a.state == "DEAD" then return end
   a.state = "DEAD"
   a.cause = a.cause or cause
@@ -44,6 +87,10 @@ local function set_dead(a, cause)
   end
   for _, id in ipairs(a.holds or {}) do objects.decref(id) end
   a.holds = {}
+  if a.actor_holds then
+    sched.hold_actors(a.actor_holds, -1)
+    a.actor_holds = nil
+  end
   notify(a)
   sched.dispatch()
   M.place_pending()
@@ -67,10 +114,15 @@ function M.create(cl, m)
     state = "PENDING", subs = {}, job = job, name = o.name, namespace = ns,
     detached = o.lifetime == "detached", res = m.res or {},
     place = m.place or { CPU = sched.UNIT }, holds = {}, created = core.now(),
-    restarts = 0, max_restarts = o.max_restarts or 0,
+    restarts = 0, max_restarts = o.max_restarts or 0, hcount = 0,
     max_task_retries = o.max_task_retries or 0 }
   actors[a.aid] = a
   if o.name then names[name_key(ns, o.name)] = a.aid end
+  M.hold(cl, a.aid)   -- the creator holds the handle it gets back
+  if m.actors and #m.actors > 0 then
+    a.actor_holds = m.actors
+    sched.hold_actors(m.actors, 1)
+  end
   for _, id in pairs(m.deps or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
   for _, id in ipairs(m.refs or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
   local ok, missing = sched.feasible(a.place)
@@ -259,6 +311,7 @@ end
 
 function M.drop_subscriber(cl)
   for _, a in pairs(actors) do a.subs[cl] = nil end
+  for aid in pairs(cl.actors_held) do M.unhold(cl, aid) end
 end
 
 function M.list()

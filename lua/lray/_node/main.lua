@@ -115,6 +115,8 @@ H.actor_create = function(cl, m)
   end
 end
 H.actor_sub = function(cl, m) actors.subscribe(cl, m.aid) end
+H.actor_ref = function(cl, m) actors.hold(cl, m.aid) end
+H.actor_unref = function(cl, m) actors.unhold(cl, m.aid) end
 H.actor_ready = function(cl, m) actors.ready(cl.worker, m) end
 H.actor_failed = function(cl, m) actors.init_failed(cl.worker, m) end
 H.kill_actor = function(_, m) actors.kill(m.aid, m.no_restart) end
@@ -203,7 +205,7 @@ local function on_close(cl)
 end
 
 local function on_conn(conn)
-  local cl = { conn = conn, held = {} }
+  local cl = { conn = conn, held = {}, actors_held = {} }
   N.clients[cl] = true
   conn:on_close(function() on_close(cl) end)
   conn:on_message(function(_, m)

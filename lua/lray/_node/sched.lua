@@ -149,6 +149,10 @@ end
 local function finish(t)
   tasks[t.tid] = nil
   t.state = "done"
+  if t.actor_holds then
+    M.hold_actors(t.actor_holds, -1)
+    t.actor_holds = nil
+  end
   for _, id in ipairs(t.holds) do objects.decref(id) end
   t.holds = {}
 end
@@ -176,6 +180,11 @@ function M.submit(cl, m)
     for _, id in ipairs(m.refs) do
       objects.incref(id); t.holds[#t.holds + 1] = id
     end
+  end
+  -- Actor handles in the arguments keep their actors alive until it ran.
+  if m.actors and #m.actors > 0 and M.hold_actors then
+    t.actor_holds = m.actors
+    M.hold_actors(m.actors, 1)
   end
   local ok, missing = M.feasible(t.res)
   if not ok then
@@ -231,7 +240,8 @@ local function start(t, w)
     w.has[m.fh] = true
   end
   w.conn:send({ t = "exec", tid = t.tid, seq = seq, fh = m.fh, code = code,
-    args = m.args, depv = depv, rets = m.rets, name = t.name, job = t.job })
+    args = m.args, depv = depv, rets = m.rets, name = t.name, job = t.job,
+    refs = m.refs, actors = m.actors, deps = m.deps and true or nil })
 end
 
 --- Starts whatever can start now.
