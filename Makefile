@@ -17,7 +17,7 @@ TEST_SRCS:= $(wildcard core/test/*.c)
 TEST_OBJS:= $(TEST_SRCS:%.c=$(BUILD)/%.o)
 STAMP    := $(BUILD)/.deps-ok
 
-.PHONY: all deps run test test-c spec asan clean examples
+.PHONY: all deps run test test-c spec asan clean examples lint
 all: $(BUILD)/lray
 
 $(STAMP): scripts/deps.sh
@@ -44,6 +44,10 @@ test-c: $(BUILD)/test_c
 
 spec: $(BUILD)/lray
 	LRAY_BIN=$(abspath $(BUILD)/lray) busted --lua=$(abspath $(BUILD)/lray) spec
+
+# Lua globals and unused code; C include rules.
+lint:
+	luacheck --no-color -q lua spec examples
 
 test: test-c spec
 

@@ -112,8 +112,8 @@ int lr_res_gpus_ids(const lr_res_gpus_t *g, int ids[LR_RES_MAXGPU]);
 typedef struct lr_res_pool_s {
   uint32_t n;
   int64_t *total, *avail;
-  int ngpu;                           /* GPU ids 0 .. ngpu - 1 */
-  int64_t gpu_free[LR_RES_MAXGPU];    /* free units of each id */
+  int ngpu;                        /* GPU ids 0 .. ngpu - 1 */
+  int64_t gpu_free[LR_RES_MAXGPU]; /* free units of each id */
 } lr_res_pool_t;
 
 /* An empty pool (no resources). */
@@ -247,6 +247,10 @@ int lr_sched_infeasible(const lr_sched_t *s, const lr_res_req_t *r,
                         const char **missing);
 
 void lr_sched_stats(const lr_sched_t *s, lr_sched_stats_t *st);
+
+/* 1 if s's books are consistent (pool invariant, holds, queues, order,
+ * counts), else 0. O(tasks + shapes): for tests. */
+int lr_sched_check(const lr_sched_t *s);
 
 /* The i-th shape with queued tasks, oldest head first: its request
  * (borrowed, valid until the next change to s) and its queued count.

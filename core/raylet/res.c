@@ -95,8 +95,7 @@ static int req_find(const lr_res_req_t *r, int id)
 
 int lr_res_req_set(lr_res_req_t *r, int id, int64_t units)
 {
-  if (id < 0 || id >= LR_RES_MAXNAMES || units < 0 ||
-      units > LR_RES_MAXUNITS)
+  if (id < 0 || id >= LR_RES_MAXNAMES || units < 0 || units > LR_RES_MAXUNITS)
     return LR_EBADARG;
   if (id == LR_RES_GPU && units > LR_RES_UNIT && units % LR_RES_UNIT != 0)
     return LR_EBADARG;
@@ -109,8 +108,7 @@ int lr_res_req_set(lr_res_req_t *r, int id, int64_t units)
     /* Remove, keeping the unused tail zeroed. */
     r->n--;
     memmove(&r->id[i], &r->id[i + 1], (r->n - i) * sizeof(r->id[0]));
-    memmove(&r->units[i], &r->units[i + 1],
-            (r->n - i) * sizeof(r->units[0]));
+    memmove(&r->units[i], &r->units[i + 1], (r->n - i) * sizeof(r->units[0]));
     r->id[r->n] = 0;
     r->units[r->n] = 0;
     return 0;
@@ -181,8 +179,7 @@ static void pool_grow(lr_res_pool_t *p, uint32_t n)
 
 int lr_res_pool_set(lr_res_pool_t *p, int id, int64_t units)
 {
-  if (id < 0 || id >= LR_RES_MAXNAMES || units < 0 ||
-      units > LR_RES_MAXUNITS)
+  if (id < 0 || id >= LR_RES_MAXNAMES || units < 0 || units > LR_RES_MAXUNITS)
     return LR_EBADARG;
   if (id == LR_RES_GPU) {
     if (units % LR_RES_UNIT != 0 || units / LR_RES_UNIT > LR_RES_MAXGPU)
@@ -250,8 +247,7 @@ static int gpu_pick(const lr_res_pool_t *p, int64_t g, lr_res_gpus_t *out)
   }
   int best = -1;
   for (int i = 0; i < p->ngpu; i++)
-    if (p->gpu_free[i] >= g &&
-        (best < 0 || p->gpu_free[i] < p->gpu_free[best]))
+    if (p->gpu_free[i] >= g && (best < 0 || p->gpu_free[i] < p->gpu_free[best]))
       best = i;
   if (best < 0) return 0;
   out->mask = (uint64_t)1 << best;
@@ -305,8 +301,10 @@ int lr_res_acquire(lr_res_pool_t *p, const lr_res_req_t *r, lr_res_gpus_t *g)
   int64_t want = lr_res_req_get(r, LR_RES_GPU);
   if (want > 0 && !gpu_pick(p, want, &got)) return 0;
   take(p, r, &got);
-  if (g) *g = got;
-  else lr_assert(want == 0);
+  if (g)
+    *g = got;
+  else
+    lr_assert(want == 0);
   return 1;
 }
 

@@ -23,15 +23,21 @@
  *     has waited longer than starve_after (default 1 s) and does not fit
  *     now, another shape may start only if its request uses no kind S is
  *     short of: a kind of which less is available than S needs, or for GPUs,
- *     when no set of GPU ids could take S's GPU request now. What S lacks is
- *     then only given back, never handed out, until S starts.
+ *     when no set of GPU ids could take S's GPU request now. Queued tasks
+ *     then take nothing of what S lacks, so a shortage ends once enough
+ *     running tasks finish (unblocking tasks and new holds aside). Kinds S
+ *     is not short of are not reserved: when S needs several kinds, another
+ *     shape may take one of them while S waits for a different one, so
+ *     with several kinds this bounds S's wait in practice but does not
+ *     strictly guarantee it.
  *  4. Blocked tasks. A running task waiting in get gives back its CPUs (not
  *     its GPUs or other kinds) until it resumes. Resuming takes them back
  *     even if that overcommits: available CPU may go negative, and then
  *     nothing that needs CPU starts until enough finishes.
  *  5. Lifetime holds (actors) bypass the queue: granted at once if they fit
  *     now, else refused and the caller decides (retry, warn). What they hold
- *     counts against the totals in rule 3 until released.
+ *     counts against the totals in rule 3 until released (except the CPUs
+ *     of a held actor blocked in get, which are free meanwhile, as in 4).
  *  6. GPUs are ids 0 .. N-1. A whole request of g GPUs takes the g lowest
  *     completely free ids; a fraction goes to the id with the least free
  *     capacity that still fits (lowest id on ties), so fractions fill one GPU
@@ -121,7 +127,10 @@ static task_t **task_slot(lr_sched_t *s, uint64_t id)
   return p;
 }
 
-static task_t *task_get(lr_sched_t *s, uint64_t id) { return *task_slot(s, id); }
+static task_t *task_get(lr_sched_t *s, uint64_t id)
+{
+  return *task_slot(s, id);
+}
 
 static void task_add(lr_sched_t *s, task_t *t)
 {
@@ -474,14 +483,26 @@ static task_t *get_active(lr_sched_t *s, uint64_t id)
   return t && (t->state == RUNNING || t->state == HELD) ? t : NULL;
 }
 
+/* Gives t's CPUs back (on) or takes them back (off, may overcommit). A
+ * held task's CPUs also count as free for queued tasks while it is blocked,
+ * so cap moves with pool and never has less free than pool. */
+static void set_blocked(lr_sched_t *s, task_t *t, int on)
+{
+  int64_t cpu = lr_res_req_get(&t->shape->req, LR_RES_CPU);
+  lr_assert(t->blocked != on);
+  t->blocked = (uint8_t)on;
+  if (!on) cpu = -cpu;
+  lr_res_pool_adjust(&s->pool, LR_RES_CPU, cpu);
+  if (t->state == HELD) lr_res_pool_adjust(&s->cap, LR_RES_CPU, cpu);
+}
+
 int lr_sched_release(lr_sched_t *s, uint64_t id)
 {
   task_t *t = get_active(s, id);
   if (!t) return LR_EBADARG;
   const lr_res_req_t *r = &t->shape->req;
+  if (t->blocked) set_blocked(s, t, 0); /* its CPUs went back at block */
   lr_res_release(&s->pool, r, &t->gpus);
-  if (t->blocked) /* its CPUs went back at block time */
-    lr_res_pool_adjust(&s->pool, LR_RES_CPU, -lr_res_req_get(r, LR_RES_CPU));
   if (t->state == HELD) {
     lr_res_release(&s->cap, r, &t->gpus);
     s->nheld--;
@@ -498,11 +519,7 @@ int lr_sched_block(lr_sched_t *s, uint64_t id)
 {
   task_t *t = get_active(s, id);
   if (!t) return LR_EBADARG;
-  if (!t->blocked) {
-    t->blocked = 1;
-    lr_res_pool_adjust(&s->pool, LR_RES_CPU,
-                       lr_res_req_get(&t->shape->req, LR_RES_CPU));
-  }
+  if (!t->blocked) set_blocked(s, t, 1);
   return 0;
 }
 
@@ -510,11 +527,7 @@ int lr_sched_unblock(lr_sched_t *s, uint64_t id)
 {
   task_t *t = get_active(s, id);
   if (!t) return LR_EBADARG;
-  if (t->blocked) {
-    t->blocked = 0;
-    lr_res_pool_adjust(&s->pool, LR_RES_CPU,
-                       -lr_res_req_get(&t->shape->req, LR_RES_CPU));
-  }
+  if (t->blocked) set_blocked(s, t, 0);
   return 0;
 }
 
@@ -557,6 +570,49 @@ void lr_sched_stats(const lr_sched_t *s, lr_sched_stats_t *st)
   st->running = s->nrunning;
   st->held = s->nheld;
   st->shapes = s->norder;
+}
+
+int lr_sched_check(const lr_sched_t *s)
+{
+  const lr_res_pool_t *p = &s->pool, *c = &s->cap;
+  if (!lr_res_pool_check(p)) return 0;
+  /* cap has at least pool's free of every kind and on every GPU id. */
+  for (uint32_t i = 0; i < p->n || i < c->n; i++)
+    if (lr_res_pool_avail(c, (int)i) < lr_res_pool_avail(p, (int)i) ||
+        lr_res_pool_total(c, (int)i) != lr_res_pool_total(p, (int)i))
+      return 0;
+  for (int i = 0; i < LR_RES_MAXGPU; i++)
+    if (c->gpu_free[i] < p->gpu_free[i]) return 0;
+  /* Shapes: heaps ordered, order sorted by head, counts add up. */
+  size_t nq = 0, nshapes = 0, nord = 0, refs = 0;
+  for (uint64_t b = 0; b <= s->smask; b++)
+    for (const shape_t *sh = s->shapes[b]; sh; sh = sh->hnext) {
+      nshapes++;
+      refs += sh->nref;
+      nq += sh->nq;
+      if (sh->nref < sh->nq) return 0;
+      for (uint32_t i = 0; i < sh->nq; i++)
+        if (sh->heap[i]->hpos != i || sh->heap[i]->state != QUEUED ||
+            (i > 0 && older(sh->heap[i], sh->heap[(i - 1) / 2])))
+          return 0;
+      if ((sh->nq > 0) != (sh->opos != NOPOS)) return 0;
+      if (sh->opos != NOPOS) {
+        nord++;
+        if (sh->opos >= s->norder || s->order[sh->opos] != sh) return 0;
+      }
+    }
+  for (size_t i = 1; i < s->norder; i++)
+    if (older(s->order[i]->heap[0], s->order[i - 1]->heap[0])) return 0;
+  size_t ntasks = 0, nrun = 0, nheld = 0;
+  for (uint64_t b = 0; b <= s->tmask; b++)
+    for (const task_t *t = s->tasks[b]; t; t = t->hnext) {
+      ntasks++;
+      nrun += t->state == RUNNING;
+      nheld += t->state == HELD;
+    }
+  return nq == s->nqueued && nshapes == s->nshapes && nord == s->norder &&
+         refs == s->ntasks && ntasks == s->ntasks && nrun == s->nrunning &&
+         nheld == s->nheld && nq + nrun + nheld == ntasks;
 }
 
 int lr_sched_shape_at(const lr_sched_t *s, size_t i, const lr_res_req_t **r,

@@ -504,6 +504,9 @@ static int l_timer(lua_State *L)
   t->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
   t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* The loop's clock is only updated when it runs: refresh it, or a timer
+   * started after busy Lua code would fire early. */
+  uv_update_time(lr_vm_loop());
   uv_timer_start(&t->t, on_timer, (uint64_t)(after * 1000 + 0.5),
                  (uint64_t)(rep * 1000 + 0.5));
   if (lua_toboolean(L, 4)) uv_unref((uv_handle_t *)&t->t);

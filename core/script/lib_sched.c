@@ -36,9 +36,6 @@
 #include <inttypes.h>
 #include <lauxlib.h>
 
-/* TODO(lead): drop this once script/libs.h declares it. */
-void lr_lib_sched_open(lua_State *L);
-
 #define SCHED_MT "lray.sched"
 /* Task ids must be below this: the largest range a Lua number holds
  * exactly. */
@@ -74,8 +71,7 @@ static lr_sched_t *check_sched(lua_State *L)
 static uint64_t check_id(lua_State *L, int idx)
 {
   if (lua_type(L, idx) != LUA_TNUMBER)
-    lerror(L, "bad task id: must be a number, got %s",
-           luaL_typename(L, idx));
+    lerror(L, "bad task id: must be a number, got %s", luaL_typename(L, idx));
   lua_Number d = lua_tonumber(L, idx);
   if (!(d >= 0 && d < MAX_ID) || d != floor(d))
     lerror(L, "bad task id: must be an integer in [0, 2^53), got %.17g",
@@ -324,8 +320,7 @@ static int l_hold(lua_State *L)
   lr_sched_grant_t g;
   int rc = lr_sched_hold(s, id, &r, &g);
   if (rc < 0)
-    lerror(L, "hold: task %" PRIu64 " is already queued, running or held",
-           id);
+    lerror(L, "hold: task %" PRIu64 " is already queued, running or held", id);
   if (rc == 0) {
     const char *missing = NULL;
     lua_pushnil(L);
@@ -424,12 +419,12 @@ static int l_tostring(lua_State *L)
 void lr_lib_sched_open(lua_State *L)
 {
   static const luaL_Reg methods[] = {
-      {"submit", l_submit},   {"next", l_next},
-      {"remove", l_remove},   {"release", l_release},
-      {"block", l_block},     {"unblock", l_unblock},
-      {"hold", l_hold},       {"infeasible", l_infeasible},
-      {"total", l_total},     {"available", l_available},
-      {"queued", l_queued},   {"shapes", l_shapes},
+      {"submit", l_submit}, {"next", l_next},
+      {"remove", l_remove}, {"release", l_release},
+      {"block", l_block},   {"unblock", l_unblock},
+      {"hold", l_hold},     {"infeasible", l_infeasible},
+      {"total", l_total},   {"available", l_available},
+      {"queued", l_queued}, {"shapes", l_shapes},
       {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"sched_new", l_sched_new}, {NULL, NULL}};
   if (luaL_newmetatable(L, SCHED_MT)) {

@@ -11,6 +11,7 @@ void lr_lib_store_open(lua_State *L); /* lib_store.c: shm regions */
 void lr_lib_loop_open(lua_State *L);  /* lib_loop.c: event loop, conns */
 void lr_lib_sys_open(lua_State *L);   /* lib_sys.c: process utilities */
 void lr_lib_ref_open(lua_State *L);   /* lib_ref.c: ObjectRef userdata */
+void lr_lib_sched_open(lua_State *L); /* lib_sched.c: node scheduler */
 int luaopen_lray_core(lua_State *L);
 
 #endif

@@ -52,8 +52,9 @@ TEST(res_units)
   ASSERT_EQ(lr_res_units(1.0 / 3), 3333);
   ASSERT_EQ(lr_res_units(2.0 / 3), 6667);
   ASSERT_EQ(lr_res_units(0.0001), 1);
-  ASSERT_EQ(lr_res_units(0.00015), 2); /* nearest, halves away from 0 */
-  ASSERT_EQ(lr_res_units(0.000149), 1);
+  ASSERT_EQ(lr_res_units(0.000149), 1); /* nearest */
+  ASSERT_EQ(lr_res_units(0.000151), 2);
+  ASSERT_EQ(lr_res_units(0.99996), U);
   ASSERT_EQ(lr_res_units(1e10), (int64_t)1e14); /* memory in bytes */
   ASSERT_EQ(lr_res_units(0.00009), LR_EBADARG); /* below 1/10000 */
   ASSERT_EQ(lr_res_units(1e-300), LR_EBADARG);
@@ -184,8 +185,8 @@ TEST(res_exact_after_many_fractions)
   lr_res_pool_t p;
   pool_with(&p, 4 * U, 2 * U);
   ASSERT_EQ(lr_res_pool_set(&p, LR_RES_MEMORY, lr_res_units(1e9)), 0);
-  lr_res_req_t tenth = req2(LR_RES_CPU, lr_res_units(0.1), LR_RES_GPU,
-                            lr_res_units(0.1));
+  lr_res_req_t tenth =
+      req2(LR_RES_CPU, lr_res_units(0.1), LR_RES_GPU, lr_res_units(0.1));
   ASSERT_EQ(lr_res_req_set(&tenth, LR_RES_MEMORY, lr_res_units(0.1)), 0);
   lr_res_gpus_t g[10];
   /* 0.1 GPU x 10 fills GPU 0 exactly; then everything comes back. */

@@ -16,6 +16,7 @@ local M = {}
 local work = {}          -- messages waiting to run, in arrival order
 local fns = {}           -- function hash -> function
 local actor = nil        -- {aid, instance, cname, ...} once this is an actor
+local actor_gpus = nil   -- GPU ids the actor holds for its life
 local CANCEL = setmetatable({}, { __tostring = function() return "task cancelled" end })
 
 local function pack(...) return { n = select("#", ...), ... } end
@@ -50,10 +51,8 @@ local function result_entry(id, blob, refs)
   if #blob <= runtime.INLINE_MAX then
     return { id = id, data = blob, refs = refs }
   end
-  local r = runtime.rpc({ t = "alloc", size = #blob })
-  if r.err then
-    return { id = id, err = encode_error(errors.new("ObjectStoreFullError", r.err)) }
-  end
+  local ok, r = pcall(runtime.alloc, #blob)
+  if not ok then return { id = id, err = encode_error(r) } end
   runtime.region():write(r.off, blob)
   return { id = id, shm = { r.off, #blob }, refs = refs }
 end
@@ -146,9 +145,23 @@ local function load_fn(m, cache)
   return v
 end
 
+-- A task or actor that holds GPUs sees exactly its ids in
+-- CUDA_VISIBLE_DEVICES before its code runs; one that holds none sees none.
+local gpu_env_set = false
+local function set_gpus(gpus)
+  if gpus and #gpus > 0 then
+    core.setenv("CUDA_VISIBLE_DEVICES", table.concat(gpus, ","))
+    gpu_env_set = true
+  elseif gpu_env_set then
+    core.setenv("CUDA_VISIBLE_DEVICES", nil)
+    gpu_env_set = false
+  end
+end
+
 local function run_task(m)
   local what = "task '" .. tostring(m.name) .. "'"
-  runtime.current = { task_id = m.tid, name = m.name, job_id = m.job }
+  runtime.current = { task_id = m.tid, name = m.name, job_id = m.job, gpu_ids = m.gpus }
+  set_gpus(m.gpus)
   local results, lua_error
   local fn, err = load_fn(m, fns)
   if not fn then
@@ -181,7 +194,8 @@ local calls = {}     -- {conn, msg} waiting to run, in arrival order
 
 local function serve_call(conn, m)
   local what = "actor method '" .. actor.cname .. "." .. tostring(m.m) .. "'"
-  runtime.current = { task_id = m.cid, name = what, actor_id = actor.aid, job_id = actor.job }
+  runtime.current = { task_id = m.cid, name = what, actor_id = actor.aid, job_id = actor.job,
+    gpu_ids = actor_gpus }
   local results
   local fn = actor.instance[m.m]
   if type(fn) ~= "function" then
@@ -213,19 +227,27 @@ local function serve_call(conn, m)
       results = invoke(fn, actor.instance, args, m.rets, what)
     end
   end
-  runtime.current = { actor_id = actor.aid, job_id = actor.job }
-  -- Large results went to the node's store: the caller takes them over.
+  runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
+  -- Large results go to the node's store: this worker holds them until the
+  -- caller has taken them over (it sends "ref" when the reply arrives).
+  for _, r in ipairs(results) do
+    if r.shm then
+      runtime.send({ t = "put", id = r.id, shm = r.shm, arr = r.arr, refs = r.refs })
+    end
+  end
   if conn:is_open() then
     conn:send({ t = "ret", cid = m.cid, results = results })
   end
   for _, r in ipairs(results) do
-    if r.shm then runtime.send({ t = "unref", ids = { r.id } }) end
+    if r.shm then runtime.queue({ t = "unref", ids = { r.id } }) end
   end
 end
 
 local function become_actor(m)
   local what = "actor " .. tostring(m.cname)
-  runtime.current = { actor_id = m.aid, job_id = m.job, name = what }
+  runtime.current = { actor_id = m.aid, job_id = m.job, name = what, gpu_ids = m.gpus }
+  set_gpus(m.gpus)
+  actor_gpus = m.gpus
   local ok, cls = pcall(decode, m.code)
   local function fail(e, tb)
     local err = errors.task_error("the init of " .. what, e, clean_tb(tb))
@@ -255,14 +277,14 @@ local function become_actor(m)
     local res = pack(xpcall(init, on_error, instance, unpack(args, 1, args.n)))
     if not res[1] then return fail(res[2].e, res[2].tb) end
   end
-  local addr = "unix:" .. m.session .. "/a-" .. m.aid:sub(-12) .. ".sock"
+  local addr = "unix:" .. m.session .. "/a-" .. m.aid .. ".sock"
   core.unlink(addr:sub(6))
   local srv, err = core.listen(addr, function(conn)
     conn:on_message(function(c, msg) calls[#calls + 1] = { c, msg } end)
   end)
   if not srv then return fail(err) end
   actor.srv = srv
-  runtime.current = { actor_id = m.aid, job_id = m.job }
+  runtime.current = { actor_id = m.aid, job_id = m.job, gpu_ids = actor_gpus }
   runtime.send({ t = "actor_ready", aid = m.aid, addr = addr })
 end
 

@@ -25,8 +25,7 @@ local function died_error(st, cname, aid, why)
   return errors.new("ActorDiedError", ("actor %s(%s)%s %s: %s"):format(
     tostring(cname or st.cname or "?"), aid,
     st.name and (" named '" .. st.name .. "'") or "",
-    why or "died", tostring(why and "max_task_retries is 0, so it is not re-sent"
-      or st.cause or "its process exited")), fields)
+    why and "failed" or "died", tostring(why or st.cause or "its process exited")), fields)
 end
 
 local function fail_call(st, aid, call, why)
@@ -62,7 +61,9 @@ local function settle_orphans(st, aid, max_retries)
       call.tries = call.tries + 1
       keep[#keep + 1] = call
     else
-      fail_call(st, aid, call, "died while running this call")
+      fail_call(st, aid, call, ("died while running this call, which was already"
+        .. " re-sent %d time%s (max_task_retries = %d)"):format(call.tries,
+        call.tries == 1 and "" or "s", max_retries))
     end
   end
   for i = 1, #st.queue do keep[#keep + 1] = st.queue[i] end
@@ -98,10 +99,11 @@ local function connect(st, aid)
       if conn and conn:is_open() then conn:close() end
       return
     end
-    st.conn = conn
+    st.conn, st.conn_addr = conn, addr
     conn:on_message(function(_, m) if m.t == "ret" then on_ret(m) end end)
     conn:on_close(function()
-      if st.conn == conn then st.conn = nil end
+      if st.conn ~= conn then return end   -- already replaced
+      st.conn = nil
       for cid, call in pairs(st.inflight) do
         st.inflight[cid] = nil
         st.orphans[#st.orphans + 1] = call
@@ -129,6 +131,18 @@ runtime.handlers.actor = function(m)
     settle_orphans(st, m.aid, m.max_task_retries or 0)
   end
   if m.state == "ALIVE" then
+    if st.conn and st.conn_addr ~= m.addr then
+      -- A new process serves the actor (it restarted) before we saw the old
+      -- connection close: calls on it were lost with the old process.
+      local old = st.conn
+      st.conn = nil
+      for cid, call in pairs(st.inflight) do
+        st.inflight[cid] = nil
+        st.orphans[#st.orphans + 1] = call
+      end
+      old:close()
+      settle_orphans(st, m.aid, m.max_task_retries or 0)
+    end
     if st.state ~= "ALIVE" or st.addr ~= m.addr then
       st.state, st.addr = "ALIVE", m.addr
       if not st.conn and not st.connecting then connect(st, m.aid) end
@@ -315,7 +329,7 @@ local function create(rc, level, ...)
       max_restarts = opts.max_restarts, max_task_retries = opts.max_task_retries } }
   if opts.name then
     local r = runtime.rpc(msg)
-    if r.err then error(r.err, level + 1) end
+    if r.err then errors.raise("ValueError", r.err) end
     if r.existed then return M.handle(r.aid, r.cname, r.methods) end
     local st = state_of(aid)
     st.cname = cname
@@ -351,13 +365,19 @@ end
 --- Kills the actor behind handle h.
 function M.kill(h, no_restart)
   local d = M.handle_info(h)
-  runtime.send({ t = "kill_actor", aid = d.aid, no_restart = no_restart })
-  runtime.pump()
+  -- Waits until the actor is dead, so its name is free and no later call
+  -- can reach it when lray.kill returns.
+  runtime.rpc({ t = "kill_actor", aid = d.aid, no_restart = no_restart })
+  local st = actors[d.aid]
+  if st and no_restart ~= false then
+    st.state, st.cause = "DEAD", st.cause or "it was killed by lray.kill"
+    if st.conn then st.conn:close(); st.conn = nil end
+  end
 end
 
 function M.get_actor(name, namespace)
   local r = runtime.rpc({ t = "get_actor", name = name, namespace = namespace })
-  if r.err then error(r.err, 3) end
+  if r.err then errors.raise("ValueError", r.err) end
   return M.handle(r.aid, r.cname, r.methods)
 end
 

@@ -4,7 +4,7 @@
 local core = require("lray._core")
 local runtime = require("lray.runtime")
 
-local tostring, tonumber, type, pairs, ipairs = tostring, tonumber, type, pairs, ipairs
+local tostring, tonumber, type, ipairs = tostring, tonumber, type, ipairs
 
 local M = {}
 

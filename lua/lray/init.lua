@@ -8,9 +8,8 @@ local options = require("lray.options")
 local remote = require("lray.remote")
 local actor = require("lray.actor")
 local cluster = require("lray.cluster")
-local serialize = require("lray.serialize")
 
-local type, error, tostring, pairs, ipairs, select = type, error, tostring, pairs, ipairs, select
+local type, error, tostring, pairs = type, error, tostring, pairs
 local ref_id = object.id
 
 local lray = {}
@@ -88,6 +87,7 @@ function lray.init(opts)
   runtime.job_id, runtime.namespace, runtime.node_id = w.job_id, w.namespace, w.node_id
   runtime.current = { job_id = w.job_id }
   remote.session = remote.session + 1
+  require("lray.serialize").refresh()   -- modules required so far travel by name
   ctx = { address = w.address, node_id = w.node_id, session_dir = w.session_dir,
     namespace = w.namespace, dashboard_url = "", job_id = w.job_id }
   return ctx
@@ -135,8 +135,9 @@ end
 local function check_ref(v, what, level)
   local id = type(v) == "userdata" and ref_id(v)
   if not id then
+    local got = type(v) == "table" and "a table with a non-ObjectRef in it" or type(v)
     error(("%s expects an ObjectRef%s, got %s"):format(what,
-      what == "lray.get" and " or a list of ObjectRefs" or "", type(v) == "table" and "a table with a non-ObjectRef in it" or type(v)), level + 1)
+      what == "lray.get" and " or a list of ObjectRefs" or "", got), level + 1)
   end
   return id
 end
@@ -170,13 +171,15 @@ function lray.get(x, opts)
   runtime.subscribe(ids)
   local es = runtime.entries(ids)
   local deadline = timeout and core.now() + timeout
+  -- Done when all are ready, or as soon as any one is known to have failed.
   local ok = runtime.wait_until(function()
+    local all = true
     for i = 1, #es do
       local st = es[i].st
-      if not st then return false end
       if st == "err" then return true end
+      if not st then all = false end
     end
-    return true
+    return all
   end, deadline)
   if not ok then
     local n = 0
@@ -198,6 +201,7 @@ function lray.wait(refs, opts)
   opts = opts or {}
   local timeout = check_timeout(opts.timeout, "lray.wait", 2)
   local ids = ref_list(refs, "lray.wait", 2)
+  if #ids == 0 then return {}, {} end
   local want = opts.num_returns or 1
   if type(want) ~= "number" or want < 0 or want ~= math.floor(want) then
     error("lray.wait: num_returns must be a whole number >= 0", 2)

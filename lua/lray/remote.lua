@@ -7,8 +7,8 @@ local serialize = require("lray.serialize")
 local object = require("lray.object")
 local options = require("lray.options")
 
-local select, type, error, tostring, setmetatable, rawequal =
-  select, type, error, tostring, setmetatable, rawequal
+local select, type, error, setmetatable, rawequal =
+  select, type, error, setmetatable, rawequal
 local getlocal, getupvalue, getinfo = debug.getlocal, debug.getupvalue, debug.getinfo
 local ref_id = object.id
 
@@ -97,7 +97,7 @@ function RemoteFunction:_label()
   return self._opts.name or self._name or ("function at " .. self._where)
 end
 
-local function submit(rf, level, ...)
+local function submit(rf, ...)
   if not runtime.conn then
     require("lray").init()
   end
@@ -127,8 +127,8 @@ local function make(fn, opts, ex, where, name)
     _name = name, _req = options.request(opts, 1) }, RemoteFunction)
   -- f.remote(...) and f:remote(...) are the same call.
   rf.remote = function(...)
-    if rawequal((...), rf) then return submit(rf, 2, select(2, ...)) end
-    return submit(rf, 2, ...)
+    if rawequal((...), rf) then return submit(rf, select(2, ...)) end
+    return submit(rf, ...)
   end
   rf.options = function(...)
     local o = ...

@@ -8,7 +8,7 @@ local errors = require("lray.errors")
 
 local encode, decode = serialize.encode, serialize.decode
 local run_once, poll, now = core.run_once, core.poll, core.now
-local type, pairs, error, select, tostring = type, pairs, error, select, tostring
+local type, pairs, error, tostring = type, pairs, error, tostring
 local unpack = unpack
 local format = string.format
 
@@ -331,9 +331,21 @@ function M.entries(ids)
 end
 
 --- Writes blob into the node's shared-memory store; returns {off, len}.
-function M.store_blob(blob)
-  local r = M.rpc({ t = "alloc", size = #blob })
+--- Space in the node's store for n bytes: {off=} or raises. When the store
+--- is full, this process first collects its own unreachable ObjectRefs (Lua's
+--- collector cannot see shared memory) and asks again.
+function M.alloc(n)
+  local r = M.rpc({ t = "alloc", size = n })
+  if r.err then
+    collectgarbage()
+    r = M.rpc({ t = "alloc", size = n })
+  end
   if r.err then errors.raise("ObjectStoreFullError", r.err) end
+  return r
+end
+
+function M.store_blob(blob)
+  local r = M.alloc(#blob)
   M.region():write(r.off, blob)
   return { r.off, #blob }
 end
@@ -342,10 +354,9 @@ end
 --- Stores a large lray.array as raw bytes in shared memory: one copy.
 function M.store_array(a)
   array = array or require("lray.array")
-  local k, ctype = array.kind(a)
+  local _, ctype = array.kind(a)
   local n = a:nbytes()
-  local r = M.rpc({ t = "alloc", size = n })
-  if r.err then errors.raise("ObjectStoreFullError", r.err) end
+  local r = M.alloc(n)
   require("ffi").copy(M.region():ptr(r.off, n), a.p, n)
   return { r.off, n }, ctype
 end
@@ -357,6 +368,7 @@ function M.is_big_array(v)
 end
 
 function M.put(value)
+  serialize.refresh()
   if M.is_big_array(value) then
     local id = M.new_id()
     local loc, ctype = M.store_array(value)

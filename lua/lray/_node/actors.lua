@@ -5,7 +5,6 @@ local core = require("lray._core")
 local N = require("lray._node.state")
 local sched = require("lray._node.sched")
 local objects = require("lray._node.objects")
-local errors = require("lray.errors")
 
 local pairs, ipairs, tostring, remove = pairs, ipairs, tostring, table.remove
 
@@ -20,7 +19,8 @@ local function name_key(ns, name) return tostring(ns) .. "\0" .. name end
 local function info(a)
   return { t = "actor", aid = a.aid, state = a.state, addr = a.addr,
     pid = a.pid, cause = a.cause, cname = a.cname, name = a.name,
-    restarts = a.restarts, max_task_retries = a.max_task_retries }
+    restarts = a.restarts, max_task_retries = a.max_task_retries,
+    init_error = a.init_error }
 end
 
 local function notify(a)
@@ -82,8 +82,9 @@ function set_dead(a, cause)
     names[name_key(a.namespace, a.name)] = nil   -- the name is free again
   end
   if a.placed then
-    sched.release(a.res)
+    sched.release_hold(a.num)
     a.placed = false
+    sched.dispatch()
   end
   for _, id in ipairs(a.holds or {}) do objects.decref(id) end
   a.holds = {}
@@ -92,6 +93,8 @@ function set_dead(a, cause)
     a.actor_holds = nil
   end
   notify(a)
+  for _, w in ipairs(a.kill_waiters or {}) do w() end
+  a.kill_waiters = nil
   sched.dispatch()
   M.place_pending()
 end
@@ -125,9 +128,9 @@ function M.create(cl, m)
   end
   for _, id in pairs(m.deps or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
   for _, id in ipairs(m.refs or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
-  local ok, missing = sched.feasible(a.place)
-  if ok then ok, missing = sched.feasible(a.res) end
-  if not ok then
+  a.num = sched.number()
+  local missing = sched.infeasible(a.place) or sched.infeasible(a.res)
+  if missing then
     local j = job and N.jobs[job]
     if j then
       j.conn:send({ t = "warn", text = ("actor %s cannot be placed: it needs %s that no"
@@ -167,7 +170,7 @@ local function start_on(a, w)
   end
   w.conn:send({ t = "actor_start", aid = a.aid, code = N.fns[m.ch], args = m.args,
     depv = depv, cname = a.cname, job = a.job, opts = m.opts,
-    session = N.session_dir })
+    session = N.session_dir, gpus = a.gpus and #a.gpus > 0 and a.gpus or nil })
 end
 
 --- Places pending actors that fit now.
@@ -177,9 +180,17 @@ function M.place_pending()
     local a = pending[i]
     if a.state ~= "PENDING" then
       remove(pending, i)
-    elseif deps_ready(a) and sched.fits(a.place) and sched.fits(a.res) then
+    elseif deps_ready(a) and sched.hold(a.num, a.place) then
+      -- Placing needs `place` (1 CPU unless asked otherwise) free right now;
+      -- the actor then holds only what it asked for, for its whole life.
+      sched.release_hold(a.num)
+      local gpus = sched.hold(a.num, a.res)
+      if not gpus then
+        i = i + 1
+        goto continue
+      end
+      a.gpus = gpus
       remove(pending, i)
-      sched.acquire(a.res)
       a.placed = true
       local w = sched.take_idle_worker()
       if w then
@@ -195,7 +206,12 @@ function M.place_pending()
     else
       i = i + 1
     end
+    ::continue::
   end
+end
+
+sched.after_ready = function()
+  if #pending > 0 then M.place_pending() end
 end
 
 -- A fresh worker spawned for an actor takes it as soon as it says hello.
@@ -215,7 +231,7 @@ local function restart(a)
   a.state, a.addr, a.pid, a.worker = "RESTARTING", nil, nil, nil
   a.killed = nil
   if a.placed then
-    sched.release(a.res)
+    sched.release_hold(a.num)
     a.placed = false
   end
   notify(a)
@@ -249,7 +265,7 @@ sched.on_worker_exit = function(w, status, sig)
 end
 
 --- The actor's worker finished init and listens at addr.
-function M.ready(w, m)
+function M.ready(_, m)
   local a = actors[m.aid]
   if not a or a.state ~= "PENDING" then return end
   a.state, a.addr = "ALIVE", m.addr
@@ -261,7 +277,8 @@ function M.init_failed(w, m)
   local a = actors[m.aid]
   if not a then return end
   a.init_error = m.err
-  set_dead(a, "its init raised an error")
+  local ok, e = pcall(core.decode, m.err)
+  set_dead(a, "its init raised an error: " .. tostring(ok and type(e) == "table" and e.message or e))
   if w.proc then w.proc:kill(9) end
 end
 
@@ -278,9 +295,18 @@ function M.subscribe(cl, aid)
   cl.conn:send(m)
 end
 
-function M.kill(aid, no_restart)
+--- Kills the actor; done() runs once it is dead (or restarting).
+function M.kill(aid, no_restart, done)
   local a = actors[aid]
-  if not a or a.state == "DEAD" then return end
+  if not a or a.state == "DEAD" then if done then done() end return end
+  if done then
+    if no_restart == false then
+      done()   -- it comes back: nothing to wait for
+    else
+      a.kill_waiters = a.kill_waiters or {}
+      a.kill_waiters[#a.kill_waiters + 1] = done
+    end
+  end
   a.killed = true
   a.no_restart = no_restart ~= false
   if a.no_restart then a.cause = "it was killed by lray.kill" end

@@ -119,7 +119,9 @@ H.actor_ref = function(cl, m) actors.hold(cl, m.aid) end
 H.actor_unref = function(cl, m) actors.unhold(cl, m.aid) end
 H.actor_ready = function(cl, m) actors.ready(cl.worker, m) end
 H.actor_failed = function(cl, m) actors.init_failed(cl.worker, m) end
-H.kill_actor = function(_, m) actors.kill(m.aid, m.no_restart) end
+H.kill_actor = function(cl, m)
+  actors.kill(m.aid, m.no_restart, m.rid and function() reply(cl, m, {}) end)
+end
 H.get_actor = function(cl, m)
   local ns = m.namespace or (cl.job and N.jobs[cl.job] and N.jobs[cl.job].namespace)
     or (cl.worker and cl.worker.job and N.jobs[cl.worker.job] and N.jobs[cl.worker.job].namespace)
@@ -131,19 +133,28 @@ H.get_actor = function(cl, m)
   reply(cl, m, { aid = a.aid, cname = a.cname, methods = a.methods })
 end
 
-local function res_table(t)
+-- What queued tasks ask for, by shape, for `lray status`.
+local function demand()
   local out = {}
-  for k, v in pairs(t) do out[k] = v / sched.UNIT end
+  for _, sh in ipairs(sched.shapes()) do
+    local parts = {}
+    for k, v in pairs(sh.req) do parts[#parts + 1] = k .. ": " .. v end
+    table.sort(parts)
+    local req = {}
+    for k, v in pairs(sh.req) do req[k] = sched.units(v) end
+    out[#out + 1] = { shape = "{" .. table.concat(parts, ", ") .. "}", count = sh.count,
+      infeasible = sched.infeasible(req) ~= nil }
+  end
   return out
 end
 
 H.resources = function(cl, m)
-  reply(cl, m, { total = res_table(N.total), avail = res_table(N.avail) })
+  reply(cl, m, { total = sched.total(), avail = sched.available() })
 end
 
 H.nodes = function(cl, m)
   reply(cl, m, { nodes = { { node_id = N.node_id, address = N.tcp_addr or ("unix:" .. N.sock),
-    alive = true, resources = res_table(N.total) } } })
+    alive = true, resources = sched.total() } } })
 end
 
 H.list = function(cl, m)
@@ -175,7 +186,7 @@ H.status = function(cl, m)
   local nobj, bytes = objects.stats()
   local nw = 0
   for _ in pairs(N.workers) do nw = nw + 1 end
-  reply(cl, m, { total = res_table(N.total), avail = res_table(N.avail), queued = q,
+  reply(cl, m, { total = sched.total(), avail = sched.available(), queued = q, demand = demand(),
     objects = nobj, object_bytes = bytes, workers = nw, store = N.region:stats(),
     node_id = N.node_id, address = N.tcp_addr or ("unix:" .. N.sock) })
 end
@@ -228,7 +239,7 @@ function M.cleanup(code)
   if N.session_dir then
     for _, f in ipairs({ "node.sock", "address" }) do core.unlink(N.session_dir .. "/" .. f) end
     for _, a in pairs(actors.actors) do
-      core.unlink(N.session_dir .. "/a-" .. a.aid:sub(-12) .. ".sock")
+      core.unlink(N.session_dir .. "/a-" .. a.aid .. ".sock")
     end
     core.rmdir(N.session_dir)
   end
@@ -275,8 +286,8 @@ function M.main(argv)
   for k, v in pairs(N.total) do
     if v == 0 and k ~= "CPU" then N.total[k] = nil end
   end
-  for k, v in pairs(N.total) do N.avail[k] = v end
   N.fns = {}
+  sched.init()
   core.shm_sweep("lray-")
   N.shm_name = "lray-" .. core.getpid() .. "-" .. core.random_hex(4)
   N.region = core.shm_create(N.shm_name, store)

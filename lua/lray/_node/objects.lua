@@ -149,6 +149,7 @@ function M.store(id, v)
     o.contains = v.refs
     for i = 1, #v.refs do M.incref(v.refs[i]) end
   end
+  if M.on_ready then M.on_ready(id) end
   local w = o.waiters
   if w then
     o.waiters = nil

@@ -1,11 +1,9 @@
--- The node's scheduler and worker pool: resource accounting in fixed point
--- (1.0 = 10000 units, so fractions never drift), the queue of tasks waiting
--- for their arguments or resources, and the worker processes that run them.
---
--- Policy: tasks start in arrival order as soon as their arguments exist and
--- their whole request fits; a task that does not fit does not hold back
--- smaller ones behind it. Workers are prestarted and reused; a worker blocked
--- in get/wait gives its CPUs back, and the pool may then grow, up to a bound.
+-- The node's scheduler and worker pool. The policy itself (resource
+-- accounting in fixed point, GPU ids, the queue order) is C:
+-- core/raylet/sched.c through core.sched_new. This file feeds it the tasks
+-- whose arguments exist, starts what it picks on pooled workers, and keeps
+-- the pool: workers are prestarted and reused; a worker blocked in get/wait
+-- gives its CPUs back, and the pool may then grow, up to a bound.
 local core = require("lray._core")
 local N = require("lray._node.state")
 local objects = require("lray._node.objects")
@@ -20,37 +18,50 @@ M.UNIT = 10000
 function M.units(x) return floor(x * M.UNIT + 0.5) end
 
 local tasks = {}        -- task id -> task
-local queue = {}        -- tasks waiting to start, in arrival order
+local by_num = {}       -- scheduler number -> task or actor
+local waiting_deps = {} -- object id -> tasks waiting for it
 local idle = {}         -- idle task workers (a stack: the warmest first)
 local starting = 0      -- workers spawned, not yet connected
 local nblocked = 0      -- workers blocked in get/wait
 local seq = 0
-M.tasks, M.queue = tasks, queue
+local next_num = 0
+M.tasks = tasks
 M.on_worker_ready = nil -- set by actors: function(worker) -> handled?
+
+local S                 -- the C scheduler
 
 -- -- Resources -------------------------------------------------------------
 
-function M.fits(req)
-  for k, v in pairs(req) do
-    if (N.avail[k] or 0) < v then return false end
-  end
-  return true
+--- Creates the scheduler from N.total (fixed-point units).
+function M.init()
+  local totals = {}
+  for k, v in pairs(N.total) do totals[k] = v / M.UNIT end
+  S = core.sched_new({ totals = totals, starve_after = 1.0 })
 end
 
-function M.feasible(req)
-  for k, v in pairs(req) do
-    if (N.total[k] or 0) < v then return false, k end
-  end
-  return true
+function M.number()
+  next_num = next_num + 1
+  return next_num
 end
 
-function M.acquire(req)
-  for k, v in pairs(req) do N.avail[k] = (N.avail[k] or 0) - v end
+-- Requests travel in fixed-point units; the scheduler takes amounts of 1.0.
+local function req_of(units)
+  local r = {}
+  for k, v in pairs(units) do r[k] = v / M.UNIT end
+  return r
 end
+M.req_of = req_of
 
-function M.release(req)
-  for k, v in pairs(req) do N.avail[k] = (N.avail[k] or 0) + v end
-end
+--- The resource the request names that no node can ever give, or nil.
+function M.infeasible(units) return S:infeasible(req_of(units)) end
+
+function M.total() return S:total() end
+function M.available() return S:available() end
+
+--- Holds req (units) for an actor's life: gpu ids, or nil when it does not fit now.
+function M.hold(num, units) return S:hold(num, req_of(units)) end
+function M.release_hold(num) S:release(num) end
+function M.shapes() return S:shapes() end
 
 -- -- Workers ---------------------------------------------------------------
 
@@ -148,6 +159,7 @@ end
 
 local function finish(t)
   tasks[t.tid] = nil
+  by_num[t.num] = nil
   t.state = "done"
   if t.actor_holds then
     M.hold_actors(t.actor_holds, -1)
@@ -161,8 +173,10 @@ end
 function M.submit(cl, m)
   local t = { tid = m.tid, m = m, owner = cl, rets = m.rets, state = "queued",
     res = m.res or { CPU = M.UNIT }, retries = m.max_retries or 3,
-    name = m.name, job = cl.job or m.job, holds = {}, parent = m.parent }
+    name = m.name, job = cl.job or m.job, holds = {}, parent = m.parent,
+    num = M.number(), submitted = core.now() }
   tasks[t.tid] = t
+  by_num[t.num] = t
   for _, id in ipairs(m.rets) do
     local o = objects.get(id)
     o.producing = t.tid
@@ -186,39 +200,62 @@ function M.submit(cl, m)
     t.actor_holds = m.actors
     M.hold_actors(m.actors, 1)
   end
-  local ok, missing = M.feasible(t.res)
-  if not ok then
+  local missing = M.infeasible(t.res)
+  if missing then
     t.infeasible = missing
     M.warn_infeasible(t, missing)
   end
-  queue[#queue + 1] = t
+  M.enqueue(t)
+  M.dispatch()
+end
+
+-- A task enters the scheduler once every ObjectRef argument exists.
+function M.enqueue(t)
+  local deps = t.m.deps
+  if deps then
+    for _, id in pairs(deps) do
+      if not objects.ready(id) then
+        local w = waiting_deps[id]
+        if not w then w = {}; waiting_deps[id] = w end
+        w[#w + 1] = t
+        t.waiting = (t.waiting or 0) + 1
+      end
+    end
+    if (t.waiting or 0) > 0 then return end
+  end
+  S:submit(t.num, req_of(t.res), t.submitted)
+end
+
+-- objects.lua calls this when an object becomes ready.
+objects.on_ready = function(id)
+  if M.after_ready then M.after_ready() end
+  local w = waiting_deps[id]
+  if not w then return end
+  waiting_deps[id] = nil
+  for _, t in ipairs(w) do
+    t.waiting = t.waiting - 1
+    if t.waiting == 0 and t.state == "queued" then
+      S:submit(t.num, req_of(t.res), t.submitted)
+    end
+  end
   M.dispatch()
 end
 
 function M.warn_infeasible(t, missing)
   local job = t.job and N.jobs[t.job]
   if job and job.conn:is_open() then
+    local total = S:total()
     job.conn:send({ t = "warn", text = ("task '%s' cannot be scheduled: it needs %g %s"
       .. " but no node has that much (this node has %g); it stays pending until"
       .. " a node that fits joins"):format(tostring(t.name), (t.res[missing] or 0) / M.UNIT,
-      missing, (N.total[missing] or 0) / M.UNIT) })
+      missing, total[missing] or 0) })
   end
 end
 
-local function deps_state(t)
-  local deps = t.m.deps
-  if not deps then return true end
-  for _, id in pairs(deps) do
-    if not objects.ready(id) then return false end
-  end
-  return true
-end
-
-local function start(t, w)
+local function start(t, w, gpus)
   seq = seq + 1
   t.seq, t.worker, t.state = seq, w, "running"
   w.state, w.task, w.job, w.label = "busy", t, t.job, t.name
-  M.acquire(t.res)
   local m = t.m
   local job = N.jobs[t.job]
   if job and not w.jobs[t.job] then
@@ -241,50 +278,57 @@ local function start(t, w)
   end
   w.conn:send({ t = "exec", tid = t.tid, seq = seq, fh = m.fh, code = code,
     args = m.args, depv = depv, rets = m.rets, name = t.name, job = t.job,
-    refs = m.refs, actors = m.actors, deps = m.deps and true or nil })
+    refs = m.refs, actors = m.actors, deps = m.deps and true or nil,
+    gpus = gpus and #gpus > 0 and gpus or nil })
 end
 
 --- Starts whatever can start now.
 function M.dispatch()
-  local i = 1
-  local spawned = false
-  while i <= #queue do
-    local t = queue[i]
-    if t.state ~= "queued" then
-      remove(queue, i)
-    elseif deps_state(t) and M.fits(t.res) then
-      local w = take_idle()
-      if w then
-        remove(queue, i)
-        start(t, w)
-      else
-        if not spawned and count_task_workers() < pool_limit() and starting == 0 then
-          M.spawn_worker(false)
-        end
-        spawned = true
-        i = i + 1
-        break
+  while true do
+    if S:queued() == 0 then return end
+    local w = take_idle()
+    if not w then
+      if count_task_workers() < pool_limit() and starting == 0 then
+        M.spawn_worker(false)
       end
-    else
-      i = i + 1
+      return
     end
+    local num, gpus = S:next(core.now())
+    if not num then
+      idle[#idle + 1] = w
+      return
+    end
+    local t = by_num[num]
+    start(t, w, gpus)
+  end
+end
+
+-- Output a task left without a final newline still reaches its driver.
+local function flush_partial(w)
+  for stream, rest in pairs(w.partial) do
+    flush_line(w, stream, rest .. "\n")
+    w.partial[stream] = nil
   end
 end
 
 --- A worker finished its task.
 function M.done(w, m)
+  flush_partial(w)
   local t = w.task
   if not t or t.tid ~= m.tid then return end
   w.task = nil
-  M.release(t.res)
+  S:release(t.num)
   if w.blocked then w.blocked = false; nblocked = nblocked - 1 end
   if m.lua_error and t.m.retry_exc and t.retries ~= 0 and not t.cancelled then
     -- A Lua error with retry_exceptions: run it again.
     t.retries = t.retries - 1
     t.state = "queued"
-    queue[#queue + 1] = t
+    M.enqueue(t)
   else
-    for i, r in ipairs(m.results) do objects.store(t.rets[i] or r.id, r) end
+    for i, r in ipairs(m.results) do
+      if r.shm and w.client and w.client.allocs then w.client.allocs[r.shm[1]] = nil end
+      objects.store(t.rets[i] or r.id, r)
+    end
     finish(t)
   end
   w.state = "idle"
@@ -298,12 +342,12 @@ function M.blocked(w, on)
   if on and not w.blocked then
     w.blocked = true
     nblocked = nblocked + 1
-    M.release({ CPU = w.task.res.CPU })
+    S:block(w.task.num)
     M.dispatch()
   elseif not on and w.blocked then
     w.blocked = false
     nblocked = nblocked - 1
-    M.acquire({ CPU = w.task.res.CPU })
+    S:unblock(w.task.num)
   end
 end
 
@@ -316,7 +360,7 @@ function M.worker_exited(w, status, sig)
   local t = w.task
   if t then
     w.task = nil
-    M.release(t.res)
+    S:release(t.num)
     if w.blocked then nblocked = nblocked - 1 end
     if t.cancelled then
       fail_task(t, errors.new("TaskCancelledError", "task '" .. tostring(t.name) .. "' was cancelled"))
@@ -324,7 +368,7 @@ function M.worker_exited(w, status, sig)
     elseif t.retries ~= 0 then
       t.retries = t.retries - 1
       t.state = "queued"
-      queue[#queue + 1] = t
+      M.enqueue(t)
     else
       local how = sig ~= 0 and ("was killed by signal " .. sig) or ("exited with code " .. status)
       fail_task(t, errors.new("WorkerCrashedError", "the worker running task '"
@@ -354,6 +398,7 @@ function M.cancel_task(t, force, recursive)
   end
   t.cancelled = true
   if t.state == "queued" then
+    S:remove(t.num)
     t.state = "cancelled"
     fail_task(t, errors.new("TaskCancelledError", "task '" .. tostring(t.name) .. "' was cancelled"))
     finish(t)
@@ -371,6 +416,7 @@ end
 function M.drop_job(job)
   for _, t in pairs(tasks) do
     if t.job == job and t.state == "queued" then
+      S:remove(t.num)
       t.state = "cancelled"
       finish(t)
     end
@@ -382,7 +428,9 @@ function M.prestart(n)
 end
 
 function M.counts()
-  return #queue, starting, nblocked
+  local n = 0
+  for _ in pairs(tasks) do n = n + 1 end
+  return n, starting, nblocked
 end
 
 return M
