@@ -263,7 +263,9 @@ local function wait_yielding(done, deadline)
   if deadline then
     local left = deadline - now()
     if left <= 0 then return false end
-    timer = core.timer(left, 0, function() end)
+    -- Padded: the loop's millisecond timers may fire a little early, and
+    -- the parked coroutine is only looked at again when something happens.
+    timer = core.timer(left + 0.002, 0, function() end)
   end
   while true do
     coroutine.yield(done, deadline)
@@ -279,16 +281,25 @@ function M.wait_until(done, deadline, hold)
   local co = coroutine.running()
   if co and M.async_cos[co] then return wait_yielding(done, deadline) end
   if #outq > 0 then flush_queue() end
-  local timer
-  if deadline then
+  local timer, fired
+  -- The loop's timers count whole milliseconds and may fire a little
+  -- early: re-arm until the deadline has really passed.
+  local function arm()
     local left = deadline - now()
-    if left <= 0 then return false end
-    timer = core.timer(left, 0, function() end)
+    fired = false
+    timer = core.timer(left + 0.001, 0, function() fired = true end)
+  end
+  if deadline then
+    if deadline - now() <= 0 then return false end
+    arm()
   end
   if not hold then set_blocked(true) end
   local ok, err = pcall(function()
     while not done() do
-      if deadline and now() >= deadline then return false end
+      if deadline then
+        if now() >= deadline then return false end
+        if fired then arm() end
+      end
       check_cancelled()
       if #outq > 0 then flush_queue() end
       run_once()
