@@ -1,8 +1,8 @@
--- A producer/consumer pipeline over lray.util.Queue: producer tasks put
--- items into a bounded queue (blocking while it is full), consumer tasks
--- take them out (blocking while it is empty) until they get a stop mark,
--- and the driver checks the totals. The Queue object is passed to the tasks
--- like any other value.
+-- queue_pipeline.lua: a producer/consumer pipeline over lray.util.Queue
+-- (Ray's ray.util.queue.Queue). Producer tasks put items into a bounded
+-- queue (blocking while it is full), consumer tasks take them out (blocking
+-- while it is empty) until they get a stop mark, and the driver checks the
+-- totals. The Queue object is passed to the tasks like any other value.
 --
 --   build/lray examples/queue_pipeline.lua
 local lray = require("lray")

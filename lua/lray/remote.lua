@@ -107,18 +107,18 @@ local function submit(rf, ...)
   local blob, deps, refs, actors = M.pack_args("task '" .. name .. "'", ...)
   local opts = rf._opts
   local nret = opts.num_returns or 1
-  local rets = {}
-  for i = 1, nret do rets[i] = runtime.new_id() end
+  local rets, out = {}, {}
+  for i = 1, nret do
+    rets[i] = runtime.new_id()
+    -- Known before the submission leaves: the result may come back at once.
+    runtime.expect(rets[i])
+    out[i] = runtime.new_ref(rets[i], true)
+  end
   runtime.send({ t = "submit", tid = runtime.new_id(), fh = fh, args = blob,
     deps = deps, refs = refs, actors = actors, rets = rets, res = rf._req, name = name,
     max_retries = opts.max_retries, retry_exc = opts.retry_exceptions,
     parent = runtime.current.task_id, job = runtime.current.job_id })
   runtime.submitted()
-  local out = {}
-  for i = 1, nret do
-    runtime.expect(rets[i])
-    out[i] = runtime.new_ref(rets[i], true)
-  end
   return unpack(out, 1, nret)
 end
 

@@ -42,11 +42,14 @@ local function clean_tb(tb)
   return concat(out, "\n")
 end
 
--- The TaskError of item i, with a cause that can be sent back.
+-- The TaskError of item i, whatever fn raised (an lray error value too: the
+-- cause keeps it), with a cause that can be sent back.
 local function item_error(i, raised)
   local e = raised.e
   if not pcall(serialize.encode, e) then e = tostring(e) end
-  return errors.task_error(("Pool function (item %d)"):format(i), e, clean_tb(raised.tb))
+  local text = errors.is_error(e) and (e.type .. ": " .. tostring(e.message)) or tostring(e)
+  return errors.new("TaskError", ("Pool function (item %d) failed: %s"):format(i, text),
+    { traceback = clean_tb(raised.tb), cause = e })
 end
 
 function PoolActor:init(initializer, initargs)

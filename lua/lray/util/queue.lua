@@ -199,6 +199,9 @@ function Queue.new(maxsize, opts)
   end
   RQueue = RQueue or lray().remote(QueueActor)
   local a = RQueue.options(aopts).remote(maxsize)
+  -- Wait for the actor to be up: a creation failure surfaces here, and the
+  -- worker it needs is not still starting when the caller submits tasks.
+  lray().get(a.ping.remote())
   return setmetatable({ actor = a, maxsize = maxsize }, Queue)
 end
 

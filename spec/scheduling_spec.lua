@@ -1,0 +1,603 @@
+-- API.md "Resources and the cluster", the resource options of tasks and
+-- actors, and docs/scheduling.md: parallelism bounded by CPUs, custom
+-- resources, fractional and whole GPUs with their ids and
+-- CUDA_VISIBLE_DEVICES, available/cluster resources, resources held by
+-- actors, nested tasks on a full node, infeasible requests, nothing leaked,
+-- options checked at definition time, and `lray status`.
+--
+-- Each describe block starts its own embedded cluster with the resources it
+-- needs (GPUs are logical: no hardware is used).
+local cluster = require("spec.helpers.cluster")
+
+local BIN = os.getenv("LRAY_BIN") or "build/lray"
+
+local lray = require("lray")
+
+-- -- Helpers -------------------------------------------------------------------
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Runs a shell command line; returns its stdout+stderr and exit status.
+local function run(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1; echo \"__status=$?\""))
+  local out = f:read("*a")
+  f:close()
+  local status = tonumber(out:match("__status=(%d+)%s*$"))
+  return (out:gsub("__status=%d+%s*$", "")), status
+end
+
+-- Writes a driver script to a temporary file; returns its path.
+local function script(src)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(src)
+  f:close()
+  return path
+end
+
+-- The message of an error value (lray error table or plain string).
+local function msg(e)
+  if type(e) == "table" and e.message then return tostring(e.message) end
+  return tostring(e)
+end
+
+-- pcall(fn, ...) must fail; returns the error value.
+local function fails(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert(not ok, "expected an error, got success")
+  return e
+end
+
+-- Polls fn() every 20 ms until it returns true or `timeout` seconds pass;
+-- returns whether it became true.
+local function eventually(fn, timeout)
+  local deadline = lray.now() + (timeout or 3)
+  repeat
+    if fn() then return true end
+    lray.sleep(0.02)
+  until lray.now() > deadline
+  return fn() and true or false
+end
+
+-- The most intervals {s, e} that are running at one instant.
+local function max_overlap(iv)
+  local best = 0
+  for _, a in ipairs(iv) do
+    local n = 0
+    for _, b in ipairs(iv) do
+      if b[1] <= a[1] and a[1] < b[2] then n = n + 1 end
+    end
+    if n > best then best = n end
+  end
+  return best
+end
+
+local function fmt_res(t)
+  local keys = {}
+  for k, v in pairs(t) do keys[#keys + 1] = k .. "=" .. tostring(v) end
+  table.sort(keys)
+  return "{" .. table.concat(keys, ", ") .. "}"
+end
+
+-- Asserts that, once idle, every available amount equals the total.
+local function assert_all_free(timeout)
+  local total = lray.cluster_resources()
+  local avail
+  local ok = eventually(function()
+    avail = lray.available_resources()
+    for k, v in pairs(total) do
+      if avail[k] ~= v then return false end
+    end
+    return true
+  end, timeout or 3)
+  assert(ok, "resources are still held once idle: available " .. fmt_res(avail)
+    .. " total " .. fmt_res(total))
+end
+
+-- A task that records when it ran: returns its start, its end and extra info.
+local function timed_body(secs)
+  return function()
+    local t0 = lray.now()
+    lray.sleep(secs)
+    return { t0, lray.now() }
+  end
+end
+
+-- Makes sure n workers are up, so the timing tests do not measure start-up.
+local function warm(n)
+  local f = lray.remote(function() lray.sleep(0.05); return true end)
+  local refs = {}
+  for i = 1, n do refs[i] = f.remote() end
+  lray.get(refs, { timeout = 10 })
+end
+
+-- -- CPUs ----------------------------------------------------------------------
+
+describe("CPUs bound parallelism (num_cpus = 2)", function()
+  setup(function() lray = cluster.start({ num_cpus = 2, num_gpus = 0 }) end)
+  teardown(function() cluster.stop() end)
+
+  it("four 0.3 s tasks take two rounds, two at a time", function()
+    warm(2)
+    local f = lray.remote(timed_body(0.3))
+    local t0 = lray.now()
+    local refs = {}
+    for i = 1, 4 do refs[i] = f.remote() end
+    local iv = lray.get(refs, { timeout = 10 })
+    local took = lray.now() - t0
+    assert(took >= 0.55, ("four 0.3 s tasks on 2 CPUs took %.3f s: more than two ran at once"):format(took))
+    assert(took < 1.2, ("four 0.3 s tasks on 2 CPUs took %.3f s: expected about two rounds"):format(took))
+    assert.are.equal(2, max_overlap(iv))
+  end)
+
+  it("tasks that need num_cpus = 2 run one at a time", function()
+    warm(2)
+    local f = lray.remote({ num_cpus = 2 }, timed_body(0.2))
+    local t0 = lray.now()
+    local refs = {}
+    for i = 1, 3 do refs[i] = f.remote() end
+    local iv = lray.get(refs, { timeout = 10 })
+    local took = lray.now() - t0
+    assert.are.equal(1, max_overlap(iv))
+    assert(took >= 0.55, ("three 0.2 s tasks needing all CPUs took only %.3f s"):format(took))
+    assert(took < 2.0, ("three 0.2 s tasks needing all CPUs took %.3f s"):format(took))
+  end)
+
+  it("tasks that need num_cpus = 0.5 run four at a time on 2 CPUs", function()
+    -- API.md: tasks run "in parallel up to the resources of the cluster".
+    warm(2)
+    local f = lray.remote({ num_cpus = 0.5 }, timed_body(0.4))
+    local t0 = lray.now()
+    local refs = {}
+    for i = 1, 4 do refs[i] = f.remote() end
+    local iv = lray.get(refs, { timeout = 10 })
+    local took = lray.now() - t0
+    assert.are.equal(4, max_overlap(iv))
+    assert(took < 0.75, ("four 0.4 s tasks of 0.5 CPU on 2 CPUs took %.3f s"):format(took))
+  end)
+
+  it("a request no node has stays pending, and the driver is warned once naming it", function()
+    local path = script([[
+local lray = require("lray")
+lray.init{num_cpus = 1, num_gpus = 0}
+local needs = lray.remote({resources = {Other = 1}, name = "needs_other"}, function() return 1 end)
+local r = needs.remote()
+local r2 = needs.remote()
+local t0 = lray.now()
+local ready, not_ready = lray.wait({r}, {timeout = 0.5})
+io.stdout:write(("WAIT ready=%d not_ready=%d same=%s took=%.3f\n"):format(#ready, #not_ready,
+  tostring(not_ready[1] == r), lray.now() - t0))
+io.stdout:flush()
+lray.wait({r, r2}, {timeout = 0.5})
+io.stdout:write("ONE_SECOND_PASSED\n")
+io.stdout:flush()
+-- the pending task holds back nothing that fits
+local fine = lray.remote(function() return "fine" end)
+io.stdout:write("OTHER ", tostring(lray.get(fine.remote(), {timeout = 5})), "\n")
+io.stdout:flush()
+lray.shutdown()
+]])
+    local out, status = run(q(BIN) .. " " .. q(path))
+    os.remove(path)
+    assert.are.equal(0, status, out)
+    local took = tonumber(out:match("WAIT ready=0 not_ready=1 same=true took=([%d.]+)"))
+    assert(took, "lray.wait did not report the infeasible task not ready:\n" .. out)
+    assert(took >= 0.45 and took < 2, "wait with timeout 0.5 took " .. took .. " s")
+    assert.matches("OTHER fine", out, 1, true)
+    -- the warning names the task and the missing resource, within one second
+    local warn_at, warnings = nil, 0
+    local pos = 1
+    for line in out:gmatch("[^\n]*") do
+      if line:find("needs_other", 1, true) and line:find("Other", 1, true)
+          and not line:find("^WAIT") then
+        warnings = warnings + 1
+        warn_at = warn_at or out:find(line, pos, true)
+      end
+    end
+    assert(warn_at, "no warning naming task 'needs_other' and resource 'Other' on stderr:\n" .. out)
+    local mark = out:find("ONE_SECOND_PASSED", 1, true)
+    assert(mark and warn_at < mark, "the warning came later than 1 s after submission:\n" .. out)
+    assert(warnings == 1, "expected the warning once, got " .. warnings .. " times:\n" .. out)
+  end)
+
+  it("no resource is leaked by 2,000 tasks, crashing tasks and cancelled tasks", function()
+    local total = lray.cluster_resources()
+    local id = lray.remote(function(i) return i end)
+    local refs = {}
+    for i = 1, 2000 do refs[i] = id.remote(i) end
+    local vs = lray.get(refs, { timeout = 30 })
+    assert.are.equal(2000, #vs)
+    assert.are.equal(2000, vs[2000])
+    refs, vs = nil, nil
+    assert_all_free()
+
+    local crash = lray.remote({ max_retries = 0 }, function() os.exit(1) end)
+    for _ = 1, 3 do
+      local e = fails(lray.get, crash.remote(), { timeout = 10 })
+      assert(lray.is_error(e, "WorkerCrashedError"), "expected WorkerCrashedError, got " .. tostring(e))
+    end
+    assert_all_free()
+
+    -- one cancelled while running, one cancelled while queued behind it
+    local long = lray.remote({ num_cpus = 2 }, function() lray.sleep(10); return "finished" end)
+    local running = long.remote()
+    local queued = long.remote()
+    assert(eventually(function() return lray.available_resources().CPU == 0 end, 3),
+      "the 2-CPU task never started")
+    lray.cancel(queued)
+    lray.cancel(running)
+    for _, r in ipairs({ running, queued }) do
+      local e = fails(lray.get, r, { timeout = 10 })
+      assert(lray.is_error(e, "TaskCancelledError"), "expected TaskCancelledError, got " .. tostring(e))
+    end
+    assert_all_free()
+    assert.are.same(total, lray.cluster_resources())
+
+    -- and the node still runs two tasks at once
+    warm(2)
+    local f = lray.remote(timed_body(0.3))
+    local iv = lray.get({ f.remote(), f.remote() }, { timeout = 10 })
+    assert.are.equal(2, max_overlap(iv))
+  end)
+end)
+
+-- -- Custom resources --------------------------------------------------------------
+
+describe("custom resources (num_cpus = 4, Custom = 2)", function()
+  setup(function() lray = cluster.start({ num_cpus = 4, num_gpus = 0, resources = { Custom = 2 } }) end)
+  teardown(function() cluster.stop() end)
+
+  it("tasks needing {Custom = 1} run at most two at once", function()
+    warm(4)
+    local f = lray.remote({ resources = { Custom = 1 } }, timed_body(0.3))
+    local t0 = lray.now()
+    local refs = {}
+    for i = 1, 4 do refs[i] = f.remote() end
+    local iv = lray.get(refs, { timeout = 10 })
+    local took = lray.now() - t0
+    assert.are.equal(2, max_overlap(iv))
+    assert(took >= 0.55, ("four 0.3 s tasks on Custom = 2 took only %.3f s"):format(took))
+    -- tasks without the resource are not held back by them
+    local g = lray.remote(timed_body(0.3))
+    refs = {}
+    for i = 1, 2 do refs[i] = f.remote() end
+    for i = 3, 4 do refs[i] = g.remote() end
+    iv = lray.get(refs, { timeout = 10 })
+    assert.are.equal(4, max_overlap(iv))
+  end)
+
+  it("a task needing {Custom = 3} never runs, and does not block {Custom = 1}", function()
+    local big = lray.remote({ resources = { Custom = 3 } }, function() return "ran" end)
+    local r = big.remote()
+    local small = lray.remote({ resources = { Custom = 1 } }, function() return "small" end)
+    assert.are.equal("small", lray.get(small.remote(), { timeout = 5 }))
+    local ready, not_ready = lray.wait({ r }, { timeout = 0.3 })
+    assert.are.equal(0, #ready)
+    assert.are.equal(1, #not_ready)
+    lray.cancel(r)
+  end)
+end)
+
+-- -- GPUs --------------------------------------------------------------------------
+
+describe("GPU ids (num_cpus = 4, num_gpus = 2)", function()
+  setup(function() lray = cluster.start({ num_cpus = 4, num_gpus = 2 }) end)
+  teardown(function() cluster.stop() end)
+
+  local function gpu_body(secs)
+    return function()
+      local t0 = lray.now()
+      lray.sleep(secs)
+      return { t0, lray.now(), ids = lray.get_gpu_ids(),
+        cvd = os.getenv("CUDA_VISIBLE_DEVICES"),
+        wid = lray.get_runtime_context().worker_id }
+    end
+  end
+
+  it("four num_gpus = 0.5 tasks running together pack two per GPU id", function()
+    warm(4)
+    local f = lray.remote({ num_gpus = 0.5 }, gpu_body(0.4))
+    local refs = {}
+    for i = 1, 4 do refs[i] = f.remote() end
+    local rs = lray.get(refs, { timeout = 10 })
+    assert.are.equal(4, max_overlap(rs))
+    local per_id = {}
+    for _, r in ipairs(rs) do
+      assert.are.equal(1, #r.ids)
+      local id = r.ids[1]
+      assert(id == 0 or id == 1, "GPU id out of range: " .. tostring(id))
+      per_id[id] = (per_id[id] or 0) + 1
+      assert.are.equal(tostring(id), r.cvd)
+    end
+    assert.are.same({ [0] = 2, [1] = 2 }, per_id)
+    assert.are.equal(2, lray.available_resources().GPU)
+  end)
+
+  it("a whole request (num_gpus = 2) gets two distinct ids in CUDA_VISIBLE_DEVICES", function()
+    local f = lray.remote({ num_gpus = 2 }, gpu_body(0))
+    local r = lray.get(f.remote(), { timeout = 10 })
+    assert.are.equal(2, #r.ids)
+    local a, b = r.ids[1], r.ids[2]
+    assert(a ~= b, "the two GPU ids are the same: " .. tostring(a))
+    local sorted = { a, b }
+    table.sort(sorted)
+    assert.are.same({ 0, 1 }, sorted)
+    assert.are.equal(a .. "," .. b, r.cvd)
+    -- one GPU each: two tasks at once get different ids
+    local one = lray.remote({ num_gpus = 1 }, gpu_body(0.3))
+    local rs = lray.get({ one.remote(), one.remote() }, { timeout = 10 })
+    assert.are.equal(2, max_overlap(rs))
+    assert.are.equal(1, #rs[1].ids)
+    assert.are.equal(1, #rs[2].ids)
+    assert(rs[1].ids[1] ~= rs[2].ids[1], "two 1-GPU tasks running together got the same id")
+    assert.are.equal(tostring(rs[1].ids[1]), rs[1].cvd)
+    assert.are.equal(tostring(rs[2].ids[1]), rs[2].cvd)
+  end)
+
+  it("a task without GPUs on a worker that held GPUs sees no CUDA_VISIBLE_DEVICES", function()
+    local g = lray.remote({ num_gpus = 1 }, gpu_body(0))
+    local plain = lray.remote(gpu_body(0))
+    local reused = false
+    for _ = 1, 20 do
+      local r = lray.get(g.remote(), { timeout = 10 })
+      assert.are.equal(tostring(r.ids[1]), r.cvd)
+      local p = lray.get(plain.remote(), { timeout = 10 })
+      assert.is_nil(p.cvd)
+      assert.are.same({}, p.ids)
+      if p.wid == r.wid then reused = true; break end
+    end
+    assert(reused, "no task without GPUs ran on a worker that had just held a GPU")
+  end)
+end)
+
+-- -- Resource views and actors ---------------------------------------------------------
+
+describe("available_resources / cluster_resources and actors (num_cpus = 2, num_gpus = 4, Custom = 2)", function()
+  setup(function()
+    lray = cluster.start({ num_cpus = 2, num_gpus = 4, resources = { Custom = 2 } })
+  end)
+  teardown(function() cluster.stop() end)
+
+  local function avail(k) return lray.available_resources()[k] end
+
+  it("totals are what init gave; everything is available when idle", function()
+    local total = lray.cluster_resources()
+    assert.are.equal(2, total.CPU)
+    assert.are.equal(4, total.GPU)
+    assert.are.equal(2, total.Custom)
+    assert(type(total.memory) == "number" and total.memory > 0, "no memory total")
+    assert(type(total.object_store_memory) == "number" and total.object_store_memory > 0,
+      "no object_store_memory total")
+    assert_all_free()
+    local a = lray.available_resources()
+    for k in pairs(a) do assert(total[k], "available has a key the total lacks: " .. k) end
+  end)
+
+  it("available CPU drops by 1 while a num_cpus = 1 task runs, then comes back", function()
+    local f = lray.remote({ num_cpus = 1 }, function() lray.sleep(0.8); return "done" end)
+    local r = f.remote()
+    assert(eventually(function() return avail("CPU") == 1 end, 0.7),
+      "available CPU did not drop to 1 while the task ran: " .. fmt_res(lray.available_resources()))
+    assert.are.equal(4, avail("GPU"))
+    assert.are.equal(2, avail("Custom"))
+    assert.are.equal("done", lray.get(r, { timeout = 10 }))
+    assert(eventually(function() return avail("CPU") == 2 end, 2),
+      "available CPU did not come back to 2: " .. fmt_res(lray.available_resources()))
+  end)
+
+  it("fractional GPU requests add up exactly and give everything back", function()
+    local quarter = lray.remote({ num_gpus = 0.25 }, function() lray.sleep(0.5); return true end)
+    local refs = { quarter.remote(), quarter.remote() }
+    assert(eventually(function() return avail("GPU") == 3.5 end, 0.45),
+      "two 0.25-GPU tasks running: available GPU is " .. tostring(avail("GPU")) .. ", expected 3.5")
+    lray.get(refs, { timeout = 10 })
+    local tenth = lray.remote({ num_gpus = 0.1 }, function() return lray.get_gpu_ids()[1] end)
+    refs = {}
+    for i = 1, 10 do refs[i] = tenth.remote() end
+    lray.get(refs, { timeout = 10 })
+    assert(eventually(function() return avail("GPU") == 4 end, 2),
+      "after fractional tasks, available GPU is " .. ("%.17g"):format(avail("GPU")) .. ", expected exactly 4")
+  end)
+
+  it("an actor with num_cpus = 1 holds it for life; lray.kill gives it back", function()
+    local A = lray.remote({ num_cpus = 1 }, { ping = function() return "pong" end })
+    local a = A.remote()
+    assert.are.equal("pong", lray.get(a.ping.remote(), { timeout = 10 }))
+    assert.are.equal(1, avail("CPU"))
+    lray.sleep(0.2)
+    assert.are.equal("pong", lray.get(a.ping.remote(), { timeout = 10 }))
+    assert.are.equal(1, avail("CPU"))
+    lray.kill(a)
+    assert(eventually(function() return avail("CPU") == 2 end, 3),
+      "the killed actor's CPU did not come back: " .. fmt_res(lray.available_resources()))
+  end)
+
+  it("an actor with resources = {Custom = 1} holds it for life; lray.kill gives it back", function()
+    local A = lray.remote({ resources = { Custom = 1 } }, { ping = function() return "pong" end })
+    local a = A.remote()
+    assert.are.equal("pong", lray.get(a.ping.remote(), { timeout = 10 }))
+    assert.are.equal(1, avail("Custom"))
+    lray.kill(a)
+    assert(eventually(function() return avail("Custom") == 2 end, 3),
+      "the killed actor's Custom did not come back: " .. fmt_res(lray.available_resources()))
+  end)
+
+  it("an actor with num_gpus = 1 sees its GPU id and CUDA_VISIBLE_DEVICES in methods", function()
+    local G = lray.remote({ num_gpus = 1 }, {
+      info = function() return lray.get_gpu_ids(), os.getenv("CUDA_VISIBLE_DEVICES") end,
+    })
+    local a = G.remote()
+    local ids, cvd = lray.get(a.info.remote(), { timeout = 10 })
+    assert.are.equal(1, #ids)
+    assert(ids[1] >= 0 and ids[1] <= 3, "GPU id out of range: " .. tostring(ids[1]))
+    assert.are.equal(tostring(ids[1]), cvd)
+    assert.are.equal(3, avail("GPU"))
+    -- a second one gets another id
+    local b = G.remote()
+    local ids2, cvd2 = lray.get(b.info.remote(), { timeout = 10 })
+    assert.are.equal(1, #ids2)
+    assert(ids2[1] ~= ids[1], "two 1-GPU actors got the same GPU id " .. tostring(ids[1]))
+    assert.are.equal(tostring(ids2[1]), cvd2)
+    assert.are.equal(2, avail("GPU"))
+    lray.kill(a)
+    lray.kill(b)
+    assert(eventually(function() return avail("GPU") == 4 end, 3),
+      "the killed actors' GPUs did not come back: " .. fmt_res(lray.available_resources()))
+  end)
+
+  it("a default actor holds 0 CPUs", function()
+    local A = lray.remote({ ping = function() return "pong" end })
+    local a = A.remote()
+    assert.are.equal(2, avail("CPU"))
+    assert.are.equal("pong", lray.get(a.ping.remote(), { timeout = 10 }))
+    assert.are.equal(2, avail("CPU"))
+    -- a task needing every CPU still runs while it lives
+    local all = lray.remote({ num_cpus = 2 }, function() return "ran" end)
+    assert.are.equal("ran", lray.get(all.remote(), { timeout = 10 }))
+    assert.are.equal("pong", lray.get(a.ping.remote(), { timeout = 10 }))
+    lray.kill(a)
+    assert_all_free()
+  end)
+end)
+
+-- -- Nested tasks on one CPU ---------------------------------------------------------
+
+describe("nested tasks on a 1-CPU node", function()
+  setup(function() lray = cluster.start({ num_cpus = 1, num_gpus = 0 }) end)
+  teardown(function() cluster.stop() end)
+
+  it("task -> child -> grandchild, each blocked in lray.get, finishes", function()
+    local grandchild = lray.remote(function(x) return x + 1 end)
+    local child = lray.remote(function(x) return lray.get(grandchild.remote(x)) * 10 end)
+    local parent = lray.remote(function(x) return lray.get(child.remote(x)) + 5 end)
+    assert.are.equal((3 + 1) * 10 + 5, lray.get(parent.remote(3), { timeout = 20 }))
+    -- two such chains at once, and a fan-out
+    assert.are.same({ 25, 45 }, lray.get({ parent.remote(1), parent.remote(3) }, { timeout = 20 }))
+    local fan = lray.remote(function()
+      local refs = {}
+      for i = 1, 4 do refs[i] = child.remote(i) end
+      local s = 0
+      for _, v in ipairs(lray.get(refs)) do s = s + v end
+      return s
+    end)
+    assert.are.equal((2 + 3 + 4 + 5) * 10, lray.get(fan.remote(), { timeout = 20 }))
+    assert_all_free()
+  end)
+end)
+
+-- -- Options checked at definition time ----------------------------------------------
+
+describe("bad resource options raise at remote/options time", function()
+  local fn = function() return 1 end
+  local Class = { ping = function() return 1 end }
+
+  -- Every way of giving opts must raise an error whose message contains
+  -- each of `words`.
+  local function refused(opts, words)
+    local base = lray.remote(fn)
+    local ebase = lray.remote({ ping = function() return 1 end })
+    local errs = {
+      ["lray.remote(opts, fn)"] = fails(lray.remote, opts, fn),
+      ["f.options(opts)"] = fails(base.options, opts),
+      ["lray.remote(opts, Class)"] = fails(lray.remote, opts, Class),
+      ["Class.options(opts)"] = fails(ebase.options, opts),
+    }
+    for how, e in pairs(errs) do
+      for _, w in ipairs(words) do
+        assert(msg(e):find(w, 1, true), ("%s: the error does not name '%s': %s"):format(how, w, msg(e)))
+      end
+    end
+  end
+
+  it("num_cpus = -1", function() refused({ num_cpus = -1 }, { "num_cpus" }) end)
+  it("num_gpus = \"x\"", function() refused({ num_gpus = "x" }, { "num_gpus" }) end)
+  it("resources = {Custom = -1}", function() refused({ resources = { Custom = -1 } }, { "resources", "Custom" }) end)
+  it("num_gpus = 1.5 (amounts above 1 must be whole)", function() refused({ num_gpus = 1.5 }, { "num_gpus" }) end)
+  it("resources = {CPU = 1} (must use num_cpus)", function()
+    refused({ resources = { CPU = 1 } }, { "CPU", "num_cpus" })
+    refused({ resources = { GPU = 1 } }, { "GPU", "num_gpus" })
+  end)
+
+  it("an unknown option name, with the valid options listed", function()
+    refused({ num_cpu = 1 }, { "num_cpu", "num_cpus", "num_gpus", "resources" })
+    local e = fails(lray.remote, { num_cpu = 1 }, fn)
+    assert.matches("max_retries", msg(e), 1, true)
+  end)
+
+  it("nothing is queued by a refused definition", function()
+    lray = cluster.start({ num_cpus = 1, num_gpus = 0 })
+    local ok, err = pcall(function()
+      local before = lray.cluster_resources()
+      fails(lray.remote, { num_gpus = 1.5 }, fn)
+      local f = lray.remote(fn)
+      fails(f.options, { num_gpus = 1.5 })
+      assert.are.equal(1, lray.get(f.remote(), { timeout = 10 }))
+      assert_all_free()
+      assert.are.same(before, lray.cluster_resources())
+    end)
+    cluster.stop()
+    assert(ok, err)
+  end)
+end)
+
+-- -- lray status ------------------------------------------------------------------------
+
+describe("lray status", function()
+  it("prints CPU/GPU/Custom used / total, and infeasible demand", function()
+    local start_out, start_status = run(q(BIN) .. " start --head --num-cpus 2 --num-gpus 1"
+      .. " --resources " .. q('{"Custom": 3}'))
+    local ok, err = pcall(function()
+      assert(start_status == 0, "lray start failed:\n" .. start_out)
+      local out, status = run(q(BIN) .. " status")
+      assert.are.equal(0, status, out)
+      assert(out:match("\n%s*CPU%s+0 / 2\n"), "no 'CPU 0 / 2' line:\n" .. out)
+      assert(out:match("\n%s*GPU%s+0 / 1\n"), "no 'GPU 0 / 1' line:\n" .. out)
+      assert(out:match("\n%s*Custom%s+0 / 3\n"), "no 'Custom 0 / 3' line:\n" .. out)
+
+      -- a driver holding resources through an actor, with an infeasible task queued
+      local path = script(([[
+local lray = require("lray")
+lray.init{address = "auto"}
+local A = lray.remote({num_cpus = 1, num_gpus = 1, resources = {Custom = 2}},
+  {ping = function() return "pong" end})
+local a = A.remote()
+assert(lray.get(a.ping.remote(), {timeout = 10}) == "pong")
+local never = lray.remote({resources = {Other = 1}}, function() end)
+local r = never.remote()
+lray.wait({r}, {timeout = 0.2})
+local f = io.popen(%q .. " status 2>&1")
+io.stdout:write(f:read("*a"))
+f:close()
+lray.kill(a)
+]]):format(BIN))
+      local dout, dstatus = run(q(BIN) .. " " .. q(path))
+      os.remove(path)
+      assert.are.equal(0, dstatus, dout)
+      assert(dout:match("\n%s*CPU%s+1 / 2\n"), "no 'CPU 1 / 2' line while an actor holds 1 CPU:\n" .. dout)
+      assert(dout:match("\n%s*GPU%s+1 / 1\n"), "no 'GPU 1 / 1' line while an actor holds the GPU:\n" .. dout)
+      assert(dout:match("\n%s*Custom%s+2 / 3\n"), "no 'Custom 2 / 3' line while an actor holds 2:\n" .. dout)
+      assert(dout:find("Other", 1, true) and dout:find("infeasible", 1, true),
+        "the infeasible {Other = 1} demand is not listed:\n" .. dout)
+
+      -- the driver is gone: everything is free again
+      local deadline = lray.now() + 3
+      repeat
+        out = run(q(BIN) .. " status")
+        if out:match("\n%s*CPU%s+0 / 2\n") and out:match("\n%s*GPU%s+0 / 1\n")
+            and out:match("\n%s*Custom%s+0 / 3\n") then break end
+        lray.sleep(0.1)
+      until lray.now() > deadline
+      assert(out:match("\n%s*CPU%s+0 / 2\n") and out:match("\n%s*GPU%s+0 / 1\n")
+        and out:match("\n%s*Custom%s+0 / 3\n"), "resources still used after the driver exited:\n" .. out)
+    end)
+    -- Stop the machine-wide cluster unless it was somebody else's already running.
+    if not start_out:find("already running", 1, true) then
+      local stop_out, stop_status = run(q(BIN) .. " stop")
+      assert(ok, err)
+      assert.are.equal(0, stop_status, stop_out)
+    end
+    assert(ok, err)
+  end)
+end)
