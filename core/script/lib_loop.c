@@ -51,6 +51,15 @@ static int traceback(lua_State *L)
 }
 
 int lr_vm_in_callback;
+int lr_vm_interrupted;
+
+/* take_interrupt() -> true once after a Ctrl-C was caught in a callback. */
+static int l_take_interrupt(lua_State *L)
+{
+  lua_pushboolean(L, lr_vm_interrupted);
+  lr_vm_interrupted = 0;
+  return 1;
+}
 
 int lr_vm_pcall(lua_State *L, int nargs, const char *where)
 {
@@ -61,7 +70,13 @@ int lr_vm_pcall(lua_State *L, int nargs, const char *where)
   int rc = lua_pcall(L, nargs, 0, base);
   if (rc) {
     const char *m = lua_tostring(L, -1);
-    fprintf(stderr, "lray: error in %s: %s\n", where, m ? m : "(error object)");
+    if (m && strstr(m, "interrupted!")) {
+      /* Ctrl-C landed inside a callback: the code that runs the loop raises
+       * it (see l_take_interrupt) instead of this callback swallowing it. */
+      lr_vm_interrupted = 1;
+    } else {
+      fprintf(stderr, "lray: error in %s: %s\n", where, m ? m : "(error object)");
+    }
     lua_pop(L, 1);
   }
   lua_remove(L, base);
@@ -746,7 +761,8 @@ void lr_lib_loop_open(lua_State *L)
     {"run", l_run},       {"run_once", l_run_once}, {"poll", l_poll},
     {"stop", l_stop},     {"flush", l_flush},       {"hrtime", l_hrtime},
     {"connect", l_connect}, {"listen", l_listen},   {"timer", l_timer},
-    {"spawn", l_spawn},   {"signal", l_signal},     {NULL, NULL}};
+    {"spawn", l_spawn},   {"signal", l_signal},
+    {"take_interrupt", l_take_interrupt}, {NULL, NULL}};
   if (!main_L) main_L = L;
   lr_vm_loop();
   new_mt(L, CONN_MT, conn_m);

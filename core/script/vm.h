@@ -17,6 +17,8 @@ void lr_vm_set_state(lua_State *L);
 /* Depth of loop callbacks running Lua right now. A cancellation must not be
  * raised inside one (it would be caught there); it waits until they end. */
 extern int lr_vm_in_callback;
+/* Set when a Ctrl-C ("interrupted!") was raised inside a callback. */
+extern int lr_vm_interrupted;
 /* Re-arms the cancellation hook if a cancel arrived during a callback. */
 void lr_sys_cancel_rearm(lua_State *L);
 

@@ -14,6 +14,7 @@ local ref_id = object.id
 
 local lray = {}
 local ctx = nil        -- the context init returned, while initialized
+local tick = nil       -- see lray.init: lets Ctrl-C interrupt a blocked get
 
 
 -- -- Lifecycle ---------------------------------------------------------------
@@ -85,6 +86,11 @@ function lray.init(opts)
     w = cluster.join(opts.address, hello)
   end
   runtime.job_id, runtime.namespace, runtime.node_id = w.job_id, w.namespace, w.node_id
+  if core.isatty(0) and not tick then
+    -- At a terminal, a Ctrl-C during lray.get must reach Lua code even when
+    -- nothing arrives: a slow tick gives the interrupt hook a place to fire.
+    tick = core.timer(0.1, 0.1, function() end, true)
+  end
   runtime.current = { job_id = w.job_id }
   remote.session = remote.session + 1
   require("lray.serialize").refresh()   -- modules required so far travel by name

@@ -247,6 +247,7 @@ local function set_blocked(on)
 end
 
 local function check_cancelled()
+  if core.take_interrupt() then error("interrupted!", 0) end
   if core.cancel_pending() then
     errors.raise("TaskCancelledError", "task " .. tostring(M.current.name) .. " was cancelled")
   end
