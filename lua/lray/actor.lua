@@ -49,7 +49,7 @@ end
 -- Calls that were running when the actor's process went away: re-send them
 -- (ahead of newer calls, in their order) while max_task_retries allows, or
 -- fail them.
-local function settle_orphans(st, aid, max_retries)
+local function settle_orphans(st, aid, max_retries, cause)
   local o = st.orphans
   if #o == 0 then return end
   st.orphans = {}
@@ -61,9 +61,9 @@ local function settle_orphans(st, aid, max_retries)
       call.tries = call.tries + 1
       keep[#keep + 1] = call
     else
-      fail_call(st, aid, call, ("died while running this call, which was already"
-        .. " re-sent %d time%s (max_task_retries = %d)"):format(call.tries,
-        call.tries == 1 and "" or "s", max_retries))
+      fail_call(st, aid, call, ("died while running this call (%s), which was already"
+        .. " re-sent %d time%s (max_task_retries = %d)"):format(tostring(cause or "its process exited"),
+        call.tries, call.tries == 1 and "" or "s", max_retries))
     end
   end
   for i = 1, #st.queue do keep[#keep + 1] = st.queue[i] end
@@ -92,14 +92,16 @@ end
 
 local function connect(st, aid)
   st.connecting = true
-  local addr = st.addr
+  local addr, key = st.addr, st.key
   core.connect(addr, function(conn, err)
     st.connecting = false
-    if err or st.state ~= "ALIVE" or st.addr ~= addr then
+    if err or st.state ~= "ALIVE" or st.key ~= key then
       if conn and conn:is_open() then conn:close() end
+      -- The actor moved on while we connected: follow it.
+      if st.state == "ALIVE" and st.key ~= key and not st.conn then connect(st, aid) end
       return
     end
-    st.conn, st.conn_addr = conn, addr
+    st.conn, st.conn_key = conn, key
     conn:on_message(function(_, m) if m.t == "ret" then on_ret(m) end end)
     conn:on_close(function()
       if st.conn ~= conn then return end   -- already replaced
@@ -128,10 +130,11 @@ runtime.handlers.actor = function(m)
   st.name = m.name
   st.restarts = m.restarts
   if m.state == "ALIVE" or m.state == "RESTARTING" then
-    settle_orphans(st, m.aid, m.max_task_retries or 0)
+    settle_orphans(st, m.aid, m.max_task_retries or 0, m.cause)
   end
   if m.state == "ALIVE" then
-    if st.conn and st.conn_addr ~= m.addr then
+    local key = tostring(m.addr) .. "#" .. tostring(m.pid)
+    if st.conn and st.conn_key ~= key then
       -- A new process serves the actor (it restarted) before we saw the old
       -- connection close: calls on it were lost with the old process.
       local old = st.conn
@@ -141,10 +144,10 @@ runtime.handlers.actor = function(m)
         st.orphans[#st.orphans + 1] = call
       end
       old:close()
-      settle_orphans(st, m.aid, m.max_task_retries or 0)
+      settle_orphans(st, m.aid, m.max_task_retries or 0, m.cause)
     end
-    if st.state ~= "ALIVE" or st.addr ~= m.addr then
-      st.state, st.addr = "ALIVE", m.addr
+    if st.state ~= "ALIVE" or st.key ~= key then
+      st.state, st.addr, st.key = "ALIVE", m.addr, key
       if not st.conn and not st.connecting then connect(st, m.aid) end
     end
   elseif m.state == "DEAD" then
@@ -185,7 +188,8 @@ local function call_method(h, mname, mopts, ...)
   call_seq = call_seq + 1
   local call = { rets = rets, seq = call_seq, tries = 0, msg = { t = "call", cid = runtime.new_id(), m = mname,
     args = blob, deps = deps, refs = refs, rets = rets },
-    keep = { ... } }   -- arguments stay referenced until the call returns
+    keep = { ... }, -- arguments stay referenced until the call returns
+    handle = h }    -- and so does the actor: a pending call keeps it alive
   local out = {}
   for i = 1, nret do
     runtime.expect(rets[i], "local")
@@ -372,6 +376,19 @@ function M.kill(h, no_restart)
   if st and no_restart ~= false then
     st.state, st.cause = "DEAD", st.cause or "it was killed by lray.kill"
     if st.conn then st.conn:close(); st.conn = nil end
+  elseif st then
+    -- It restarts: calls from now on wait for the new process; calls in
+    -- flight went down with the old one.
+    if st.conn then
+      local old = st.conn
+      st.conn = nil
+      for cid, call in pairs(st.inflight) do
+        st.inflight[cid] = nil
+        st.orphans[#st.orphans + 1] = call
+      end
+      old:close()
+    end
+    st.state, st.key = "RESTARTING", nil
   end
 end
 

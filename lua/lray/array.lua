@@ -13,11 +13,15 @@ local CTYPES = { "double", "float", "int8_t", "uint8_t", "int16_t", "uint16_t",
   "int32_t", "uint32_t", "int64_t", "uint64_t" }
 
 local kinds = {}        -- ctype name -> {ct = struct ctype, esize, name}
+local views = {}        -- the same for read-only views
 local anchors = setmetatable({}, { __mode = "k" })  -- array -> what keeps its memory
 
-local function define(name)
-  local sname = "lray_array_" .. name
-  ffi.cdef(("typedef struct %s { %s *p; int64_t n; } %s;"):format(sname, name, sname))
+-- Two struct types per element type: a writable array, and a read-only
+-- view of an array stored in shared memory (objects are immutable).
+local function define(name, readonly)
+  local sname = (readonly and "lray_view_" or "lray_array_") .. name
+  ffi.cdef(("typedef struct %s { %s%s *p; int64_t n; } %s;"):format(sname,
+    readonly and "const " or "", name, sname))
   local methods = {}
   local k = { name = name, esize = ffi.sizeof(name), ptr = ffi.typeof(name .. "*") }
   local function check(a, i)
@@ -31,7 +35,10 @@ local function define(name)
       if type(i) == "number" then check(a, i); return a.p[i] end
       return methods[i]
     end,
-    __newindex = function(a, i, v) check(a, i); a.p[i] = v end,
+    __newindex = readonly and function()
+      error("this lray.array is a view of a stored object, and objects are immutable;"
+        .. " copy it first: local c = lray.array(a:ctype(), a:totable())", 2)
+    end or function(a, i, v) check(a, i); a.p[i] = v end,
     __len = function(a) return tonumber(a.n) end,
     __tostring = function(a) return ("lray.array(%s, %d)"):format(name, tonumber(a.n)) end,
   }
@@ -44,10 +51,10 @@ local function define(name)
   function methods.nbytes(a) return tonumber(a.n) * k.esize end
   function methods.ptr(a) return a.p end
   k.ct = ffi.metatype(sname, mt)
-  kinds[name] = k
+  if readonly then views[name] = k else kinds[name] = k end
 end
 
-for _, name in ipairs(CTYPES) do define(name) end
+for _, name in ipairs(CTYPES) do define(name, false); define(name, true) end
 
 local function kind_of(ctype)
   local k = kinds[ctype]
@@ -87,6 +94,9 @@ function M.kind(v)
   for name, k in pairs(kinds) do
     if ffi.istype(k.ct, v) then return k, name end
   end
+  for name, k in pairs(views) do
+    if ffi.istype(k.ct, v) then return k, name end
+  end
   return nil
 end
 
@@ -98,7 +108,8 @@ end
 
 --- An array over existing memory, kept alive by anchor (zero-copy view).
 function M.view(ctype, ptr, n, anchor)
-  local k = kind_of(ctype)
+  kind_of(ctype)
+  local k = views[ctype]
   local a = k.ct(ffi.cast(k.ptr, ptr), n)
   anchors[a] = anchor
   return a

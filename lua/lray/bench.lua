@@ -3,7 +3,7 @@
 -- `name  value ± stddev  unit`.
 local core = require("lray._core")
 
-local tostring, tonumber, ipairs, floor, sqrt = tostring, tonumber, pairs, ipairs, math.floor, math.sqrt
+local tostring, tonumber, ipairs, floor, sqrt = tostring, tonumber, ipairs, math.floor, math.sqrt
 
 local M = {}
 

@@ -192,12 +192,12 @@ function lray.get(x, opts)
     for i = 1, #es do if not es[i].st then n = n + 1 end end
     error(timeout_error(n, #es, timeout), 2)
   end
-  if single then return runtime.values(es[1]) end
+  if single then return runtime.values(es[1], ids[1]) end
   for i = 1, #es do
     if es[i].st == "err" then error(runtime.decode_error(es[i].err), 2) end
   end
   local out = {}
-  for i = 1, #es do out[i] = runtime.first_value(es[i]) end
+  for i = 1, #es do out[i] = runtime.first_value(es[i], ids[i]) end
   return out
 end
 

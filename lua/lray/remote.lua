@@ -64,6 +64,7 @@ end
 --- Packs call arguments: ObjectRefs at the top level become dependencies
 --- (resolved before the call runs); everything else is encoded.
 function M.pack_args(what, ...)
+  serialize.refresh()   -- a module required since the last call goes by name
   local n = select("#", ...)
   local args = { n = n }
   local deps

@@ -226,8 +226,9 @@ end
 
 -- The actor's process died: restart it (init runs again with the original
 -- arguments) while restarts remain, else it is dead for good.
-local function restart(a)
+local function restart(a, how)
   a.restarts = a.restarts + 1
+  a.cause = how
   a.state, a.addr, a.pid, a.worker = "RESTARTING", nil, nil, nil
   a.killed = nil
   if a.placed then
@@ -236,6 +237,7 @@ local function restart(a)
   end
   notify(a)
   a.state = "PENDING"
+  a.cause = nil
   pending[#pending + 1] = a
   M.place_pending()
 end
@@ -245,10 +247,6 @@ sched.on_worker_exit = function(w, status, sig)
   if not a or a.state == "DEAD" then return end
   if a.worker ~= nil and a.worker ~= w then return end
   local job_alive = a.detached or (a.job and N.jobs[a.job])
-  if not a.no_restart and not a.init_error and job_alive
-      and (a.max_restarts == -1 or a.restarts < a.max_restarts) then
-    return restart(a)
-  end
   local how
   if a.killed then
     how = "it was killed by lray.kill"
@@ -256,6 +254,10 @@ sched.on_worker_exit = function(w, status, sig)
     how = ("its worker process (pid %s) was killed by signal %d"):format(tostring(w.pid), sig)
   else
     how = ("its worker process (pid %s) exited with code %d"):format(tostring(w.pid), status)
+  end
+  if not a.no_restart and not a.init_error and job_alive
+      and (a.max_restarts == -1 or a.restarts < a.max_restarts) then
+    return restart(a, how)
   end
   if a.restarts > 0 then
     how = how .. (" (after %d restart%s; max_restarts = %d)"):format(a.restarts,

@@ -338,6 +338,18 @@ function M.done(w, m)
 end
 
 function M.blocked(w, on)
+  local a = w.actor
+  if a and a.placed and a.num then
+    if on and not w.blocked then
+      w.blocked = true
+      S:block(a.num)
+      M.dispatch()
+    elseif not on and w.blocked then
+      w.blocked = false
+      S:unblock(a.num)
+    end
+    return
+  end
   if not w.task then return end
   if on and not w.blocked then
     w.blocked = true
