@@ -130,19 +130,24 @@ describe("lray.util.Queue", function()
     assert.are.equal("put", lray.get(r))
   end)
 
-  it("a blocked get does not stop size() and put from another caller", function()
+  it("blocked gets do not stop size() and put from another caller", function()
     local q = Queue.new()
     local consumer = lray.remote(function(queue) return queue:get() end)
-    local r = consumer.remote(q)
-    -- The consumer's get is waiting in the queue's actor meanwhile.
-    local ready = lray.wait({ r }, { timeout = 0.5 })
+    local rs = {}
+    for i = 1, 4 do rs[i] = consumer.remote(q) end
+    -- The consumers' gets are waiting in the queue's actor meanwhile.
+    local ready = lray.wait(rs, { num_returns = 4, timeout = 0.5 })
     assert.are.equal(0, #ready)
-    local t0 = lray.now()
-    assert.are.equal(0, q:size())
-    assert.is_true(q:empty())
-    q:put("hello")
-    assert(lray.now() - t0 < 2, "size()/put waited behind the blocked get")
-    assert.are.equal("hello", lray.get(r, { timeout = 20 }))
+    -- Ask with a deadline, so a queue whose actor is held fails, not hangs.
+    local sz = q.actor.qsize.remote()
+    assert.are.equal(1, #lray.wait({ sz }, { timeout = 3 }), "size() waited behind the blocked gets")
+    assert.are.equal(0, lray.get(sz))
+    local puts = {}
+    for i = 1, 4 do puts[i] = q.actor.put_nowait.remote("item" .. i) end
+    assert.are.equal(4, #lray.wait(puts, { num_returns = 4, timeout = 3 }), "put waited behind the blocked gets")
+    local got = {}
+    for i = 1, 4 do got[i] = lray.get(rs[i], { timeout = 20 }) end
+    assert.are.same({ "item1", "item2", "item3", "item4" }, sorted(got))
     assert.are.equal(0, q:size())
   end)
 

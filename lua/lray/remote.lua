@@ -53,7 +53,7 @@ end
 --- per session; returns its content hash.
 function M.export(ex, value, what)
   if ex.session == M.session then return ex.hash end
-  serialize.refresh()
+  serialize.refresh(true)
   local code, refs = runtime.encode_tracked(value, what)
   local h = core.hash(code)
   runtime.send({ t = "fn", h = h, code = code, refs = refs })

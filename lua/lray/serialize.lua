@@ -46,9 +46,24 @@ for _, m in ipairs(STD_MODULES) do
   if mod then name_module(m, mod) end
 end
 
---- Names every module loaded so far. Called before exporting a definition,
---- so a module captured as an upvalue is sent by name and required again.
-function M.refresh()
+-- Set when `require` ran since the last refresh (lray wraps the global
+-- require), so the per-call refresh costs nothing in the common case.
+local dirty = true
+do
+  local orig = require
+  _G.require = function(...)
+    dirty = true
+    return orig(...)
+  end
+  names[_G.require] = "g:require"
+end
+
+--- Names every module loaded so far, so a module captured as an upvalue or
+--- passed as a value is sent by name and required again on the other side.
+--- force: look even if no require ran since last time (definitions).
+function M.refresh(force)
+  if not dirty and not force then return end
+  dirty = false
   for mname, mod in pairs(package.loaded) do
     local t = type(mod)
     if (t == "table" or t == "function") and mname ~= "_G" then
