@@ -159,6 +159,16 @@ runtime.handlers.actor = function(m)
   end
 end
 
+runtime.dump_hook = function(out)
+  for aid, st in pairs(actors) do
+    local n = 0
+    for _ in pairs(st.inflight) do n = n + 1 end
+    out[#out + 1] = ("actor %s %s: state %s conn %s connecting %s queue %d inflight %d orphans %d"):format(
+      tostring(st.cname), aid, tostring(st.state), tostring(st.conn ~= nil), tostring(st.connecting),
+      #st.queue, n, #st.orphans)
+  end
+end
+
 local function state_of(aid)
   local st = actors[aid]
   if not st then

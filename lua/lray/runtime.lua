@@ -449,8 +449,27 @@ function M.on_message(conn, m)
   if h then h(m, conn) end
 end
 
+-- SIGUSR2 prints what this process is waiting for (a hang's first clue).
+local function dump_state()
+  local out = { ("lray %s pid %d: "):format(tostring(M.role), core.getpid()) }
+  local pending = 0
+  for id, e in pairs(objs) do
+    if not e.st then
+      pending = pending + 1
+      if pending <= 5 then out[#out + 1] = "pending " .. id .. (e.loc and (" (" .. e.loc .. ")") or "") end
+    end
+  end
+  out[#out + 1] = ("%d objects pending, %d queued out"):format(pending, #outq)
+  if M.dump_hook then M.dump_hook(out) end
+  io.stderr:write(table.concat(out, "\n  "), "\n")
+end
+
 --- Connects to the node at addr and says hello. Returns the welcome.
 function M.connect(addr, hello)
+  if not M.dump_installed then
+    M.dump_installed = true
+    core.signal(12, dump_state)
+  end
   local conn, err = core.connect(addr)
   if not conn then return nil, err end
   M.conn = conn
