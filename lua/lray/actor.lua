@@ -102,10 +102,15 @@ local function connect(st, aid)
       return
     end
     st.conn, st.conn_key = conn, key
+    if DEBUG then io.stderr:write(("actor %s connected %s key %s\n"):format(aid:sub(-4), tostring(conn), key)) end
     conn:on_message(function(_, m) if m.t == "ret" then on_ret(m) end end)
     conn:on_close(function()
+      if DEBUG then io.stderr:write(("actor %s conn %s closed (current %s)\n"):format(aid:sub(-4), tostring(conn), tostring(st.conn))) end
       if st.conn ~= conn then return end   -- already replaced
       st.conn = nil
+      -- The process behind this connection is gone, whatever the node
+      -- still says: only a new incarnation (or DEAD) settles its calls.
+      st.dead_key = st.conn_key
       for cid, call in pairs(st.inflight) do
         st.inflight[cid] = nil
         st.orphans[#st.orphans + 1] = call
@@ -123,12 +128,21 @@ local function connect(st, aid)
   end)
 end
 
+local DEBUG = os.getenv("LRAY_DEBUG")
 runtime.handlers.actor = function(m)
   local st = actors[m.aid]
   if not st then return end
+  if DEBUG then
+    io.stderr:write(("actor %s -> %s pid %s (conn %s, inflight %d orphans %d)\n"):format(
+      m.aid:sub(-4), m.state, tostring(m.pid), tostring(st.conn), (function() local n = 0
+        for _ in pairs(st.inflight) do n = n + 1 end return n end)(), #st.orphans))
+  end
   st.cname = st.cname or m.cname
   st.name = m.name
   st.restarts = m.restarts
+  if m.state == "ALIVE" and tostring(m.addr) .. "#" .. tostring(m.pid) == st.dead_key then
+    return   -- stale: the node has not noticed that process exit yet
+  end
   if m.state == "ALIVE" or m.state == "RESTARTING" then
     settle_orphans(st, m.aid, m.max_task_retries or 0, m.cause)
   end
