@@ -47,6 +47,22 @@ local function lray_cmd(args)
   return run(ENV .. q(BIN) .. " " .. args)
 end
 
+local function read_file(path)
+  local f = io.open(path, "r")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Runs `lray start <args>` with its output in a file, not a pipe: the node
+-- it leaves running must not hold our pipe open (see the pipe test below).
+local function lray_start(args)
+  local log = tmp .. "/start.out"
+  local _, status = run(ENV .. q(BIN) .. " start " .. args .. " >" .. q(log) .. " 2>&1")
+  return read_file(log), status
+end
+
 local function write_file(path, text)
   local f = assert(io.open(path, "w"))
   f:write(text)
@@ -81,7 +97,7 @@ local function start_cluster()
   local deadline = lray.now() + 20
   local out, status
   while true do
-    out, status = lray_cmd("start --head --num-cpus 2 --port 0")
+    out, status = lray_start("--head --num-cpus 2 --port 0")
     if status == 0 or not out:find("already running", 1, true) or lray.now() > deadline then
       break
     end
@@ -201,7 +217,7 @@ describe("a cluster started with lray start --head", function()
   end)
 
   it("a second lray start --head says a cluster is already running and leaves it alone", function()
-    local out, status = lray_cmd("start --head --num-cpus 2 --port 0")
+    local out, status = lray_start("--head --num-cpus 2 --port 0")
     assert.are_not.equal(0, status)
     assert.matches("already running", out, 1, true)
     assert.matches(tostring(head.pid), out, 1, true)
@@ -373,6 +389,20 @@ print("DRIVER DONE " .. marker)
       assert.are.equal(30, n, name .. ": task lines missing:\n" .. o)
       assert.matches(name .. " actor", o, 1, true)
     end
+  end)
+end)
+
+describe("lray start --head in a pipeline", function()
+  it("returns when its output goes through a pipe (the node it leaves does not hold the pipe)", function()
+    finally(function() lray_cmd("stop") end)
+    -- As in out=$(lray start --head) or `lray start --head | tee log`: the
+    -- reader waits for the end of the pipe, which must come when start exits.
+    local t0 = lray.now()
+    local out, status = run("timeout 5 sh -c " .. q(ENV .. q(BIN)
+      .. " start --head --num-cpus 2 --port 0 2>&1 | cat"))
+    assert.matches("Started", out, 1, true)
+    assert.are.equal(0, status, ("status %s after %.1f s (124: still blocked after 5 s):\n%s")
+      :format(tostring(status), lray.now() - t0, out))
   end)
 end)
 

@@ -210,7 +210,6 @@ lray.shutdown()
     local vs = lray.get(refs, { timeout = 30 })
     assert.are.equal(2000, #vs)
     assert.are.equal(2000, vs[2000])
-    refs, vs = nil, nil
     assert_all_free()
 
     local crash = lray.remote({ max_retries = 0 }, function() os.exit(1) end)
@@ -544,17 +543,56 @@ end)
 
 -- -- lray status ------------------------------------------------------------------------
 
+-- `lray start` is machine-wide (head.pid, address file under $LRAY_TMPDIR,
+-- default /tmp/lray): these tests give it a directory of their own and a
+-- free port, so they never meet another cluster, and always stop it.
 describe("lray status", function()
-  it("prints CPU/GPU/Custom used / total, and infeasible demand", function()
-    local start_out, start_status = run(q(BIN) .. " start --head --num-cpus 2 --num-gpus 1"
-      .. " --resources " .. q('{"Custom": 3}'))
+  local function tmpdir()
+    local f = assert(io.popen("mktemp -d"))
+    local d = f:read("*l")
+    f:close()
+    assert(d and d ~= "", "mktemp -d failed")
+    return d
+  end
+
+  -- Runs `lray <args>` with LRAY_TMPDIR = dir; output goes through a file
+  -- so that a process left holding it cannot keep us waiting.
+  local function lray_cmd(dir, args)
+    local out_file = dir .. "/cmd.out"
+    local _, status = run("LRAY_TMPDIR=" .. q(dir) .. " " .. q(BIN) .. " " .. args
+      .. " >" .. q(out_file) .. " 2>&1")
+    local f = io.open(out_file, "r")
+    local out = f and f:read("*a") or ""
+    if f then f:close() end
+    return out, status
+  end
+
+  -- Runs body(dir) against a cluster started in a fresh LRAY_TMPDIR, and
+  -- stops that cluster whatever happens.
+  local function with_head(start_args, body)
+    local dir = tmpdir()
+    local start_out, start_status = lray_cmd(dir, "start --head --port 0 " .. start_args)
     local ok, err = pcall(function()
       assert(start_status == 0, "lray start failed:\n" .. start_out)
-      local out, status = run(q(BIN) .. " status")
+      body(dir)
+    end)
+    local stop_out, stop_status = lray_cmd(dir, "stop")
+    os.execute("rm -rf " .. q(dir))
+    assert(ok, err)
+    assert(stop_status == 0, "lray stop failed:\n" .. stop_out)
+  end
+
+  local function used(out, k, u, t)
+    return out:match("\n%s*" .. k .. "%s+" .. u .. " / " .. t .. "\n") ~= nil
+  end
+
+  it("prints CPU/GPU/Custom used / total, and infeasible demand", function()
+    with_head("--num-cpus 2 --num-gpus 1 --resources " .. q('{"Custom": 3}'), function(dir)
+      local out, status = lray_cmd(dir, "status")
       assert.are.equal(0, status, out)
-      assert(out:match("\n%s*CPU%s+0 / 2\n"), "no 'CPU 0 / 2' line:\n" .. out)
-      assert(out:match("\n%s*GPU%s+0 / 1\n"), "no 'GPU 0 / 1' line:\n" .. out)
-      assert(out:match("\n%s*Custom%s+0 / 3\n"), "no 'Custom 0 / 3' line:\n" .. out)
+      assert(used(out, "CPU", 0, 2), "no 'CPU 0 / 2' line:\n" .. out)
+      assert(used(out, "GPU", 0, 1), "no 'GPU 0 / 1' line:\n" .. out)
+      assert(used(out, "Custom", 0, 3), "no 'Custom 0 / 3' line:\n" .. out)
 
       -- a driver holding resources through an actor, with an infeasible task queued
       local path = script(([[
@@ -572,32 +610,44 @@ io.stdout:write(f:read("*a"))
 f:close()
 lray.kill(a)
 ]]):format(BIN))
-      local dout, dstatus = run(q(BIN) .. " " .. q(path))
+      local dout, dstatus = run("LRAY_TMPDIR=" .. q(dir) .. " " .. q(BIN) .. " " .. q(path))
       os.remove(path)
       assert.are.equal(0, dstatus, dout)
-      assert(dout:match("\n%s*CPU%s+1 / 2\n"), "no 'CPU 1 / 2' line while an actor holds 1 CPU:\n" .. dout)
-      assert(dout:match("\n%s*GPU%s+1 / 1\n"), "no 'GPU 1 / 1' line while an actor holds the GPU:\n" .. dout)
-      assert(dout:match("\n%s*Custom%s+2 / 3\n"), "no 'Custom 2 / 3' line while an actor holds 2:\n" .. dout)
+      assert(used(dout, "CPU", 1, 2), "no 'CPU 1 / 2' line while an actor holds 1 CPU:\n" .. dout)
+      assert(used(dout, "GPU", 1, 1), "no 'GPU 1 / 1' line while an actor holds the GPU:\n" .. dout)
+      assert(used(dout, "Custom", 2, 3), "no 'Custom 2 / 3' line while an actor holds 2:\n" .. dout)
       assert(dout:find("Other", 1, true) and dout:find("infeasible", 1, true),
         "the infeasible {Other = 1} demand is not listed:\n" .. dout)
 
       -- the driver is gone: everything is free again
       local deadline = lray.now() + 3
       repeat
-        out = run(q(BIN) .. " status")
-        if out:match("\n%s*CPU%s+0 / 2\n") and out:match("\n%s*GPU%s+0 / 1\n")
-            and out:match("\n%s*Custom%s+0 / 3\n") then break end
+        out = lray_cmd(dir, "status")
+        if used(out, "CPU", 0, 2) and used(out, "GPU", 0, 1) and used(out, "Custom", 0, 3) then break end
         lray.sleep(0.1)
       until lray.now() > deadline
-      assert(out:match("\n%s*CPU%s+0 / 2\n") and out:match("\n%s*GPU%s+0 / 1\n")
-        and out:match("\n%s*Custom%s+0 / 3\n"), "resources still used after the driver exited:\n" .. out)
+      assert(used(out, "CPU", 0, 2) and used(out, "GPU", 0, 1) and used(out, "Custom", 0, 3),
+        "resources still used after the driver exited:\n" .. out)
     end)
-    -- Stop the machine-wide cluster unless it was somebody else's already running.
-    if not start_out:find("already running", 1, true) then
-      local stop_out, stop_status = run(q(BIN) .. " stop")
-      assert(ok, err)
-      assert.are.equal(0, stop_status, stop_out)
-    end
-    assert(ok, err)
+  end)
+
+  it("lray start returns with its output closed, so a pipe reading it ends", function()
+    local dir = tmpdir()
+    local env = "LRAY_TMPDIR=" .. q(dir) .. " "
+    -- the reader is killed after 5 s if the started cluster keeps the pipe open
+    local out_file = dir .. "/pipe.out"
+    local t0 = lray.now()
+    os.execute("sh -c " .. q(env .. q(BIN) .. " start --head --port 0 --num-cpus 1 --num-gpus 0"
+      .. " 2>&1 | timeout -s KILL 5 cat >" .. q(out_file)) .. " >/dev/null 2>&1")
+    local took = lray.now() - t0
+    local f = io.open(out_file, "r")
+    local out = f and f:read("*a") or ""
+    if f then f:close() end
+    local stop_out = lray_cmd(dir, "stop")
+    os.execute("rm -rf " .. q(dir))
+    assert.matches("Started an lray cluster", out, 1, true)
+    assert.matches("Stopped", stop_out, 1, true)
+    assert(took < 4, ("reading `lray start | cat` took %.1f s: the started node keeps"
+      .. " the caller's stdout/stderr open"):format(took))
   end)
 end)

@@ -5,7 +5,10 @@
  * runs it from its main loop instead). */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 #include "common/errdef.h"
 #include "net/net.h"
@@ -594,8 +597,10 @@ static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 /* spawn{file=, args={...}, env={"K=V",...}|nil, cwd=, capture=bool,
  *       on_exit=fn(status, signal), on_output=fn(stream 1|2, data),
- *       detached=bool} -> pid, proc. With capture, stdout and stderr are
- * pipes read by on_output; otherwise they are inherited. */
+ *       detached=bool, log=path} -> pid, proc. With capture, stdout and
+ * stderr are pipes read by on_output; with log, they append to that file
+ * (a daemon must not hold its starter's terminal or pipe open); otherwise
+ * they are inherited. */
 static int l_spawn(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -628,6 +633,17 @@ static int l_spawn(lua_State *L)
   int capture = lua_toboolean(L, -1);
   lua_getfield(L, 1, "detached");
   int detached = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "log");
+  const char *log = lua_tostring(L, -1);
+  int logfd = -1;
+  if (log && !capture) {
+    logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (logfd < 0) {
+      lr_free(args);
+      lr_free(env);
+      return luaL_error(L, "cannot open log file %s: %s", log, strerror(errno));
+    }
+  }
 
   lproc_t *pr = lua_newuserdata(L, sizeof(*pr));
   memset(pr, 0, sizeof(*pr));
@@ -644,7 +660,7 @@ static int l_spawn(lua_State *L)
       stdio[i].data.stream = (uv_stream_t *)&pr->out[i - 1];
     } else {
       stdio[i].flags = UV_INHERIT_FD;
-      stdio[i].data.fd = i;
+      stdio[i].data.fd = logfd >= 0 ? logfd : i;
     }
   }
   uv_process_options_t o;
@@ -661,6 +677,7 @@ static int l_spawn(lua_State *L)
   int rc = uv_spawn(lr_vm_loop(), &pr->p, &o);
   lr_free(args);
   lr_free(env);
+  if (logfd >= 0) close(logfd);
   if (rc < 0) {
     pr->open_handles = 1 + (capture ? 2 : 0);
     pr->self_ref = LUA_NOREF;

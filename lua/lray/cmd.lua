@@ -86,8 +86,10 @@ local function start(argv)
     num_gpus = o.num_gpus, resources = o.resources, port = o.port or 6380,
     object_store_memory = o.object_store_memory })
   local exited = false
+  core.mkdir(session)
+  local log = session .. "/node.log"
   local npid, proc = core.spawn({ file = core.exe_path(), args = args, detached = true,
-    on_exit = function() exited = true end })
+    log = log, on_exit = function() exited = true end })
   if not npid then return die(tostring(proc)) end
   local addr = "unix:" .. session .. "/node.sock"
   local deadline = core.now() + 10
@@ -99,7 +101,10 @@ local function start(argv)
   end
   if not conn then
     proc:kill(9)
-    return die("the cluster did not start (see the messages above)")
+    local f = io.open(log)
+    local why = f and f:read("*a") or ""
+    if f then f:close() end
+    return die("the cluster did not start: " .. why)
   end
   runtime.conn = conn
   conn:on_message(runtime.on_message)

@@ -238,7 +238,7 @@ function M.cleanup(code)
   if N.region then N.region:close() end
   if N.shm_name then core.shm_unlink(N.shm_name) end
   if N.session_dir then
-    for _, f in ipairs({ "node.sock", "address" }) do core.unlink(N.session_dir .. "/" .. f) end
+    for _, f in ipairs({ "node.sock", "address", "node.log" }) do core.unlink(N.session_dir .. "/" .. f) end
     for _, a in pairs(actors.actors) do
       core.unlink(N.session_dir .. "/a-" .. a.aid .. ".sock")
     end

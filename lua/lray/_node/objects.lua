@@ -172,6 +172,14 @@ function M.fail(id, err_blob)
   M.store(id, { err = err_blob })
 end
 
+--- Nothing will ever produce id (its task was dropped with its job).
+function M.abandon(id)
+  local o = objects[id]
+  if not o then return end
+  o.producing = nil
+  if o.count <= 0 then doom(id) end
+end
+
 function M.ready(id)
   local o = objects[id]
   return o ~= nil and o.st ~= nil

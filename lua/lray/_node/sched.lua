@@ -71,9 +71,10 @@ local MAX_WORKERS = 256
 local function ncpu() return floor((N.total.CPU or 0) / M.UNIT) end
 
 local function pool_limit()
-  -- One worker per CPU, plus one for each worker blocked in get (its CPU is
-  -- free again); bounded so deep recursion cannot fork the machine to death.
-  return math.min(math.max(ncpu(), 1) + nblocked, math.max(ncpu(), 1) * 4 + 8)
+  -- Workers are started only for tasks the scheduler already let in, so the
+  -- resources are the real limit; this bound only stops deep recursion of
+  -- nested tasks from forking the machine to death.
+  return math.max(ncpu(), 1) * 4 + 8
 end
 
 local function count_task_workers()
@@ -161,6 +162,10 @@ local function finish(t)
   tasks[t.tid] = nil
   by_num[t.num] = nil
   t.state = "done"
+  for _, id in ipairs(t.rets) do
+    local o = objects.objects[id]
+    if o and o.producing == t.tid and not o.st then objects.abandon(id) end
+  end
   if t.actor_holds then
     M.hold_actors(t.actor_holds, -1)
     t.actor_holds = nil
@@ -253,6 +258,7 @@ function M.warn_infeasible(t, missing)
 end
 
 local function start(t, w, gpus)
+  t.granted = nil
   seq = seq + 1
   t.seq, t.worker, t.state = seq, w, "running"
   w.state, w.task, w.job, w.label = "busy", t, t.job, t.name
@@ -282,24 +288,36 @@ local function start(t, w, gpus)
     gpus = gpus and #gpus > 0 and gpus or nil })
 end
 
---- Starts whatever can start now.
+-- Tasks the scheduler granted resources to, waiting for a free worker.
+local granted = {}
+
+--- Starts whatever can start now. The scheduler decides what fits; a task
+--- that fits but finds no idle worker keeps its grant and gets the next
+--- worker that frees up or starts (so tasks needing less than a CPU each
+--- still run side by side).
 function M.dispatch()
-  while true do
-    if S:queued() == 0 then return end
+  while #granted > 0 do
     local w = take_idle()
-    if not w then
-      if count_task_workers() < pool_limit() and starting == 0 then
-        M.spawn_worker(false)
-      end
-      return
-    end
+    if not w then break end
+    local g = remove(granted, 1)
+    if g.t.state == "queued" then start(g.t, w, g.gpus) else idle[#idle + 1] = w end
+  end
+  while S:queued() > 0 do
     local num, gpus = S:next(core.now())
-    if not num then
-      idle[#idle + 1] = w
-      return
-    end
+    if not num then break end
     local t = by_num[num]
-    start(t, w, gpus)
+    local w = take_idle()
+    if w then
+      start(t, w, gpus)
+    else
+      t.granted = true
+      granted[#granted + 1] = { t = t, gpus = gpus }
+    end
+  end
+  local want = #granted - starting
+  while want > 0 and count_task_workers() < pool_limit() do
+    if not M.spawn_worker(false) then break end
+    want = want - 1
   end
 end
 
@@ -410,7 +428,7 @@ function M.cancel_task(t, force, recursive)
   end
   t.cancelled = true
   if t.state == "queued" then
-    S:remove(t.num)
+    if t.granted then S:release(t.num) else S:remove(t.num) end
     t.state = "cancelled"
     fail_task(t, errors.new("TaskCancelledError", "task '" .. tostring(t.name) .. "' was cancelled"))
     finish(t)
@@ -428,7 +446,7 @@ end
 function M.drop_job(job)
   for _, t in pairs(tasks) do
     if t.job == job and t.state == "queued" then
-      S:remove(t.num)
+      if t.granted then S:release(t.num) else S:remove(t.num) end
       t.state = "cancelled"
       finish(t)
     end
