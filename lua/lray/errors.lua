@@ -51,10 +51,8 @@ end
 --- Turns what a task raised into the TaskError its caller sees.
 ---@param what string "task 'f'" or "actor method 'C.m'"
 function M.task_error(what, raised, traceback)
-  if M.is_error(raised) and raised.type ~= "TaskError" and raised.type ~= "RayError" then
-    -- Errors about other objects (a dependency that died, a timeout) pass
-    -- through unchanged, as Ray does.
-    return raised
+  if M.is_error(raised, "TaskCancelledError") then
+    return raised   -- the task was cancelled: that is what the caller sees
   end
   local msg = M.is_error(raised) and (raised.type .. ": " .. tostring(raised.message))
     or tostring(raised)

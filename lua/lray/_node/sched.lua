@@ -135,7 +135,7 @@ function M.worker_hello(w, cl)
   cl.worker = w
   starting = starting - 1
   w.state = "idle"
-  if M.on_worker_ready and M.on_worker_ready(w) then return end
+  if M.on_worker_ready and M.on_worker_ready(w) then M.dispatch(); return end
   idle[#idle + 1] = w
   M.dispatch()
 end
@@ -314,7 +314,10 @@ function M.dispatch()
       granted[#granted + 1] = { t = t, gpus = gpus }
     end
   end
-  local want = #granted - starting
+  local want = #granted
+  for _, w in pairs(N.workers) do
+    if w.state == "starting" and not w.for_actor then want = want - 1 end
+  end
   while want > 0 and count_task_workers() < pool_limit() do
     if not M.spawn_worker(false) then break end
     want = want - 1
