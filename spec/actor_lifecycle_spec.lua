@@ -188,6 +188,22 @@ describe("max_task_retries", function()
     end)
   end
 
+  it("max_task_retries = 1 re-sends the call to the new process every time (20 deaths in a row)", function()
+    -- The re-send must wait for the restarted process: sent to the dying one
+    -- it would use up the only retry.
+    local c = lray.remote({ max_restarts = -1, max_task_retries = 1 }, Counter).remote(7)
+    local failed = {}
+    for round = 1, 20 do
+      local flag = flag_path()
+      local ok, v = pcall(lray.get, c.die_once.remote(flag), { timeout = 10 })
+      os.remove(flag)
+      if not ok or v ~= "second run, n = 7" then
+        failed[#failed + 1] = ("round %d: %s"):format(round, tostring(v))
+      end
+    end
+    assert(#failed == 0, #failed .. " of 20 calls were not re-sent:\n" .. table.concat(failed, "\n"))
+  end)
+
   it("with max_task_retries = 0 (the default) a call in flight when the process dies fails with ActorDiedError", function()
     local flag = flag_path()
     local c = lray.remote({ max_restarts = 1 }, Counter).remote(7)
