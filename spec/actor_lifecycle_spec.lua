@@ -173,7 +173,8 @@ end)
 
 describe("max_task_retries", function()
   for _, n in ipairs({ -1, 1 }) do
-    it(("with max_task_retries = %d a call in flight when the process dies runs again on the restarted actor"):format(n), function()
+    it(("with max_task_retries = %d a call in flight when the process dies runs again on the restarted actor")
+      :format(n), function()
       local flag = flag_path()
       local c = lray.remote({ max_restarts = 1, max_task_retries = n }, Counter).remote(7)
       assert.are.equal(8, lray.get(c.next.remote()))
@@ -204,7 +205,8 @@ describe("max_task_retries", function()
     assert(#failed == 0, #failed .. " of 20 calls were not re-sent:\n" .. table.concat(failed, "\n"))
   end)
 
-  it("with max_task_retries = 0 (the default) a call in flight when the process dies fails with ActorDiedError", function()
+  it("with max_task_retries = 0 (the default) a call in flight when the process dies fails with ActorDiedError",
+    function()
     local flag = flag_path()
     local c = lray.remote({ max_restarts = 1 }, Counter).remote(7)
     local e = get_error(c.die_once.remote(flag))

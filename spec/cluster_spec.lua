@@ -459,7 +459,13 @@ print("PID " .. lray.get(c.pid.remote()))
     local actor_pid = tonumber(out:match("PID (%d+)"))
     assert.is_number(actor_pid, out)
     assert.is_true(#helper.session_procs(h.session) >= 2, "no node/worker processes found for " .. h.session)
-    local shm_prefix = "lray-" .. h.pid .. "-"
+    -- The node's pid, from the process table (its shm regions carry it).
+    local node_pid
+    for _, line in ipairs(helper.session_procs(h.session)) do
+      if line:find("_node", 1, true) then node_pid = tonumber(line:match("^(%d+)")) end
+    end
+    assert.is_number(node_pid, "no lray _node process for " .. h.session)
+    local shm_prefix = "lray-" .. node_pid .. "-"
 
     local sout, sstatus = stop_cluster()
     assert.are.equal(0, sstatus, sout)
@@ -477,7 +483,7 @@ print("PID " .. lray.get(c.pid.remote()))
     until lray.now() > deadline
     assert.are.same({}, procs)
     assert.are.same({}, shm)
-    assert.is_false(alive(h.pid), "the node process still runs")
+    assert.is_false(alive(node_pid), "the node process still runs")
     assert.is_false(alive(actor_pid), "the detached actor's process still runs")
 
     -- Nothing answers any more, and nothing is left to stop.

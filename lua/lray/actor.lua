@@ -381,6 +381,7 @@ local function make_class(cls, opts, ex, name)
     local o = ...
     if rawequal(o, rc) then o = select(2, ...) end
     options.check(o, options.actor, "actor class " .. rc:_label(), 2)
+    if not rc._name then rc._name = remote.guess_name(rc) end
     return make_class(cls, options.merge(opts, o), ex, rc._name)
   end
   return rc

@@ -104,7 +104,9 @@ local function start(argv)
     local f = io.open(log)
     local why = f and f:read("*a") or ""
     if f then f:close() end
-    return die("the cluster did not start: " .. why)
+    os.remove(log)
+    core.rmdir(session)
+    return die("the cluster did not start: " .. (why:gsub("%s+$", "")))
   end
   runtime.conn = conn
   conn:on_message(runtime.on_message)

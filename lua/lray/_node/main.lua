@@ -238,7 +238,10 @@ function M.cleanup(code)
   if N.region then N.region:close() end
   if N.shm_name then core.shm_unlink(N.shm_name) end
   if N.session_dir then
-    for _, f in ipairs({ "node.sock", "address", "node.log" }) do core.unlink(N.session_dir .. "/" .. f) end
+    -- A node that failed keeps its log: whoever started it reads it.
+    local files = { "node.sock", "address" }
+    if (code or 0) == 0 then files[#files + 1] = "node.log" end
+    for _, f in ipairs(files) do core.unlink(N.session_dir .. "/" .. f) end
     for _, a in pairs(actors.actors) do
       core.unlink(N.session_dir .. "/a-" .. a.aid .. ".sock")
     end
@@ -296,7 +299,10 @@ function M.main(argv)
   if not srv then error(err) end
   if o.port then
     local tsrv, terr = core.listen((o.host or "0.0.0.0") .. ":" .. o.port, on_conn)
-    if not tsrv then M.cleanup(1); error(terr) end
+    if not tsrv then
+      io.stderr:write(tostring(terr), "\n")
+      M.cleanup(1)
+    end
     N.tcp_addr = (o.host_ip or "127.0.0.1") .. ":" .. tsrv:port()
   end
   for _, sig in ipairs({ 1, 2, 15 }) do core.signal(sig, function() M.cleanup(0) end) end
