@@ -46,10 +46,10 @@ spec: $(BUILD)/lray
 	LRAY_BIN=$(abspath $(BUILD)/lray) busted --lua=$(abspath $(BUILD)/lray) spec
 
 # Lua globals and unused code; C include rules.
-lint:
+lint: $(STAMP)
 	luacheck --no-color -q lua spec examples
 
-test: test-c spec
+test: lint test-c spec
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \

@@ -227,6 +227,16 @@ static int l_cancel_pending(lua_State *L)
   return 1;
 }
 
+/* cancel_now(): cancels the running task as the signal would (used when the
+ * node's cancel message arrives, in case the signal came too early). */
+static int l_cancel_now(lua_State *L)
+{
+  if (!cur_seq) return 0;
+  cancel_seq = cur_seq;
+  lua_sethook(L, cancel_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  return 0;
+}
+
 /* cancel_signal(pid, seq) -> bool */
 static int l_cancel_signal(lua_State *L)
 {
@@ -312,7 +322,7 @@ void lr_lib_sys_open(lua_State *L)
     {"environ", l_environ},     {"isatty", l_isatty},
     {"cancel_setup", l_cancel_setup}, {"cancel_arm", l_cancel_arm},
     {"cancel_pending", l_cancel_pending}, {"cancel_signal", l_cancel_signal},
-    {"hash", l_hash}, {"random_hex", l_random_hex}, {"ncpu", l_ncpu},
+    {"hash", l_hash}, {"cancel_now", l_cancel_now}, {"random_hex", l_random_hex}, {"ncpu", l_ncpu},
     {"total_memory", l_total_memory}, {"readdir", l_readdir},
     {NULL, NULL}};
   luaL_register(L, NULL, f);

@@ -17,6 +17,7 @@ local work = {}          -- messages waiting to run, in arrival order
 local fns = {}           -- function hash -> function
 local actor = nil        -- {aid, instance, cname, ...} once this is an actor
 local actor_gpus = nil   -- GPU ids the actor holds for its life
+local cancel_requested = {}  -- task id -> true: the node cancelled it
 local CANCEL = setmetatable({}, { __tostring = function() return "task cancelled" end })
 
 local function pack(...) return { n = select("#", ...), ... } end
@@ -169,14 +170,20 @@ local function run_task(m)
   else
     local ok, args, derr = pcall(build_args, m, m.depv)
     if not ok then
-      results = error_results(m.rets, errors.new("TaskError", what .. " could not decode its arguments: " .. tostring(args)))
+      results = error_results(m.rets, errors.new("TaskError",
+        what .. " could not decode its arguments: " .. tostring(args)))
     elseif not args then
       results = error_results(m.rets, derr)
     else
-      core.cancel_arm(m.seq)
-      results, lua_error = invoke(fn, nil, args, m.rets, what)
-      core.cancel_arm(0)
-      args = nil
+      if cancel_requested[m.tid] then
+        results = error_results(m.rets, errors.new("TaskCancelledError", what .. " was cancelled"))
+      else
+        core.cancel_arm(m.seq)
+        results, lua_error = invoke(fn, nil, args, m.rets, what)
+        core.cancel_arm(0)
+      end
+      cancel_requested[m.tid] = nil
+      args = nil -- luacheck: ignore 311 (clears the stack slot for the collector)
     end
   end
   runtime.current = {}
@@ -220,7 +227,8 @@ local function serve_call(conn, m)
     end
     local ok, args, derr = pcall(build_args, m, depv)
     if not ok then
-      results = error_results(m.rets, errors.new("TaskError", what .. " could not decode its arguments: " .. tostring(args)))
+      results = error_results(m.rets, errors.new("TaskError",
+        what .. " could not decode its arguments: " .. tostring(args)))
     elseif not args then
       results = error_results(m.rets, derr)
     else
@@ -374,7 +382,13 @@ H.job = function(m)
   if m.cpath then package.cpath = m.cpath end
   runtime.namespace = m.namespace
 end
-H.cancel = function() end   -- the signal that follows does the work
+-- The signal that comes with this message interrupts running Lua code; the
+-- message covers the moments the signal cannot: before the task started,
+-- or while it waits in the loop.
+H.cancel = function(m)
+  cancel_requested[m.tid] = true
+  if runtime.current.task_id == m.tid then core.cancel_now() end
+end
 
 local function parse(argv)
   local o = {}

@@ -12,6 +12,7 @@ local pairs, ipairs, type, error, tostring, setmetatable, rawequal, select, rawg
   pairs, ipairs, type, error, tostring, setmetatable, rawequal, select, rawget
 
 local M = {}
+local DEBUG = os.getenv("LRAY_DEBUG")
 
 -- -- Where actors live -------------------------------------------------------
 
@@ -105,7 +106,10 @@ local function connect(st, aid)
     if DEBUG then io.stderr:write(("actor %s connected %s key %s\n"):format(aid:sub(-4), tostring(conn), key)) end
     conn:on_message(function(_, m) if m.t == "ret" then on_ret(m) end end)
     conn:on_close(function()
-      if DEBUG then io.stderr:write(("actor %s conn %s closed (current %s)\n"):format(aid:sub(-4), tostring(conn), tostring(st.conn))) end
+      if DEBUG then
+        io.stderr:write(("actor %s conn %s closed (current %s)\n"):format(
+          aid:sub(-4), tostring(conn), tostring(st.conn)))
+      end
       if st.conn ~= conn then return end   -- already replaced
       st.conn = nil
       -- The process behind this connection is gone, whatever the node
@@ -128,7 +132,6 @@ local function connect(st, aid)
   end)
 end
 
-local DEBUG = os.getenv("LRAY_DEBUG")
 runtime.handlers.actor = function(m)
   local st = actors[m.aid]
   if not st then return end
@@ -337,7 +340,7 @@ end
 RemoteClass.__tostring = function(rc) return "ActorClass(" .. rc:_label() .. ")" end
 function RemoteClass:_label() return self._name or "Actor" end
 
-local function create(rc, level, ...)
+local function create(rc, ...)
   if not runtime.conn then require("lray").init() end
   if not rc._name then rc._name = rawget(rc._cls, "__name") or remote.guess_name(rc) end
   local cname = rc:_label()
@@ -374,8 +377,8 @@ end
 local function make_class(cls, opts, ex, name)
   local rc = setmetatable({ _cls = cls, _opts = opts, _ex = ex, _name = name }, RemoteClass)
   rc.remote = function(...)
-    if rawequal((...), rc) then return create(rc, 2, select(2, ...)) end
-    return create(rc, 2, ...)
+    if rawequal((...), rc) then return create(rc, select(2, ...)) end
+    return create(rc, ...)
   end
   rc.options = function(...)
     local o = ...

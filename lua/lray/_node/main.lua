@@ -193,7 +193,6 @@ H.status = function(cl, m)
 end
 
 H.shutdown = function(cl)
-  if DEBUG then io.stderr:write("shutdown from job ", tostring(cl.job), " pid ", tostring(cl.job and N.jobs[cl.job] and N.jobs[cl.job].pid), " owner ", tostring(N.owner_pid), "\n") end
   if cl.job and N.jobs[cl.job] and N.jobs[cl.job].pid == N.owner_pid then M.cleanup(0) end
 end
 H.stop = function() M.cleanup(0) end
