@@ -126,18 +126,24 @@ int main(int argc, char **argv)
   signal(SIGPIPE, SIG_IGN);
   luaL_openlibs(L);
   set_paths();
+  /* Every role: os.exit closes the state first (a worker's task may call it). */
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, l_os_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
   if (argc > 1 && !strcmp(argv[1], "_node"))
     return run_module("lray._node.main", argc - 2, argv + 2);
   if (argc > 1 && !strcmp(argv[1], "_worker"))
     return run_module("lray._worker", argc - 2, argv + 2);
   for (int i = 0; argc > 1 && subcommands[i]; i++)
-    if (!strcmp(argv[1], subcommands[i]))
-      return run_module("lray.cmd", argc - 1, argv + 1);
+    if (!strcmp(argv[1], subcommands[i])) {
+      int rc = run_module("lray.cmd", argc - 1, argv + 1);
+      driver_atexit(); /* microbenchmark runs a driver */
+      lua_close(L);
+      L = NULL;
+      return rc;
+    }
   atexit(driver_atexit);
-  lua_getglobal(L, "os");
-  lua_pushcfunction(L, l_os_exit);
-  lua_setfield(L, -2, "exit");
-  lua_pop(L, 1);
   int status = lr_cli_main(L, argc, argv);
   driver_atexit();
   lua_close(L);
