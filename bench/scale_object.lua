@@ -42,6 +42,7 @@ U.log("size %d GiB (%d bytes); /dev/shm free %.2f GiB; MemAvailable %.0f MB; nod
 -- ffi.new, whose limit that is), so the put/get figures are still measured.
 local t = U.now()
 local ok, a = pcall(lray.array, "uint8_t", SIZE)
+local array_failed = not ok
 if not ok then
   U.log("FAILED: lray.array(\"uint8_t\", %d) raised: %s", SIZE, tostring(a))
   local want = SIZE
@@ -116,3 +117,8 @@ U.log("RESULT scale_object: %d bytes (%.3f GiB) put %.2f s (%.2f GB/s), get %.6f
 v = nil  -- luacheck: ignore 311
 ref:release()
 lray.shutdown()
+if array_failed then
+  io.stderr:write("scale_object: lray.array could not make the ", GIB, " GiB array; the figures above are for ",
+    SIZE, " bytes\n")
+  os.exit(1)
+end

@@ -363,12 +363,23 @@ local function step_waiting()
   return #ready > 0
 end
 
+local function any_ready()
+  local t = core.now()
+  for i = 1, #waiting do
+    local e = waiting[i]
+    if e.done() or (e.deadline and t >= e.deadline) then return true end
+  end
+  return false
+end
+
 local function serve_concurrent()
   local progressed = start_calls()
   if step_waiting() then progressed = true end
   if not progressed then
+    -- pump may take in exactly what a parked coroutine waits for: look
+    -- again before blocking, or nothing would wake us.
     runtime.pump()
-    if #calls == 0 then core.run_once() end
+    if #calls == 0 and not any_ready() then core.run_once() end
   end
 end
 
