@@ -52,7 +52,7 @@ lint: $(STAMP)
 test: lint test-c spec
 
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	LSAN_OPTIONS=suppressions=$(abspath scripts/lsan.supp) $(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
 clean:
