@@ -255,6 +255,15 @@ function M.figures(lray, seconds)
   return figs
 end
 
+-- --filter takes a Lua pattern, or several separated by "|".
+local function selected(filter, name)
+  if not filter then return true end
+  for alt in filter:gmatch("[^|]+") do
+    if name:find(alt) then return true end
+  end
+  return false
+end
+
 function M.main(argv)
   local o = parse(argv)
   if not o then return usage() end
@@ -262,7 +271,7 @@ function M.main(argv)
   lray.init({ log_to_driver = true })
   local results = {}
   for _, f in ipairs(M.figures(lray, o.seconds)) do
-    if not o.filter or f.name:find(o.filter) then
+    if selected(o.filter, f.name) then
       local ok, xs = pcall(f.fn)
       if ok then
         local mean, sd = stats(xs)
