@@ -437,7 +437,9 @@ static int l_listen(lua_State *L)
     uv_pipe_init(lr_vm_loop(), &s->h.pipe, 0);
     rc = uv_pipe_bind(&s->h.pipe, host);
   }
-  if (rc == 0) rc = uv_listen(&s->h.stream, 512, on_incoming);
+  /* A deep backlog: a burst of hundreds of workers starting at once all
+   * connect to the node within milliseconds. */
+  if (rc == 0) rc = uv_listen(&s->h.stream, 4096, on_incoming);
   luaL_getmetatable(L, SERVER_MT);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, 2);

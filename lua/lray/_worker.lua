@@ -413,7 +413,13 @@ function M.main(argv)
   core.line_buffered()
   core.cancel_setup(CANCEL)
   runtime.role = "worker"
-  local w, err = runtime.connect("unix:" .. o.node, { role = "worker", wid = o.wid, pid = core.getpid() })
+  -- The node may be busy accepting a burst of workers: retry a while.
+  local w, err
+  local deadline = core.now() + 10
+  repeat
+    w, err = runtime.connect("unix:" .. o.node, { role = "worker", wid = o.wid, pid = core.getpid() })
+    if not w then core.usleep(0.005 + math.random() * 0.02) end
+  until w or core.now() > deadline
   if not w then
     io.stderr:write("lray worker: ", tostring(err), "\n")
     return 1

@@ -9,6 +9,8 @@ local type, error, tostring, floor = type, error, tostring, math.floor
 
 local M = {}
 
+pcall(ffi.cdef, "void *calloc(size_t, size_t); void free(void *);")
+
 local CTYPES = { "double", "float", "int8_t", "uint8_t", "int16_t", "uint16_t",
   "int32_t", "uint32_t", "int64_t", "uint64_t" }
 
@@ -77,7 +79,14 @@ function M.new(ctype, n_or_list)
   else
     error("lray.array(ctype, n | list): expected a length or a list, got " .. type(n_or_list), 2)
   end
-  local buf = ffi.new(ctype .. "[?]", n > 0 and n or 1)
+  local buf
+  if n * k.esize >= 2^30 then
+    -- ffi.new cannot make objects of 2 GiB or more: take them from malloc.
+    buf = ffi.gc(ffi.cast(k.ptr, ffi.C.calloc(n, k.esize)), ffi.C.free)
+    if buf == nil then error(("lray.array: out of memory for %d %s"):format(n, ctype), 2) end
+  else
+    buf = ffi.new(ctype .. "[?]", n > 0 and n or 1)
+  end
   local a = k.ct(buf, n)
   anchors[a] = buf
   if list then

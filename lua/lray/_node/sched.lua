@@ -66,7 +66,9 @@ function M.shapes() return S:shapes() end
 -- -- Workers ---------------------------------------------------------------
 
 local next_wid = 0
-local MAX_WORKERS = 256
+-- Processes on this node: task workers are bounded by pool_limit(); this
+-- bound covers actors too (each has its own process).
+local MAX_WORKERS = 4096
 
 local function ncpu() return floor((N.total.CPU or 0) / M.UNIT) end
 
@@ -87,9 +89,15 @@ end
 
 local function flush_line(w, stream, line)
   local job = w.job and N.jobs[w.job]
-  if job and job.conn:is_open() and job.log ~= false then
-    job.conn:send({ t = "out", name = w.label or "worker", pid = w.pid,
-      text = line, stream = stream })
+  if job and job.conn:is_open() then
+    if job.log ~= false then
+      job.conn:send({ t = "out", name = w.label or "worker", pid = w.pid,
+        text = line, stream = stream })
+    end
+  elseif stream == 2 then
+    -- No driver to tell (a worker failing before its first task): the node's
+    -- own stderr (the terminal, or node.log for `lray start`).
+    io.stderr:write("(worker pid=", tostring(w.pid), ") ", line)
   end
 end
 
