@@ -55,7 +55,8 @@ end
 local t_alloc = U.now() - t
 t = U.now()
 local p = a:ptr()
-ffi.fill(p, SIZE, 0x5a)
+-- ffi.fill takes a 32-bit length: fill in 1 GiB pieces.
+for off = 0, SIZE - 1, 2^30 do ffi.fill(p + off, math.min(2^30, SIZE - off), 0x5a) end
 local STEP = 2^20 + 7                      -- markers at unaligned offsets
 local nmark = 0
 for off = 0, SIZE - 1, STEP do p[off] = (off / STEP) % 251; nmark = nmark + 1 end

@@ -369,7 +369,16 @@ function M.store_array(a)
   local _, ctype = array.kind(a)
   local n = a:nbytes()
   local r = M.alloc(n)
-  require("ffi").copy(M.region():ptr(r.off, n), a.p, n)
+  -- ffi.copy takes a 32-bit length: copy in 1 GiB pieces.
+  local ffi = require("ffi")
+  local dst = ffi.cast("uint8_t *", M.region():ptr(r.off, n))
+  local src = ffi.cast("const uint8_t *", a.p)
+  local done, STEP = 0, 2^30
+  while done < n do
+    local len = math.min(STEP, n - done)
+    ffi.copy(dst + done, src + done, len)
+    done = done + len
+  end
   return { r.off, n }, ctype
 end
 
