@@ -154,20 +154,8 @@ local function start_on(a, w)
   a.worker, a.pid = w, w.pid
   w.actor, w.state, w.job, w.label = a, "actor", a.job, a.cname
   local m = a.m
-  local job = N.jobs[a.job]
-  if job and not w.jobs[a.job] then
-    w.jobs[a.job] = true
-    w.conn:send({ t = "job", job = a.job, path = job.path, cpath = job.cpath,
-      namespace = job.namespace })
-  end
-  local depv
-  if m.deps then
-    depv = {}
-    for i, id in pairs(m.deps) do
-      local o = objects.objects[id]
-      depv[i] = { id = id, data = o.data, shm = o.shm, err = o.err, arr = o.arr }
-    end
-  end
+  sched.introduce_job(w, a.job)
+  local depv = sched.dep_values(m.deps)
   w.conn:send({ t = "actor_start", aid = a.aid, code = N.fns[m.ch], args = m.args,
     depv = depv, cname = a.cname, job = a.job, opts = m.opts,
     session = N.session_dir, gpus = a.gpus and #a.gpus > 0 and a.gpus or nil })

@@ -265,26 +265,36 @@ function M.warn_infeasible(t, missing)
   end
 end
 
+--- Tells worker w about job (its package paths, namespace) the first time
+--- it runs something of that job.
+function M.introduce_job(w, job_id)
+  local job = N.jobs[job_id]
+  if job and not w.jobs[job_id] then
+    w.jobs[job_id] = true
+    w.conn:send({ t = "job", job = job_id, path = job.path, cpath = job.cpath,
+      namespace = job.namespace })
+  end
+end
+
+--- The values of ObjectRef arguments, sent along so the worker need not ask.
+function M.dep_values(deps)
+  if not deps then return nil end
+  local depv = {}
+  for i, id in pairs(deps) do
+    local o = objects.objects[id]
+    depv[i] = { id = id, data = o.data, shm = o.shm, err = o.err, arr = o.arr }
+  end
+  return depv
+end
+
 local function start(t, w, gpus)
   t.granted = nil
   seq = seq + 1
   t.seq, t.worker, t.state = seq, w, "running"
   w.state, w.task, w.job, w.label = "busy", t, t.job, t.name
   local m = t.m
-  local job = N.jobs[t.job]
-  if job and not w.jobs[t.job] then
-    w.jobs[t.job] = true
-    w.conn:send({ t = "job", job = t.job, path = job.path, cpath = job.cpath,
-      namespace = job.namespace })
-  end
-  local depv
-  if m.deps then
-    depv = {}
-    for i, id in pairs(m.deps) do
-      local o = objects.objects[id]
-      depv[i] = { id = id, data = o.data, shm = o.shm, err = o.err, arr = o.arr }
-    end
-  end
+  M.introduce_job(w, t.job)
+  local depv = M.dep_values(m.deps)
   local code
   if not w.has[m.fh] then
     code = N.fns[m.fh]
