@@ -11,9 +11,11 @@ end
 
 local function exists(path) return os.execute("test -e '" .. path .. "'") == 0 end
 
--- "[/]" keeps the pattern from matching the shell that runs pgrep.
+-- Processes whose command line names the session (the node: --session DIR,
+-- workers: DIR/node.sock). The "(...)" keeps the pattern from matching the
+-- shell that runs pgrep.
 local function procs_of(session)
-  return tonumber(sh("pgrep -f -c -- '" .. session .. "[/]' || true")) or 0
+  return tonumber(sh("pgrep -f -c -- '" .. session .. "([/ ]|$)' || true")) or 0
 end
 
 local function eventually(pred, seconds)
@@ -53,7 +55,7 @@ lray.sleep(60)
     local pid, session, shm = line:match("^(%d+) (%S+) (%S+)$")
     assert(pid, "unexpected line: " .. tostring(line))
     assert.is_true(exists("/dev/shm/" .. shm))
-    assert.is_true(procs_of(session) >= 3, "expected a node and workers for " .. session)
+    assert.is_true(procs_of(session) >= 3, "expected a node, an actor and a busy worker for " .. session)
     os.execute("kill -9 " .. pid)
     assert(eventually(function() return procs_of(session) == 0 end, 5),
       "processes of the killed driver's cluster are still running: " ..
@@ -93,5 +95,24 @@ print(ctx.session_dir, require("lray.runtime").info.shm)
     assert.matches("status 3", out)
     assert(eventually(function() return procs_of(session) == 0 end, 5), "processes remain")
     assert.is_false(exists("/dev/shm/" .. shm))
+  end)
+
+  it("a node killed under a waiting driver gives a clear error, and init works again", function()
+    local out = sh(BIN .. [[ -e '
+      local lray = require("lray")
+      lray.init{num_cpus = 1}
+      local f = lray.remote(function() lray.sleep(30) return 1 end)
+      local r = f.remote()
+      lray.sleep(0.3)
+      os.execute("pkill -9 -f \"lray _node --session " .. require("lray.runtime").info.session_dir .. "\"")
+      local t = lray.now()
+      local ok, e = pcall(lray.get, r, {timeout = 10})
+      print("get", ok, lray.is_error(e, "RayError"), lray.now() - t < 5, tostring(e))
+      lray.shutdown()
+      lray.init{num_cpus = 1}
+      print("again", lray.get(lray.put(5)))' 2>&1]])
+    assert.matches("get\tfalse\ttrue\ttrue\tRayError: the connection to the lray node", out)
+    assert.matches("lray.init%(%) to start again", out)
+    assert.matches("again\t5", out)
   end)
 end)

@@ -126,7 +126,8 @@ end
 
 --- Leaves the cluster; stops the embedded node if this driver owns it.
 function M.leave()
-  if runtime.conn and runtime.conn:is_open() then
+  runtime.leaving = true
+  if runtime.conn and runtime.conn:is_open() and not runtime.lost then
     runtime.send({ t = "shutdown" })
     core.flush()
     runtime.conn:close()

@@ -62,6 +62,7 @@ end
 
 --- Sends msg to the node, after any queued reference changes.
 function M.send(msg)
+  if M.lost then errors.raise("RayError", M.lost) end
   if #outq > 0 then flush_queue() end
   M.conn:send(msg)
 end
@@ -248,6 +249,7 @@ end
 
 local function check_cancelled()
   if core.take_interrupt() then error("interrupted!", 0) end
+  if M.lost then errors.raise("RayError", M.lost) end
   if core.cancel_pending() then
     errors.raise("TaskCancelledError", "task " .. tostring(M.current.name) .. " was cancelled")
   end
@@ -482,7 +484,15 @@ function M.connect(addr, hello)
   local conn, err = core.connect(addr)
   if not conn then return nil, err end
   M.conn = conn
+  M.lost = nil
   conn:on_message(M.on_message)
+  conn:on_close(function()
+    if M.conn == conn and not M.leaving then
+      M.lost = ("the connection to the lray node at %s was lost (its process exited"
+        .. " or was killed); objects and actors of that cluster are gone:"
+        .. " call lray.shutdown() and lray.init() to start again"):format(addr)
+    end
+  end)
   hello.t = "hello"
   local w = M.rpc(hello)
   M.info = w
@@ -496,6 +506,7 @@ function M.reset()
   for k in pairs(subscribed) do subscribed[k] = nil end
   for k in pairs(replies) do replies[k] = nil end
   outq, unref_batch = {}, nil
+  M.lost, M.leaving = nil, nil
   if region then region:close(); region = nil end
   M.conn, M.info = nil, nil
   M.current = {}
