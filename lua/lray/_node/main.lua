@@ -231,6 +231,7 @@ end
 function M.cleanup(code)
   if cleaned then return end
   cleaned = true
+  if M.profiling then require("jit.p").stop() end
   for _, w in pairs(N.workers) do
     if w.proc then w.proc:kill(9) end
   end
@@ -264,6 +265,12 @@ end
 
 function M.main(argv)
   local o = parse(argv)
+  -- LRAY_PROFILE_NODE=FILE: LuaJIT's sampling profiler over the node's life.
+  local prof = os.getenv("LRAY_PROFILE_NODE")
+  if prof then
+    require("jit.p").start("Fl", prof)
+    M.profiling = true
+  end
   N.exe = core.exe_path()
   N.owner_pid = tonumber(o.owner)
   if N.owner_pid then
