@@ -7,7 +7,9 @@ local errors = require("lray.errors")
 local options = require("lray.options")
 local remote = require("lray.remote")
 local actor = require("lray.actor")
-local cluster = require("lray.cluster")
+-- Loaded on first use: a worker process never needs them, and every
+-- module a worker loads counts in its idle memory.
+local function cluster() return require("lray.cluster") end
 
 local type, error, tostring, pairs = type, error, tostring, pairs
 local ref_id = object.id
@@ -81,9 +83,9 @@ function lray.init(opts)
   runtime.role = "driver"
   local w
   if opts.address == nil then
-    w = cluster.start_embedded(opts, hello)
+    w = cluster().start_embedded(opts, hello)
   else
-    w = cluster.join(opts.address, hello)
+    w = cluster().join(opts.address, hello)
   end
   runtime.job_id, runtime.namespace, runtime.node_id = w.job_id, w.namespace, w.node_id
   if core.isatty(0) and not tick then
@@ -109,7 +111,7 @@ function lray.shutdown()
   if not ctx then return end
   ctx = nil
   actor.reset()
-  cluster.leave()
+  cluster().leave()
   runtime.reset()
   runtime.role = nil
   collectgarbage()
@@ -314,7 +316,14 @@ lray.now = core.now
 
 lray.is_error = errors.is_error
 lray.errors = errors
-lray.array = require("lray.array").new
+--- lray.array(ctype, n | list): see lray/array.lua (loaded on first use).
+function lray.array(ctype, n_or_list)
+  return require("lray.array").new(ctype, n_or_list)
+end
+-- Arrays that arrive before this process made one load the module then.
+require("lray.serialize").register("array", function(p)
+  return require("lray.array").from_bytes(p.ct, p.bytes)
+end)
 -- Utilities load on first use (Queue and Pool are built on actors).
 lray.util = setmetatable({}, { __index = function(t, k)
   local mod = ({ ActorPool = "lray.util.actor_pool", Queue = "lray.util.queue",

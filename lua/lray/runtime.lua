@@ -386,7 +386,8 @@ end
 
 function M.is_big_array(v)
   if type(v) ~= "cdata" then return false end
-  array = array or require("lray.array")
+  array = array or package.loaded["lray.array"]
+  if not array then return false end   -- no lray.array was ever made here
   return array.kind(v) ~= nil and v:nbytes() > M.INLINE_MAX
 end
 
