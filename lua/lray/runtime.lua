@@ -147,7 +147,9 @@ function M.encode_tracked(v, root)
   local ids, aids = escaped, escaped_actors
   escaped, escaped_actors = prev, preva
   if not ok then error(blob, 0) end
-  return blob, ids, aids
+  -- nil, not {}, when there are none: every message that carries them is
+  -- encoded and decoded a few times on its way.
+  return blob, ids[1] and ids or nil, aids[1] and aids or nil
 end
 
 -- -- Objects ---------------------------------------------------------------
