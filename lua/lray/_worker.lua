@@ -18,6 +18,7 @@ local fns = {}           -- function hash -> function
 local actor = nil        -- {aid, instance, cname, ...} once this is an actor
 local actor_gpus = nil   -- GPU ids the actor holds for its life
 local cancel_requested = {}  -- task id -> true: the node cancelled it
+local SPIN = tonumber(os.getenv("LRAY_WORKER_SPIN_US") or "50") * 1e-6
 local CANCEL = setmetatable({}, { __tostring = function() return "task cancelled" end })
 
 local function pack(...) return { n = select("#", ...), ... } end
@@ -437,7 +438,12 @@ function M.main(argv)
       local c = remove(calls, 1)
       serve_call(c[1], c[2])
     else
-      runtime.pump()
+      -- An idle actor polls for a moment (the next call of a caller's burst
+      -- is usually on its way), then sleeps in the kernel. Pooled task
+      -- workers do not: several of them spinning would take the CPU the
+      -- node needs to hand out the next task.
+      local spin_until = core.now() + (actor and SPIN or 0)
+      repeat runtime.pump() until #work > 0 or #calls > 0 or core.now() >= spin_until
       if #work == 0 and #calls == 0 then core.run_once() end
     end
   end
