@@ -8,8 +8,10 @@ local remote = require("lray.remote")
 local options = require("lray.options")
 local errors = require("lray.errors")
 
-local pairs, ipairs, type, error, tostring, setmetatable, rawequal, select, rawget =
-  pairs, ipairs, type, error, tostring, setmetatable, rawequal, select, rawget
+local pairs, ipairs, type, tostring, setmetatable, rawequal, select, rawget =
+  pairs, ipairs, type, tostring, setmetatable, rawequal, select, rawget
+
+local misuse = require("lray.errors").misuse
 
 local M = {}
 local DEBUG = os.getenv("LRAY_DEBUG")
@@ -239,7 +241,7 @@ end
 local Method = {}
 Method.__index = Method
 Method.__call = function(m)
-  error(("actor methods cannot be called directly; use handle.%s.remote(...)"):format(m._name), 2)
+  misuse(("actor methods cannot be called directly; use handle.%s.remote(...)"):format(m._name), 2)
 end
 
 local function method(h, name, mopts)
@@ -260,7 +262,7 @@ end
 Handle.__index = function(h, k)
   local d = handle_data[h]
   if d.methods and not d.methods[k] then
-    error(("actor %s has no method '%s'"):format(d.cname, tostring(k)), 2)
+    misuse(("actor %s has no method '%s'"):format(d.cname, tostring(k)), 2)
   end
   local m = method(h, k, nil)
   rawset(h, k, m)
@@ -334,7 +336,7 @@ end
 local RemoteClass = {}
 RemoteClass.__index = RemoteClass
 RemoteClass.__call = function(rc)
-  error(("actor class %s cannot be instantiated directly; use %s.remote(...)"):format(
+  misuse(("actor class %s cannot be instantiated directly; use %s.remote(...)"):format(
     rc:_label(), rc:_label()), 2)
 end
 RemoteClass.__tostring = function(rc) return "ActorClass(" .. rc:_label() .. ")" end

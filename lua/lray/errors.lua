@@ -48,6 +48,18 @@ function M.is_error(e, etype)
   return e.type == etype
 end
 
+--- Raises a ValueError for a misuse of the API (a wrong option, a non-ref
+--- given to get, ...), with the position of the offending call in the
+--- message, as error(msg, level) would put it.
+function M.misuse(message, level)
+  local info = debug.getinfo((level or 1) + 2, "Sl")
+  local where = ""
+  if info and info.currentline and info.currentline > 0 then
+    where = info.short_src .. ":" .. info.currentline .. ": "
+  end
+  error(M.new("ValueError", where .. tostring(message)), 0)
+end
+
 --- Turns what a task raised into the TaskError its caller sees.
 ---@param what string "task 'f'" or "actor method 'C.m'"
 function M.task_error(what, raised, traceback)

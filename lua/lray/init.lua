@@ -13,6 +13,7 @@ local function cluster() return require("lray.cluster") end
 
 local type, error, tostring, pairs = type, error, tostring, pairs
 local ref_id = object.id
+local misuse = errors.misuse
 
 local lray = {}
 local ctx = nil        -- the context init returned, while initialized
@@ -30,7 +31,7 @@ local INIT_OPTS = {
 local function check_init_opts(opts)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
-    error("lray.init: options must be a table, got " .. type(opts), 3)
+    misuse("lray.init: options must be a table, got " .. type(opts), 3)
   end
   for k, v in pairs(opts) do
     local want = INIT_OPTS[k]
@@ -38,14 +39,14 @@ local function check_init_opts(opts)
       local valid = {}
       for n in pairs(INIT_OPTS) do if n:sub(1, 1) ~= "_" then valid[#valid + 1] = n end end
       table.sort(valid)
-      error(("lray.init: unknown option '%s'; valid options are: %s"):format(
+      misuse(("lray.init: unknown option '%s'; valid options are: %s"):format(
         tostring(k), table.concat(valid, ", ")), 3)
     end
     if type(v) ~= want then
-      error(("lray.init: option '%s' must be a %s, got %s"):format(k, want, type(v)), 3)
+      misuse(("lray.init: option '%s' must be a %s, got %s"):format(k, want, type(v)), 3)
     end
     if want == "number" and (v < 0 or v ~= v) then
-      error(("lray.init: option '%s' must not be negative"):format(k), 3)
+      misuse(("lray.init: option '%s' must not be negative"):format(k), 3)
     end
   end
   return opts
@@ -74,7 +75,7 @@ function lray.init(opts)
   end
   if ctx then
     if opts.ignore_reinit_error then return ctx end
-    error("lray.init was already called in this driver; call lray.shutdown() first,"
+    misuse("lray.init was already called in this driver; call lray.shutdown() first,"
       .. " or pass ignore_reinit_error = true", 2)
   end
   local path, cpath = worker_paths()
@@ -134,7 +135,7 @@ function lray.remote(a, b)
     options.check(opts, options.actor, "lray.remote", 2)
     return actor.remote_class(def, opts, remote.guess_name(def))
   end
-  error("lray.remote expects a function or a class table (optionally after an options"
+  misuse("lray.remote expects a function or a class table (optionally after an options"
     .. " table), got " .. type(def), 2)
 end
 
@@ -144,7 +145,7 @@ local function check_ref(v, what, level)
   local id = type(v) == "userdata" and ref_id(v)
   if not id then
     local got = type(v) == "table" and "a table with a non-ObjectRef in it" or type(v)
-    error(("%s expects an ObjectRef%s, got %s"):format(what,
+    misuse(("%s expects an ObjectRef%s, got %s"):format(what,
       what == "lray.get" and " or a list of ObjectRefs" or "", got), level + 1)
   end
   return id
@@ -152,7 +153,7 @@ end
 
 local function check_timeout(t, what, level)
   if t ~= nil and (type(t) ~= "number" or t < 0 or t ~= t) then
-    error(what .. ": timeout must be a non-negative number of seconds, got " .. tostring(t), level + 1)
+    misuse(what .. ": timeout must be a non-negative number of seconds, got " .. tostring(t), level + 1)
   end
   return t
 end
@@ -172,7 +173,7 @@ end
 --- the first value of each.
 function lray.get(x, opts)
   local timeout = check_timeout(opts and opts.timeout, "lray.get", 2)
-  if opts ~= nil and type(opts) ~= "table" then error("lray.get: options must be a table such as {timeout = 1}", 2) end
+  if opts ~= nil and type(opts) ~= "table" then misuse("lray.get: options must be a table such as {timeout = 1}", 2) end
   ensure_init()
   local single = type(x) ~= "table"
   local ids = single and { check_ref(x, "lray.get", 2) } or ref_list(x, "lray.get", 2)
@@ -205,17 +206,17 @@ end
 
 --- lray.wait(refs, {num_returns=1, timeout=nil}) -> ready, not_ready
 function lray.wait(refs, opts)
-  if type(refs) ~= "table" then error("lray.wait expects a list of ObjectRefs, got " .. type(refs), 2) end
+  if type(refs) ~= "table" then misuse("lray.wait expects a list of ObjectRefs, got " .. type(refs), 2) end
   opts = opts or {}
   local timeout = check_timeout(opts.timeout, "lray.wait", 2)
   local ids = ref_list(refs, "lray.wait", 2)
   if #ids == 0 then return {}, {} end
   local want = opts.num_returns or 1
   if type(want) ~= "number" or want < 0 or want ~= math.floor(want) then
-    error("lray.wait: num_returns must be a whole number >= 0", 2)
+    misuse("lray.wait: num_returns must be a whole number >= 0", 2)
   end
   if want > #ids then
-    error(("lray.wait: num_returns (%d) is larger than the number of refs (%d)"):format(want, #ids), 2)
+    misuse(("lray.wait: num_returns (%d) is larger than the number of refs (%d)"):format(want, #ids), 2)
   end
   if #ids == 0 then return {}, {} end
   ensure_init()
@@ -238,7 +239,7 @@ end
 --- Stores value once; returns its ObjectRef.
 function lray.put(value)
   if type(value) == "userdata" and ref_id(value) then
-    error("lray.put of an ObjectRef is not allowed: pass the ObjectRef itself", 2)
+    misuse("lray.put of an ObjectRef is not allowed: pass the ObjectRef itself", 2)
   end
   ensure_init()
   return runtime.put(value)
@@ -256,14 +257,14 @@ end
 -- -- Actors ------------------------------------------------------------------
 
 function lray.get_actor(name, opts)
-  if type(name) ~= "string" then error("lray.get_actor: name must be a string", 2) end
+  if type(name) ~= "string" then misuse("lray.get_actor: name must be a string", 2) end
   ensure_init()
   return actor.get_actor(name, opts and opts.namespace)
 end
 
 function lray.kill(h, opts)
   if not actor.handle_info(h) then
-    error("lray.kill expects an actor handle, got " .. type(h), 2)
+    misuse("lray.kill expects an actor handle, got " .. type(h), 2)
   end
   actor.kill(h, not (opts and opts.no_restart == false))
 end
@@ -301,7 +302,7 @@ end
 --- Sleeps the calling process; the loop keeps running meanwhile.
 function lray.sleep(seconds)
   if type(seconds) ~= "number" or seconds < 0 then
-    error("lray.sleep: seconds must be a non-negative number", 2)
+    misuse("lray.sleep: seconds must be a non-negative number", 2)
   end
   if not runtime.conn then core.usleep(seconds); return end
   local done = false

@@ -1,8 +1,10 @@
 -- Checking the options of remote functions and actors: unknown names and
 -- wrong types are caught at lray.remote / .options time, before anything is
 -- queued, with a message that lists what is valid.
-local pairs, type, tostring, error, floor = pairs, type, tostring, error, math.floor
+local pairs, type, tostring, floor = pairs, type, tostring, math.floor
 local sort, concat = table.sort, table.concat
+
+local misuse = require("lray.errors").misuse
 
 local M = {}
 
@@ -111,16 +113,16 @@ function M.check(opts, spec, what, level)
   level = (level or 2) + 1
   if opts == nil then return {} end
   if type(opts) ~= "table" then
-    error(("options for %s must be a table, got %s"):format(what, type(opts)), level)
+    misuse(("options for %s must be a table, got %s"):format(what, type(opts)), level)
   end
   for k, v in pairs(opts) do
     local check = spec[k]
     if not check then
-      error(("unknown option '%s' for %s; valid options are: %s"):format(
+      misuse(("unknown option '%s' for %s; valid options are: %s"):format(
         tostring(k), what, valid_list(spec)), level)
     end
     local e = check(k, v)
-    if e then error(e .. " (" .. what .. ")", level) end
+    if e then misuse(e .. " (" .. what .. ")", level) end
   end
   return opts
 end

@@ -7,10 +7,12 @@ local serialize = require("lray.serialize")
 local object = require("lray.object")
 local options = require("lray.options")
 
-local select, type, error, setmetatable, rawequal =
-  select, type, error, setmetatable, rawequal
+local select, type, setmetatable, rawequal =
+  select, type, setmetatable, rawequal
 local getlocal, getupvalue, getinfo = debug.getlocal, debug.getupvalue, debug.getinfo
 local ref_id = object.id
+
+local misuse = require("lray.errors").misuse
 
 local M = {}
 M.session = 0          -- bumped by every init, so definitions are re-exported
@@ -88,7 +90,8 @@ local RemoteFunction = {}
 RemoteFunction.__index = RemoteFunction
 
 RemoteFunction.__call = function(rf)
-  error(("remote function %s cannot be called directly; use %s.remote(...)"
+  if not rf._name and not rf._opts.name then rf._name = M.guess_name(rf) end
+  misuse(("remote function %s cannot be called directly; use %s.remote(...)"
     .. " to run it as a task"):format(rf:_label(), rf._name or "f"), 2)
 end
 

@@ -146,7 +146,11 @@ function M.encode_tracked(v, root)
   local ok, blob = pcall(encode, v, root)
   local ids, aids = escaped, escaped_actors
   escaped, escaped_actors = prev, preva
-  if not ok then error(blob, 0) end
+  if not ok then
+    -- A value that cannot be sent: a ValueError naming its path.
+    if type(blob) == "string" then blob = errors.new("ValueError", blob) end
+    error(blob, 0)
+  end
   -- nil, not {}, when there are none: every message that carries them is
   -- encoded and decoded a few times on its way.
   return blob, ids[1] and ids or nil, aids[1] and aids or nil
