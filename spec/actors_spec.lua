@@ -199,7 +199,7 @@ describe("Actors (remote classes)", function()
     assert.is_true(lray.is_error(e, "ActorDiedError"), tostring(e))
   end)
 
-  it("calls pending when an actor is killed fail with ActorDiedError", function()
+  it("calls still queued when an actor is killed fail with ActorDiedError", function()
     local Slow = {}
     function Slow:nap(s) lray.sleep(s); return "woke" end
     local s = lray.remote(Slow).remote()

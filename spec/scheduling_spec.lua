@@ -158,7 +158,7 @@ describe("CPUs bound parallelism (num_cpus = 2)", function()
     assert(took < 0.75, ("four 0.4 s tasks of 0.5 CPU on 2 CPUs took %.3f s"):format(took))
   end)
 
-  it("a request no node has stays pending, and the driver is warned once naming it", function()
+  it("a request no node has is never started, and the driver is warned once naming it", function()
     local path = script([[
 local lray = require("lray")
 lray.init{num_cpus = 1, num_gpus = 0}
@@ -173,7 +173,7 @@ io.stdout:flush()
 lray.wait({r, r2}, {timeout = 0.5})
 io.stdout:write("ONE_SECOND_PASSED\n")
 io.stdout:flush()
--- the pending task holds back nothing that fits
+-- the waiting task holds back nothing that fits
 local fine = lray.remote(function() return "fine" end)
 io.stdout:write("OTHER ", tostring(lray.get(fine.remote(), {timeout = 5})), "\n")
 io.stdout:flush()

@@ -11,7 +11,7 @@ local pairs, ipairs, tostring, remove = pairs, ipairs, tostring, table.remove
 local M = {}
 local actors = {}     -- actor id -> actor
 local names = {}      -- namespace .. "\0" .. name -> actor id
-local pending = {}    -- actors waiting for resources or a worker
+local unplaced = {}   -- actors waiting for resources or a worker
 M.actors = actors
 
 local function name_key(ns, name) return tostring(ns) .. "\0" .. name end
@@ -96,7 +96,7 @@ function set_dead(a, cause)
   for _, w in ipairs(a.kill_waiters or {}) do w() end
   a.kill_waiters = nil
   sched.dispatch()
-  M.place_pending()
+  M.place_waiting()
 end
 
 --- Handles an actor_create message. Returns an error string for a name
@@ -138,8 +138,8 @@ function M.create(cl, m)
           tostring(a.cname), missing) })
     end
   end
-  pending[#pending + 1] = a
-  M.place_pending()
+  unplaced[#unplaced + 1] = a
+  M.place_waiting()
   return nil, a
 end
 
@@ -161,13 +161,13 @@ local function start_on(a, w)
     session = N.session_dir, gpus = a.gpus and #a.gpus > 0 and a.gpus or nil })
 end
 
---- Places pending actors that fit now.
-function M.place_pending()
+--- Places waiting actors that fit now.
+function M.place_waiting()
   local i = 1
-  while i <= #pending do
-    local a = pending[i]
+  while i <= #unplaced do
+    local a = unplaced[i]
     if a.state ~= "PENDING" then
-      remove(pending, i)
+      remove(unplaced, i)
     elseif deps_ready(a) and sched.hold(a.num, a.place) then
       -- Placing needs `place` (1 CPU unless asked otherwise) free right now;
       -- the actor then holds only what it asked for, for its whole life.
@@ -178,7 +178,7 @@ function M.place_pending()
         goto continue
       end
       a.gpus = gpus
-      remove(pending, i)
+      remove(unplaced, i)
       a.placed = true
       local w = sched.take_idle_worker()
       if w then
@@ -199,7 +199,7 @@ function M.place_pending()
 end
 
 sched.after_ready = function()
-  if #pending > 0 then M.place_pending() end
+  if #unplaced > 0 then M.place_waiting() end
 end
 
 -- A fresh worker spawned for an actor takes it as soon as it says hello.
@@ -226,8 +226,8 @@ local function restart(a, how)
   notify(a)
   a.state = "PENDING"
   a.cause = nil
-  pending[#pending + 1] = a
-  M.place_pending()
+  unplaced[#unplaced + 1] = a
+  M.place_waiting()
 end
 
 sched.on_worker_exit = function(w, status, sig)
