@@ -109,6 +109,17 @@ local function on_output(w, stream, data)
     buf = buf:sub(last)
   end
   w.partial[stream] = buf ~= "" and buf or nil
+  if w.partial[stream] then
+    -- A line left unfinished (a prompt, io.write without "\n") still shows
+    -- up after a moment, under the name of what printed it.
+    local unfinished = w.partial[stream]
+    core.timer(0.2, 0, function()
+      if w.partial[stream] == unfinished then
+        w.partial[stream] = nil
+        flush_line(w, stream, unfinished .. "\n")
+      end
+    end, true)
+  end
 end
 
 --- Starts a worker process. for_actor: it will be dedicated to an actor.
