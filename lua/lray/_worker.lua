@@ -200,6 +200,31 @@ end
 
 local calls = {}     -- {conn, msg} waiting to run, in arrival order
 
+-- A caller cancelled call cid: drop it if it has not started (a running
+-- method is not interrupted). Queued calls sit in `calls` or, for concurrent
+-- actors, in their group's queue.
+local function cancel_queued(conn, cid)
+  local function drop(q)
+    for i, c in ipairs(q) do
+      if c[1] == conn and c[2].cid == cid then
+        table.remove(q, i)
+        local m = c[2]
+        local err = errors.new("TaskCancelledError", "actor method '" .. tostring(actor and actor.cname)
+          .. "." .. tostring(m.m) .. "' was cancelled before it started")
+        conn:send({ t = "ret", cid = cid, results = error_results(m.rets, err) })
+        return true
+      end
+    end
+    return false
+  end
+  if drop(calls) then return end
+  if actor and actor.queues then
+    for _, q in pairs(actor.queues) do
+      if drop(q) then return end
+    end
+  end
+end
+
 local function serve_call(conn, m)
   local what = "actor method '" .. actor.cname .. "." .. tostring(m.m) .. "'"
   runtime.current = { task_id = m.cid, name = what, actor_id = actor.aid, job_id = actor.job,
@@ -289,7 +314,10 @@ local function become_actor(m)
   local addr = "unix:" .. m.session .. "/a-" .. m.aid .. ".sock"
   core.unlink(addr:sub(6))
   local srv, err = core.listen(addr, function(conn)
-    conn:on_message(function(c, msg) calls[#calls + 1] = { c, msg } end)
+    conn:on_message(function(c, msg)
+      if msg.t == "cancel_call" then return cancel_queued(c, msg.cid) end
+      calls[#calls + 1] = { c, msg }
+    end)
   end)
   if not srv then return fail(err) end
   actor.srv = srv

@@ -396,6 +396,36 @@ function M.remote_class(cls, opts, name)
   return make_class(cls, opts, {}, rawget(cls, "__name") or name)
 end
 
+--- Cancels the actor call whose result is object id, if it is one: a call
+--- not yet sent is dropped; one sent but not started is dropped by the
+--- actor; a running one finishes (actor methods are not interrupted).
+--- Returns whether id belonged to an actor call.
+function M.cancel(id)
+  for _, st in pairs(actors) do
+    for i, call in ipairs(st.queue) do
+      for _, rid in ipairs(call.rets) do
+        if rid == id then
+          table.remove(st.queue, i)
+          local blob = serialize.encode(errors.new("TaskCancelledError",
+            "the call of actor " .. tostring(st.cname) .. " was cancelled before it was sent"))
+          for _, r in ipairs(call.rets) do runtime.fill(r, { err = blob }, "local") end
+          return true
+        end
+      end
+    end
+    for cid, call in pairs(st.inflight) do
+      for _, rid in ipairs(call.rets) do
+        if rid == id then
+          if st.conn then st.conn:send({ t = "cancel_call", cid = cid }) end
+          runtime.pump()
+          return true
+        end
+      end
+    end
+  end
+  return false
+end
+
 --- Kills the actor behind handle h.
 function M.kill(h, no_restart)
   local d = M.handle_info(h)

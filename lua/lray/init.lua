@@ -249,6 +249,15 @@ end
 function lray.cancel(ref, opts)
   local id = check_ref(ref, "lray.cancel", 2)
   opts = opts or {}
+  local e = runtime.objs[id]
+  if e and e.loc == "local" then
+    -- An actor call's result.
+    if opts.force then
+      misuse("lray.cancel: force = true is not supported for actor calls; use lray.kill(actor)", 2)
+    end
+    actor.cancel(id)
+    return
+  end
   runtime.send({ t = "cancel", id = id, force = opts.force == true,
     recursive = opts.recursive ~= false })
   runtime.pump()
