@@ -5,6 +5,7 @@
 -- no_restart flag, names and namespaces, actors ended by dropping every
 -- handle, and the cause of an ActorDiedError raised by a failing init.
 local cluster = require("spec.helpers.cluster")
+local msg = cluster.msg
 
 local lray
 
@@ -18,10 +19,6 @@ end)
 
 -- -- Helpers ------------------------------------------------------------------
 
-local function msg(e)
-  if type(e) == "table" and e.message then return tostring(e.message) end
-  return tostring(e)
-end
 
 -- The error lray.get(ref) raises; fails the test if it returns instead.
 local function get_error(ref, timeout)

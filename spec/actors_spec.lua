@@ -2,6 +2,7 @@
 -- order, inheritance, handles in tasks and actors, errors, kill, named actors
 -- and method options.
 local cluster = require("spec.helpers.cluster")
+local msg, fails = cluster.msg, cluster.fails
 
 local lray
 
@@ -13,16 +14,7 @@ teardown(function()
   cluster.stop()
 end)
 
-local function msg(e)
-  if type(e) == "table" and e.message then return tostring(e.message) end
-  return tostring(e)
-end
 
-local function fails(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert(not ok, "expected an error, got success")
-  return e
-end
 
 -- The class of API.md's example.
 local Counter = {}

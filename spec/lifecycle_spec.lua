@@ -1,6 +1,7 @@
 -- API.md "Loading and lifecycle": lray.init and its context, is_initialized,
 -- re-init, init after shutdown, and the checking of init options.
 local cluster = require("spec.helpers.cluster")
+local msg = cluster.msg
 
 local lray, ctx
 
@@ -12,11 +13,6 @@ teardown(function()
   cluster.stop()
 end)
 
--- The message of an error value (lray error table or plain string).
-local function msg(e)
-  if type(e) == "table" and e.message then return tostring(e.message) end
-  return tostring(e)
-end
 
 describe("Loading and lifecycle", function()
   it("init returns a context with address, node_id, session_dir, namespace, dashboard_url", function()

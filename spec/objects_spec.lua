@@ -2,6 +2,7 @@
 -- kind of value, get of lists and timeouts, wait, ObjectRef methods, large
 -- values, lray.array, cancel, and freeing objects when their refs drop.
 local cluster = require("spec.helpers.cluster")
+local msg, fails = cluster.msg, cluster.fails
 
 local MB = 1024 * 1024
 local lray
@@ -15,16 +16,7 @@ teardown(function()
   cluster.stop()
 end)
 
-local function msg(e)
-  if type(e) == "table" and e.message then return tostring(e.message) end
-  return tostring(e)
-end
 
-local function fails(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert(not ok, "expected an error, got success")
-  return e
-end
 
 -- v through the store and back in the driver, and through a task and back.
 local function roundtrips(v)

@@ -8,6 +8,7 @@
 -- Each describe block starts its own embedded cluster with the resources it
 -- needs (GPUs are logical: no hardware is used).
 local cluster = require("spec.helpers.cluster")
+local msg, fails = cluster.msg, cluster.fails
 
 local BIN = os.getenv("LRAY_BIN") or "build/lray"
 
@@ -37,18 +38,7 @@ local function script(src)
   return path
 end
 
--- The message of an error value (lray error table or plain string).
-local function msg(e)
-  if type(e) == "table" and e.message then return tostring(e.message) end
-  return tostring(e)
-end
 
--- pcall(fn, ...) must fail; returns the error value.
-local function fails(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert(not ok, "expected an error, got success")
-  return e
-end
 
 -- Polls fn() every 20 ms until it returns true or `timeout` seconds pass;
 -- returns whether it became true.

@@ -3,6 +3,7 @@
 -- parallelism, nested tasks, errors, values that cannot be sent, and worker
 -- output reaching the driver.
 local cluster = require("spec.helpers.cluster")
+local msg, fails = cluster.msg, cluster.fails
 
 local BIN = os.getenv("LRAY_BIN") or "build/lray"
 
@@ -16,18 +17,7 @@ teardown(function()
   cluster.stop()
 end)
 
--- The message of an error value (lray error table or plain string).
-local function msg(e)
-  if type(e) == "table" and e.message then return tostring(e.message) end
-  return tostring(e)
-end
 
--- pcall(fn, ...) must fail; returns the error value.
-local function fails(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert(not ok, "expected an error, got success")
-  return e
-end
 
 local function q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

@@ -4,6 +4,7 @@
 --
 --   busted --lua=$PWD/build/lray spec/util_queue_pool_spec.lua
 local cluster = require("spec.helpers.cluster")
+local msg, fails = cluster.msg, cluster.fails
 
 local lray, Queue, Pool
 
@@ -16,22 +17,12 @@ teardown(function()
   cluster.stop()
 end)
 
--- The error fn raises (asserts it raises).
-local function fails(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert(not ok, "expected an error, got success")
-  return e
-end
 
 local function is(e, etype)
   assert(lray.is_error(e, etype), ("expected a %s error value, got: %s"):format(etype, tostring(e)))
   return e
 end
 
-local function msg(e)
-  if type(e) == "table" and e.message then return tostring(e.message) end
-  return tostring(e)
-end
 
 local function seq(n)
   local t = {}

@@ -1,6 +1,7 @@
 -- API.md "Utilities" and "Resources and the cluster": lray.util.ActorPool,
 -- lray.sleep, lray.now, get_runtime_context and the resource queries.
 local cluster = require("spec.helpers.cluster")
+local msg, fails = cluster.msg, cluster.fails
 
 local lray
 
@@ -12,16 +13,7 @@ teardown(function()
   cluster.stop()
 end)
 
-local function msg(e)
-  if type(e) == "table" and e.message then return tostring(e.message) end
-  return tostring(e)
-end
 
-local function fails(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert(not ok, "expected an error, got success")
-  return e
-end
 
 local Worker = {}
 function Worker:init(tag) self.tag = tag end

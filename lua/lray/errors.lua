@@ -52,7 +52,8 @@ end
 --- given to get, ...), with the position of the offending call in the
 --- message, as error(msg, level) would put it.
 function M.misuse(message, level)
-  local info = debug.getinfo((level or 1) + 2, "Sl")
+  -- error(msg, level) counts from its caller; from here that is one more.
+  local info = debug.getinfo((level or 1) + 1, "Sl")
   local where = ""
   if info and info.currentline and info.currentline > 0 then
     where = info.short_src .. ":" .. info.currentline .. ": "

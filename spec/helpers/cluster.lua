@@ -85,6 +85,19 @@ end
 
 --- Starts an embedded cluster; returns lray and the init context.
 ---@param opts table|nil lray.init options overriding DEFAULTS
+--- The message of an error value (lray error table or plain string).
+function M.msg(e)
+  if type(e) == "table" and e.message then return tostring(e.message) end
+  return tostring(e)
+end
+
+--- pcall(fn, ...) must fail; returns the error value.
+function M.fails(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert(not ok, "expected an error, got success")
+  return e
+end
+
 function M.start(opts)
   assert(current == nil, "cluster.start: a cluster from this helper is already running")
   local o = {}
