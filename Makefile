@@ -43,7 +43,7 @@ test-c: $(BUILD)/test_c
 	$(BUILD)/test_c
 
 spec: $(BUILD)/lray
-	LRAY_BIN=$(abspath $(BUILD)/lray) busted --lua=$(abspath $(BUILD)/lray) spec
+	LRAY_PROTO_STRICT=1 LRAY_BIN=$(abspath $(BUILD)/lray) busted --lua=$(abspath $(BUILD)/lray) spec
 
 # Lua globals and unused code; C include rules.
 lint: $(STAMP)

@@ -391,7 +391,7 @@ end)
 -- -- Handles ----------------------------------------------------------------------
 
 local function actor_row(aid)
-  local items = require("lray.runtime").rpc({ t = "list", what = "actors" }).items or {}
+  local items = require("lray.runtime").state({ t = "list", what = "actors" }).items or {}
   for _, it in ipairs(items) do
     if it.actor_id == aid then return it end
   end

@@ -216,6 +216,18 @@ describe("a cluster started with lray start --head", function()
     assert.matches("lray stop", out, 1, true)
   end)
 
+  it("listens on loopback only unless --host says otherwise", function()
+    local port = tonumber(head.tcp:match(":(%d+)$"))
+    assert.are.equal("127.0.0.1", head.tcp:match("^(.*):%d+$"))
+    -- /proc/net/tcp lists listening sockets (state 0A) as hex addr:port.
+    local listening = {}
+    for line in io.lines("/proc/net/tcp") do
+      local addr, p, st = line:match("^%s*%d+:%s+(%x+):(%x+)%s+%x+:%x+%s+(%x+)")
+      if addr and tonumber(p, 16) == port and st == "0A" then listening[#listening + 1] = addr end
+    end
+    assert.are.same({ "0100007F" }, listening)
+  end)
+
   it("a second lray start --head says a cluster is already running and leaves it alone", function()
     local out, status = lray_start("--head --num-cpus 2 --port 0")
     assert.are_not.equal(0, status)

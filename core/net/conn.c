@@ -1,6 +1,7 @@
 /* Framed streams over libuv. Frames queue in an output buffer and go out in
  * one write per loop iteration (lr_conn_flush_all runs from a prepare
  * handle), so a burst of calls costs one syscall, not one each. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "common/errdef.h"
@@ -15,6 +16,7 @@ int lr_conn_init(uv_loop_t *loop, lr_conn_t *c, int is_tcp)
   lr_buf_init(&c->out);
   lr_buf_init(&c->inflight);
   c->h.handle.data = c;
+  c->max_frame = LR_MAX_FRAME;
   return is_tcp ? uv_tcp_init(loop, &c->h.tcp) : uv_pipe_init(loop, &c->h.pipe, 0);
 }
 
@@ -22,7 +24,10 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
   lr_conn_t *c = h->data;
   LR_UNUSED(hint);
-  size_t want = 65536;
+  /* Room for what the current frame still needs, in pieces of at most
+   * 16 MiB: never more than the peer has actually started to send. */
+  size_t want = c->need > 65536 ? c->need : 65536;
+  if (want > ((size_t)16 << 20)) want = (size_t)16 << 20;
   b->base = lr_buf_reserve(&c->in, want);
   b->len = c->in.cap - c->in.len;
 }
@@ -37,17 +42,18 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
   }
   c->in.len += (size_t)n;
   size_t pos = 0;
+  c->need = 0;
   while (!c->closing && c->in.len - pos >= 4) {
     uint32_t len;
     memcpy(&len, c->in.data + pos, 4);
+    if (len > c->max_frame) {
+      fprintf(stderr, "lray: closing a connection: its peer sent a frame of %u bytes"
+              " (the limit is %zu)\n", len, c->max_frame);
+      lr_conn_close(c);
+      return;
+    }
     if (c->in.len - pos - 4 < len) {
-      /* Make room for the whole frame so the next reads complete it. */
-      if (len + 4 > c->in.cap - pos) {
-        memmove(c->in.data, c->in.data + pos, c->in.len - pos);
-        c->in.len -= pos;
-        pos = 0;
-        lr_buf_reserve(&c->in, len + 4 - c->in.len);
-      }
+      c->need = len + 4 - (c->in.len - pos);
       break;
     }
     c->on_frame(c, c->in.data + pos + 4, len);
@@ -75,7 +81,7 @@ size_t lr_conn_begin_frame(lr_conn_t *c)
 int lr_conn_end_frame(lr_conn_t *c, size_t pos)
 {
   size_t len = c->out.len - pos - 4;
-  if (len >= LR_MAX_FRAME) {
+  if (len > c->max_frame) {
     c->out.len = pos;
     return LR_ETOOBIG;
   }

@@ -7,7 +7,10 @@
 #include <uv.h>
 #include "common/buf.h"
 
-#define LR_MAX_FRAME ((size_t)1 << 31)
+/* The largest frame a connection accepts unless told otherwise (see
+ * max_frame). A peer announcing more is closed at once; memory for a frame
+ * grows only as its bytes arrive, so a header alone reserves nothing. */
+#define LR_MAX_FRAME ((size_t)1 << 30)
 
 typedef struct lr_conn_s lr_conn_t;
 typedef void (*lr_conn_frame_cb)(lr_conn_t *c, const char *p, size_t n);
@@ -25,6 +28,8 @@ struct lr_conn_s {
   lr_buf_t in;       /* bytes read, not yet a whole frame */
   lr_buf_t out;      /* frames queued, not yet handed to the kernel */
   lr_buf_t inflight; /* frames in the current uv_write */
+  size_t need;      /* bytes still missing from the frame being read */
+  size_t max_frame; /* frames longer than this close the connection */
   int writing, closing, dirty, connect_status;
   lr_conn_t *next_dirty;
   lr_conn_frame_cb on_frame;
@@ -34,7 +39,9 @@ struct lr_conn_s {
 
 /* Sets up c over a new pipe (is_tcp = 0) or TCP handle on loop. */
 int lr_conn_init(uv_loop_t *loop, lr_conn_t *c, int is_tcp);
-/* Starts reading frames; on_frame runs once per whole frame. */
+/* Starts reading frames; on_frame runs once per whole frame. A frame longer
+ * than c->max_frame (LR_MAX_FRAME unless changed) closes the connection,
+ * with a line on stderr naming the peer's claim. */
 int lr_conn_start(lr_conn_t *c);
 /* Starts a frame: reserves the length prefix, returns its position in out.
  * Append the payload to c->out, then call lr_conn_end_frame. */

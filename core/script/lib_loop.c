@@ -156,9 +156,8 @@ static void lconn_on_frame(lr_conn_t *c, const char *p, size_t n)
   if (lc->on_msg_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lc->on_msg_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lc->self_ref);
-  long r = lr_ser_decode(L, p, n, err, sizeof(err));
-  if (r < 0) {
-    fprintf(stderr, "lray: dropping connection: bad frame: %s\n", err);
+  if (lr_proto_decode_lua(L, p, n, err, sizeof(err)) < 0) {
+    fprintf(stderr, "lray: closing a connection: %s\n", err);
     lua_pop(L, 2);
     lr_conn_close(c);
     return;
@@ -205,24 +204,26 @@ static lconn_t *new_conn(lua_State *L, int is_tcp)
   return lc;
 }
 
-/* conn:send(msg): encodes msg into the output buffer; sent at the next flush. */
+/* conn:send(msg): encodes the typed message msg (proto/msgdef.h) into the
+ * output buffer; sent at the next flush. */
 static int l_conn_send(lua_State *L)
 {
   lconn_t *lc = check_conn(L, 1);
   char err[LR_ERRLEN];
   size_t pos = lr_conn_begin_frame(&lc->c);
-  int rc = lr_ser_encode(L, 2, "message", &lc->c.out, err, sizeof(err));
+  int rc = lr_proto_encode_lua(L, 2, &lc->c.out, err, sizeof(err));
   if (rc < 0) {
     lc->c.out.len = pos;
     lua_pushstring(L, err);
     return lua_error(L);
   }
   if (lr_conn_end_frame(&lc->c, pos) < 0)
-    return luaL_error(L, "message too large (limit %d bytes)", (int)(LR_MAX_FRAME - 1));
+    return luaL_error(L, "message too large (the limit is %zu bytes): pass large values"
+                      " with lray.put", lc->c.max_frame);
   return 0;
 }
 
-/* conn:send_raw(str): str must already be a codec encoding of one value. */
+/* conn:send_raw(str): str must already be one encoded message. */
 static int l_conn_send_raw(lua_State *L)
 {
   lconn_t *lc = check_conn(L, 1);

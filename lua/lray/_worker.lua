@@ -285,7 +285,8 @@ local function become_actor(m)
   local ok, cls = pcall(decode, m.code)
   local function fail(e, tb)
     local err = errors.task_error("the init of " .. what, e, clean_tb(tb))
-    runtime.send({ t = "actor_failed", aid = m.aid, err = encode_error(err) })
+    runtime.send({ t = "actor_failed", aid = m.aid, err = encode_error(err),
+      message = tostring(err.message) })
     runtime.pump()
     core.exit(1)
   end

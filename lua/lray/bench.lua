@@ -245,7 +245,7 @@ function M.figures(lray, seconds)
   add("worker_idle_rss_mb", "MB", function()
     lray.sleep(0.2)
     local out = {}
-    local r = require("lray.runtime").rpc({ t = "list", what = "workers" })
+    local r = require("lray.runtime").state({ t = "list", what = "workers" })
     for _, w in ipairs(r.items or {}) do
       if w.state == "idle" then out[#out + 1] = rss_mb(w.pid) end
     end

@@ -38,6 +38,7 @@ function M.node_args(o)
   add("memory", o.memory or math.floor(core.total_memory() * 0.7))
   add("object-store-memory", o.object_store_memory)
   add("port", o.port)
+  add("host", o.host)
   add("prestart", o.prestart)
   if o.resources then
     local cjson = require("cjson")

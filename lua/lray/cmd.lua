@@ -56,7 +56,7 @@ local function alive(pid) return pid and core.kill(pid, 0) ~= nil end
 
 -- -- start -------------------------------------------------------------------
 
-local START = { head = "flag", port = "number", num_cpus = "number", num_gpus = "number",
+local START = { head = "flag", port = "number", host = "string", num_cpus = "number", num_gpus = "number",
   resources = "string", dashboard_port = "number", address = "string",
   object_store_memory = "number", block = "flag" }
 
@@ -84,6 +84,7 @@ local function start(argv)
   local session = cluster.BASE .. "/head-" .. core.random_hex(3)
   local args = cluster.node_args({ session = session, num_cpus = o.num_cpus,
     num_gpus = o.num_gpus, resources = o.resources, port = o.port or 6380,
+    host = o.host,
     object_store_memory = o.object_store_memory })
   local exited = false
   core.mkdir(session)
@@ -110,7 +111,7 @@ local function start(argv)
   end
   runtime.conn = conn
   conn:on_message(runtime.on_message)
-  local st = runtime.rpc({ t = "status" })
+  local st = runtime.state({ t = "status" })
   conn:close()
   local f = io.open(PIDFILE, "w"); f:write(npid, "\n"); f:close()
   f = io.open(cluster.ADDRESS_FILE, "w"); f:write(addr, "\n", tostring(st.address), "\n"); f:close()
@@ -165,7 +166,7 @@ end
 local function status()
   local conn, err = connect_auto()
   if not conn then return die(err) end
-  local st = runtime.rpc({ t = "status" })
+  local st = runtime.state({ t = "status" })
   local out = io.stdout
   out:write("======== lray cluster status ========\n")
   out:write(("Node %s  %s\n"):format(st.node_id, st.address))
@@ -216,9 +217,9 @@ local function list(argv)
   if not conn then return die(cerr) end
   local items
   if what == "nodes" then
-    items = runtime.rpc({ t = "nodes" }).nodes
+    items = runtime.state({ t = "nodes" }).nodes
   else
-    items = runtime.rpc({ t = "list", what = what }).items or {}
+    items = runtime.state({ t = "list", what = what }).items or {}
   end
   conn:close()
   if o.format == "json" then

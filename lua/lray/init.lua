@@ -282,17 +282,17 @@ end
 
 function lray.cluster_resources()
   ensure_init()
-  return runtime.rpc({ t = "resources" }).total
+  return runtime.state({ t = "resources" }).total
 end
 
 function lray.available_resources()
   ensure_init()
-  return runtime.rpc({ t = "resources" }).avail
+  return runtime.state({ t = "resources" }).avail
 end
 
 function lray.nodes()
   ensure_init()
-  return runtime.rpc({ t = "nodes" }).nodes
+  return runtime.state({ t = "nodes" }).nodes
 end
 
 function lray.get_gpu_ids()

@@ -444,6 +444,14 @@ function M.rpc(msg)
   return r
 end
 
+--- A state API request (resources, nodes, list, status): the node answers
+--- in JSON, which this decodes.
+function M.state(msg)
+  local r = M.rpc(msg)
+  if r.err then errors.raise("RayError", r.err) end
+  return require("cjson").decode(r.json)
+end
+
 --- Lets queued messages out and handles what came in, without blocking.
 function M.pump()
   if #outq > 0 then flush_queue() end
@@ -510,7 +518,13 @@ function M.connect(addr, hello)
     end
   end)
   hello.t = "hello"
+  hello.proto = core.PROTO_VERSION
   local w = M.rpc(hello)
+  if w.err then
+    conn:close()
+    M.conn = nil
+    return nil, w.err
+  end
   M.info = w
   return w
 end

@@ -267,8 +267,7 @@ function M.init_failed(w, m)
   local a = actors[m.aid]
   if not a then return end
   a.init_error = m.err
-  local ok, e = pcall(core.decode, m.err)
-  set_dead(a, "its init raised an error: " .. tostring(ok and type(e) == "table" and e.message or e))
+  set_dead(a, "its init raised an error: " .. tostring(m.message))
   if w.proc then w.proc:kill(9) end
 end
 

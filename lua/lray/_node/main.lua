@@ -23,9 +23,21 @@ local function reply(cl, m, r)
   cl.conn:send(r)
 end
 
+-- The state API (resources, nodes, list, status) answers in JSON: the same
+-- records `lray list --format json` prints.
+local cjson = require("cjson")
+local function reply_state(cl, m, v)
+  reply(cl, m, { json = cjson.encode(v) })
+end
+
 -- -- Clients --------------------------------------------------------------
 
 H.hello = function(cl, m)
+  if m.proto ~= core.PROTO_VERSION then
+    reply(cl, m, { err = ("this lray node speaks protocol version %d, the client %s: use the"
+      .. " same lray build for the whole cluster"):format(core.PROTO_VERSION, tostring(m.proto)) })
+    return
+  end
   if m.role == "worker" then
     local w = N.workers[m.wid]
     if not w then cl.conn:close(); return end
@@ -150,11 +162,11 @@ local function demand()
 end
 
 H.resources = function(cl, m)
-  reply(cl, m, { total = sched.total(), avail = sched.available() })
+  reply_state(cl, m, { total = sched.total(), avail = sched.available() })
 end
 
 H.nodes = function(cl, m)
-  reply(cl, m, { nodes = { { node_id = N.node_id, address = N.tcp_addr or ("unix:" .. N.sock),
+  reply_state(cl, m, { nodes = { { node_id = N.node_id, address = N.tcp_addr or ("unix:" .. N.sock),
     alive = true, resources = sched.total() } } })
 end
 
@@ -179,7 +191,7 @@ H.list = function(cl, m)
       r.items[#r.items + 1] = { worker_id = wid, pid = w.pid, state = w.state }
     end
   end
-  reply(cl, m, r)
+  reply_state(cl, m, r)
 end
 
 H.status = function(cl, m)
@@ -187,7 +199,7 @@ H.status = function(cl, m)
   local nobj, bytes = objects.stats()
   local nw = 0
   for _ in pairs(N.workers) do nw = nw + 1 end
-  reply(cl, m, { total = sched.total(), avail = sched.available(), queued = q, demand = demand(),
+  reply_state(cl, m, { total = sched.total(), avail = sched.available(), queued = q, demand = demand(),
     objects = nobj, object_bytes = bytes, workers = nw, store = N.region:stats(),
     node_id = N.node_id, address = N.tcp_addr or ("unix:" .. N.sock) })
 end
@@ -289,8 +301,7 @@ function M.main(argv)
   local store = tonumber(o.object_store_memory) or 512 * 1024 * 1024
   N.total.object_store_memory = units(store)
   if o.resources then
-    local ok, cjson = pcall(require, "cjson")
-    local res = ok and cjson.decode(o.resources) or {}
+    local res = cjson.decode(o.resources)
     for k, v in pairs(res) do N.total[k] = units(v) end
   end
   for k, v in pairs(N.total) do
@@ -304,12 +315,15 @@ function M.main(argv)
   local srv, err = core.listen("unix:" .. N.sock, on_conn)
   if not srv then error(err) end
   if o.port then
-    local tsrv, terr = core.listen((o.host or "0.0.0.0") .. ":" .. o.port, on_conn)
+    -- Loopback unless --host says otherwise: nothing listens beyond this
+    -- machine by default.
+    local host = o.host or "127.0.0.1"
+    local tsrv, terr = core.listen(host .. ":" .. o.port, on_conn)
     if not tsrv then
       io.stderr:write(tostring(terr), "\n")
       M.cleanup(1)
     end
-    N.tcp_addr = (o.host_ip or "127.0.0.1") .. ":" .. tsrv:port()
+    N.tcp_addr = (host == "0.0.0.0" and "127.0.0.1" or host) .. ":" .. tsrv:port()
   end
   for _, sig in ipairs({ 1, 2, 15 }) do core.signal(sig, function() M.cleanup(0) end) end
   sched.prestart(math.min(math.max(math.floor(ncpu), 1), tonumber(o.prestart) or 4))

@@ -1,0 +1,290 @@
+/* The wire messages of lray, one table. Every control message any process
+ * sends is declared here once, with typed fields; core/proto/codec.c and the
+ * Lua binding (script/lib_proto.c) are driven by this table and nothing
+ * else. User payloads (task arguments, results, function code, error values)
+ * are opaque STR blobs: the control plane carries them and never decodes
+ * them; only the processes that run user code do.
+ *
+ * LR_PROTO_TYPES(T) lists the types: T(ID, name, KIND). KIND is MSG (sent in
+ * a frame of its own) or REC (a record nested in messages). The wire id of a
+ * type is its position in this list: append new types at the end, never
+ * reorder, and bump LR_PROTO_VERSION when a field changes meaning.
+ *
+ * LR_FIELDS_<name>(F) lists a type's fields: F(name, ELEM, CONT, REC).
+ *   ELEM  INT (int64), F64 (double), BOOL, STR (bytes), REC (a record)
+ *   CONT  ONE (a value), LIST (1..n), IMAP (sparse integer keys -> values),
+ *         SMAP (string keys -> values)
+ *   REC   for ELEM REC, the record's ID; else NONE
+ * Every field is optional; a type has at most 64 fields. */
+#ifndef LR_MSGDEF_H
+#define LR_MSGDEF_H
+
+#define LR_PROTO_VERSION 1
+
+#define LR_PROTO_TYPES(T)                                                     \
+  T(HELLO, hello, MSG)             /* client -> node: a driver or worker */   \
+  T(REPLY, reply, MSG)             /* node -> client: answers an rpc */       \
+  T(FN, fn, MSG)                   /* a function/class definition, once */    \
+  T(SUBMIT, submit, MSG)           /* caller -> node: queue a task */         \
+  T(PUT, put, MSG)                 /* store an object's value */              \
+  T(EXPECT, expect, MSG)           /* announce an object this process owns */ \
+  T(SUB, sub, MSG)                 /* ask for objects' values */              \
+  T(REF, ref, MSG)                 /* this process now holds a reference */   \
+  T(UNREF, unref, MSG)             /* ...and no longer does */                \
+  T(ALLOC, alloc, MSG)             /* a range of the shm store, please */     \
+  T(BLOCKED, blocked, MSG)         /* worker waits in get: CPU is free */     \
+  T(UNBLOCKED, unblocked, MSG)                                                \
+  T(DONE, done, MSG)               /* worker -> node: a task finished */      \
+  T(CANCEL, cancel, MSG)           /* cancel a task (client or node) */       \
+  T(ACTOR_CREATE, actor_create, MSG)                                          \
+  T(ACTOR_SUB, actor_sub, MSG)     /* follow an actor's state */              \
+  T(ACTOR_REF, actor_ref, MSG)     /* handle counting */                      \
+  T(ACTOR_UNREF, actor_unref, MSG)                                            \
+  T(ACTOR_READY, actor_ready, MSG) /* worker -> node: init succeeded */       \
+  T(ACTOR_FAILED, actor_failed, MSG)                                          \
+  T(KILL_ACTOR, kill_actor, MSG)                                              \
+  T(GET_ACTOR, get_actor, MSG)     /* look up a named actor */                \
+  T(RESOURCES, resources, MSG)     /* state API requests: the reply */        \
+  T(NODES, nodes, MSG)             /* carries JSON (reply.json) */            \
+  T(LIST, list, MSG)                                                          \
+  T(STATUS, status, MSG)                                                      \
+  T(SHUTDOWN, shutdown, MSG)       /* the embedded cluster's owner leaves */  \
+  T(STOP, stop, MSG)               /* `lray stop` */                          \
+  T(OBJ, obj, MSG)                 /* node -> client: an object's value */    \
+  T(OUT, out, MSG)                 /* node -> driver: worker output */        \
+  T(WARN, warn, MSG)               /* node -> driver: a warning */            \
+  T(GC, gc, MSG)                   /* node -> all: store short, collect */    \
+  T(JOB, job, MSG)                 /* node -> worker: a job's paths */        \
+  T(EXEC, exec, MSG)               /* node -> worker: run a task */           \
+  T(ACTOR, actor, MSG)             /* node -> client: an actor's state */     \
+  T(ACTOR_START, actor_start, MSG) /* node -> worker: become an actor */      \
+  T(CALL, call, MSG)               /* caller -> actor: a method call */       \
+  T(RET, ret, MSG)                 /* actor -> caller: its results */         \
+  T(CANCEL_CALL, cancel_call, MSG)                                            \
+  T(VALUE, value, REC)             /* an object's value or failure */         \
+  T(ACTOR_OPTS, actor_opts, REC)   /* what the node reads of .options */
+
+/* An object's value: inline bytes (data), a range of the node's shm store
+ * (shm = {offset, length}), or an encoded error (err); arr names the element
+ * type of an lray.array stored raw; refs are the ids the value contains. */
+/* An object's value, as in the record below. */
+#define LR_VALUE_FIELDS_(F)                                                   \
+  F(id, STR, ONE, NONE)                                                       \
+  F(data, STR, ONE, NONE)                                                     \
+  F(shm, INT, LIST, NONE)                                                     \
+  F(err, STR, ONE, NONE)                                                      \
+  F(arr, STR, ONE, NONE)
+
+/* A call's arguments: the encoded list (args), the ObjectRefs passed at the
+ * top level, by position (deps), and the ids nested in args (refs). */
+#define LR_ARGS_FIELDS_(F)                                                    \
+  F(args, STR, ONE, NONE)                                                     \
+  F(deps, STR, IMAP, NONE)                                                    \
+  F(refs, STR, LIST, NONE)
+
+#define LR_FIELDS_value(F)                                                    \
+  LR_VALUE_FIELDS_(F)                                                         \
+  F(refs, STR, LIST, NONE)
+
+#define LR_FIELDS_actor_opts(F)                                               \
+  F(name, STR, ONE, NONE)                                                     \
+  F(namespace, STR, ONE, NONE)                                                \
+  F(lifetime, STR, ONE, NONE)                                                 \
+  F(get_if_exists, BOOL, ONE, NONE)                                           \
+  F(max_concurrency, INT, ONE, NONE)                                          \
+  F(concurrency_groups, INT, SMAP, NONE)                                      \
+  F(max_restarts, INT, ONE, NONE)                                             \
+  F(max_task_retries, INT, ONE, NONE)
+
+#define LR_FIELDS_hello(F)                                                    \
+  F(rid, STR, ONE, NONE)                                                      \
+  F(proto, INT, ONE, NONE)                                                    \
+  F(role, STR, ONE, NONE)                                                     \
+  F(wid, STR, ONE, NONE)                                                      \
+  F(pid, INT, ONE, NONE)                                                      \
+  F(path, STR, ONE, NONE)                                                     \
+  F(cpath, STR, ONE, NONE)                                                    \
+  F(namespace, STR, ONE, NONE)                                                \
+  F(log_to_driver, BOOL, ONE, NONE)
+
+/* One reply type for every rpc; each request fills the fields it needs. The
+ * state API (resources, nodes, list, status) answers in json. */
+#define LR_FIELDS_reply(F)                                                    \
+  F(rid, STR, ONE, NONE)                                                      \
+  F(err, STR, ONE, NONE)                                                      \
+  F(node_id, STR, ONE, NONE)                                                  \
+  F(job_id, STR, ONE, NONE)                                                   \
+  F(shm, STR, ONE, NONE)                                                      \
+  F(session_dir, STR, ONE, NONE)                                              \
+  F(namespace, STR, ONE, NONE)                                                \
+  F(address, STR, ONE, NONE)                                                  \
+  F(off, INT, ONE, NONE)                                                      \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(existed, BOOL, ONE, NONE)                                                 \
+  F(cname, STR, ONE, NONE)                                                    \
+  F(methods, BOOL, SMAP, NONE)                                                \
+  F(json, STR, ONE, NONE)
+
+#define LR_FIELDS_fn(F)                                                       \
+  F(h, STR, ONE, NONE)                                                        \
+  F(code, STR, ONE, NONE)                                                     \
+  F(refs, STR, LIST, NONE)
+
+#define LR_FIELDS_submit(F)                                                   \
+  F(tid, STR, ONE, NONE)                                                      \
+  F(fh, STR, ONE, NONE)                                                       \
+  LR_ARGS_FIELDS_(F)                                                          \
+  F(actors, STR, LIST, NONE)                                                  \
+  F(rets, STR, LIST, NONE)                                                    \
+  F(res, INT, SMAP, NONE)                                                     \
+  F(name, STR, ONE, NONE)                                                     \
+  F(max_retries, INT, ONE, NONE)                                              \
+  F(retry_exc, BOOL, ONE, NONE)                                               \
+  F(parent, STR, ONE, NONE)                                                   \
+  F(job, STR, ONE, NONE)
+
+#define LR_FIELDS_put(F) LR_FIELDS_value(F)
+
+#define LR_FIELDS_expect(F) F(id, STR, ONE, NONE)
+#define LR_FIELDS_sub(F) F(ids, STR, LIST, NONE)
+#define LR_FIELDS_ref(F) F(id, STR, ONE, NONE)
+#define LR_FIELDS_unref(F) F(ids, STR, LIST, NONE)
+
+#define LR_FIELDS_alloc(F)                                                    \
+  F(rid, STR, ONE, NONE)                                                      \
+  F(size, INT, ONE, NONE)
+
+#define LR_FIELDS_blocked(F)
+#define LR_FIELDS_unblocked(F)
+
+#define LR_FIELDS_done(F)                                                     \
+  F(tid, STR, ONE, NONE)                                                      \
+  F(results, REC, LIST, VALUE)                                                \
+  F(lua_error, BOOL, ONE, NONE)
+
+/* From a client: cancel the task producing object id. From the node to the
+ * worker running it: cancel task tid. */
+#define LR_FIELDS_cancel(F)                                                   \
+  F(id, STR, ONE, NONE)                                                       \
+  F(force, BOOL, ONE, NONE)                                                   \
+  F(recursive, BOOL, ONE, NONE)                                               \
+  F(tid, STR, ONE, NONE)
+
+#define LR_FIELDS_actor_create(F)                                             \
+  F(rid, STR, ONE, NONE)                                                      \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(ch, STR, ONE, NONE)                                                       \
+  LR_ARGS_FIELDS_(F)                                                          \
+  F(actors, STR, LIST, NONE)                                                  \
+  F(cname, STR, ONE, NONE)                                                    \
+  F(methods, BOOL, SMAP, NONE)                                                \
+  F(res, INT, SMAP, NONE)                                                     \
+  F(place, INT, SMAP, NONE)                                                   \
+  F(job, STR, ONE, NONE)                                                      \
+  F(opts, REC, ONE, ACTOR_OPTS)
+
+#define LR_FIELDS_actor_sub(F) F(aid, STR, ONE, NONE)
+#define LR_FIELDS_actor_ref(F) F(aid, STR, ONE, NONE)
+#define LR_FIELDS_actor_unref(F) F(aid, STR, ONE, NONE)
+
+#define LR_FIELDS_actor_ready(F)                                              \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(addr, STR, ONE, NONE)
+
+/* err: the encoded error (for the actor's callers); message: its text, so
+ * the node never decodes a payload. */
+#define LR_FIELDS_actor_failed(F)                                             \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(err, STR, ONE, NONE)                                                      \
+  F(message, STR, ONE, NONE)
+
+#define LR_FIELDS_kill_actor(F)                                               \
+  F(rid, STR, ONE, NONE)                                                      \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(no_restart, BOOL, ONE, NONE)
+
+#define LR_FIELDS_get_actor(F)                                                \
+  F(rid, STR, ONE, NONE)                                                      \
+  F(name, STR, ONE, NONE)                                                     \
+  F(namespace, STR, ONE, NONE)
+
+#define LR_FIELDS_resources(F) F(rid, STR, ONE, NONE)
+#define LR_FIELDS_nodes(F) F(rid, STR, ONE, NONE)
+#define LR_FIELDS_list(F)                                                     \
+  F(rid, STR, ONE, NONE)                                                      \
+  F(what, STR, ONE, NONE)
+#define LR_FIELDS_status(F) F(rid, STR, ONE, NONE)
+#define LR_FIELDS_shutdown(F)
+#define LR_FIELDS_stop(F)
+
+#define LR_FIELDS_obj(F) LR_VALUE_FIELDS_(F)
+
+#define LR_FIELDS_out(F)                                                      \
+  F(name, STR, ONE, NONE)                                                     \
+  F(pid, INT, ONE, NONE)                                                      \
+  F(text, STR, ONE, NONE)                                                     \
+  F(stream, INT, ONE, NONE)
+
+#define LR_FIELDS_warn(F) F(text, STR, ONE, NONE)
+#define LR_FIELDS_gc(F)
+
+#define LR_FIELDS_job(F)                                                      \
+  F(job, STR, ONE, NONE)                                                      \
+  F(path, STR, ONE, NONE)                                                     \
+  F(cpath, STR, ONE, NONE)                                                    \
+  F(namespace, STR, ONE, NONE)
+
+/* depv: the values of ObjectRef arguments, by argument position. code: the
+ * function's encoding, only the first time this worker sees fh. deps: some
+ * arguments were ObjectRefs. */
+#define LR_FIELDS_exec(F)                                                     \
+  F(tid, STR, ONE, NONE)                                                      \
+  F(seq, INT, ONE, NONE)                                                      \
+  F(fh, STR, ONE, NONE)                                                       \
+  F(code, STR, ONE, NONE)                                                     \
+  F(args, STR, ONE, NONE)                                                     \
+  F(depv, REC, IMAP, VALUE)                                                   \
+  F(rets, STR, LIST, NONE)                                                    \
+  F(name, STR, ONE, NONE)                                                     \
+  F(job, STR, ONE, NONE)                                                      \
+  F(refs, STR, LIST, NONE)                                                    \
+  F(actors, STR, LIST, NONE)                                                  \
+  F(deps, BOOL, ONE, NONE)                                                    \
+  F(gpus, INT, LIST, NONE)
+
+#define LR_FIELDS_actor(F)                                                    \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(state, STR, ONE, NONE)                                                    \
+  F(addr, STR, ONE, NONE)                                                     \
+  F(pid, INT, ONE, NONE)                                                      \
+  F(cause, STR, ONE, NONE)                                                    \
+  F(cname, STR, ONE, NONE)                                                    \
+  F(name, STR, ONE, NONE)                                                     \
+  F(restarts, INT, ONE, NONE)                                                 \
+  F(max_task_retries, INT, ONE, NONE)                                         \
+  F(init_error, STR, ONE, NONE)
+
+#define LR_FIELDS_actor_start(F)                                              \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(code, STR, ONE, NONE)                                                     \
+  F(args, STR, ONE, NONE)                                                     \
+  F(depv, REC, IMAP, VALUE)                                                   \
+  F(cname, STR, ONE, NONE)                                                    \
+  F(job, STR, ONE, NONE)                                                      \
+  F(opts, REC, ONE, ACTOR_OPTS)                                               \
+  F(session, STR, ONE, NONE)                                                  \
+  F(gpus, INT, LIST, NONE)
+
+#define LR_FIELDS_call(F)                                                     \
+  F(cid, STR, ONE, NONE)                                                      \
+  F(m, STR, ONE, NONE)                                                        \
+  LR_ARGS_FIELDS_(F)                                                          \
+  F(rets, STR, LIST, NONE)
+
+#define LR_FIELDS_ret(F)                                                      \
+  F(cid, STR, ONE, NONE)                                                      \
+  F(results, REC, LIST, VALUE)
+
+#define LR_FIELDS_cancel_call(F) F(cid, STR, ONE, NONE)
+
+#endif

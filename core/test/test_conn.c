@@ -1,0 +1,153 @@
+/* Tests for the frame reader (net/conn.c) over a real socketpair: frames
+ * written whole, byte by byte and split at random all arrive intact and in
+ * order; a header announcing more than max_frame closes the connection
+ * without reserving the announced size. */
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+#include "common/buf.h"
+#include "net/net.h"
+#include "test/test.h"
+
+typedef struct {
+  lr_conn_t c;
+  lr_buf_t got; /* every frame received: u32 length + bytes */
+  int frames, closed;
+} tconn_t;
+
+static void on_frame(lr_conn_t *c, const char *p, size_t n)
+{
+  tconn_t *t = c->data;
+  uint32_t l = (uint32_t)n;
+  lr_buf_append(&t->got, &l, 4);
+  lr_buf_append(&t->got, p, n);
+  t->frames++;
+}
+
+static void on_close(lr_conn_t *c)
+{
+  tconn_t *t = c->data;
+  t->closed = 1;
+}
+
+static int open_pair(uv_loop_t *loop, tconn_t *t, int *peer)
+{
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return -1;
+  memset(t, 0, sizeof(*t));
+  lr_buf_init(&t->got);
+  ASSERT_EQ(lr_conn_init(loop, &t->c, 0), 0);
+  t->c.data = t;
+  t->c.on_frame = on_frame;
+  t->c.on_close = on_close;
+  ASSERT_EQ(uv_pipe_open(&t->c.h.pipe, sv[0]), 0);
+  ASSERT_EQ(lr_conn_start(&t->c), 0);
+  *peer = sv[1];
+  return 0;
+}
+
+/* Builds n frames of varied sizes (up to ~300 KiB) into b. */
+static void make_frames(lr_buf_t *b, int n)
+{
+  for (int i = 0; i < n; i++) {
+    uint32_t len = (uint32_t)((i * 7919u) % 5000u);
+    if (i % 10 == 3) len = 300000 + (uint32_t)i;
+    lr_buf_append(b, &len, 4);
+    char *p = lr_buf_reserve(b, len);
+    for (uint32_t k = 0; k < len; k++) p[k] = (char)(i + k);
+    b->len += len;
+  }
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    ASSERT(w > 0);
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Runs the loop until the reading end has nothing left unread. */
+static void drain(uv_loop_t *loop, tconn_t *t)
+{
+  int fd, unread = 1;
+  ASSERT_EQ(uv_fileno(&t->c.h.handle, &fd), 0);
+  for (int spins = 0; unread > 0 && spins < 100000; spins++) {
+    uv_run(loop, UV_RUN_NOWAIT);
+    ASSERT_EQ(ioctl(fd, FIONREAD, &unread), 0);
+  }
+  uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* Writes src to peer in pieces (size from piece(): 0 = all at once) while
+ * running the loop, then checks every frame arrived intact. */
+static void check_delivery(size_t (*piece)(void))
+{
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  tconn_t t;
+  int peer;
+  ASSERT_EQ(open_pair(&loop, &t, &peer), 0);
+  lr_buf_t src;
+  lr_buf_init(&src);
+  make_frames(&src, 40);
+  size_t off = 0;
+  while (off < src.len) {
+    size_t n = piece ? piece() : src.len;
+    if (n > src.len - off) n = src.len - off;
+    if (n > 65536) n = 65536; /* stay below the socket buffer */
+    write_all(peer, src.data + off, n);
+    off += n;
+    drain(&loop, &t);
+  }
+  for (int spins = 0; t.got.len < src.len && spins < 100000; spins++) uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(t.frames, 40);
+  ASSERT_EQ(t.got.len, src.len);
+  ASSERT(!memcmp(t.got.data, src.data, src.len));
+  ASSERT(!t.closed);
+  lr_conn_close(&t.c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT(t.closed);
+  close(peer);
+  lr_buf_free(&src);
+  lr_buf_free(&t.got);
+  uv_loop_close(&loop);
+}
+
+static size_t one_byte(void) { return 1; }
+static uint32_t seed = 12345;
+static size_t random_piece(void)
+{
+  seed = seed * 1103515245u + 12345u;
+  return 1 + (seed >> 8) % 9000;
+}
+
+TEST(conn_frames_whole) { check_delivery(NULL); }
+TEST(conn_frames_byte_by_byte) { check_delivery(one_byte); }
+TEST(conn_frames_split_at_random) { check_delivery(random_piece); }
+
+TEST(conn_oversized_header_closes)
+{
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  tconn_t t;
+  int peer;
+  ASSERT_EQ(open_pair(&loop, &t, &peer), 0);
+  t.c.max_frame = 1024;
+  uint32_t len = 1024; /* at the limit: fine */
+  char frame[4 + 1024] = {0};
+  memcpy(frame, &len, 4);
+  write_all(peer, frame, sizeof(frame));
+  len = 0xfffffff0u; /* a 4 GiB claim */
+  write_all(peer, (char *)&len, 4);
+  for (int spins = 0; !t.closed && spins < 100000; spins++) uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT(t.closed);
+  ASSERT_EQ(t.frames, 1);
+  close(peer);
+  lr_buf_free(&t.got);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
