@@ -61,6 +61,16 @@
   T(CALL, call, MSG)               /* caller -> actor: a method call */       \
   T(RET, ret, MSG)                 /* actor -> caller: its results */         \
   T(CANCEL_CALL, cancel_call, MSG)                                            \
+  T(LEASE, lease, MSG)             /* submitter -> node: a worker, please */  \
+  T(LEASE_START, lease_start, MSG) /* node -> worker: you are lent */         \
+  T(LEASE_DONE, lease_done, MSG)   /* worker -> node: idle, lease back */     \
+  T(LEASE_RETURN, lease_return, MSG) /* submitter -> node: unused, back */    \
+  T(LEASE_CANCEL, lease_cancel, MSG) /* submitter -> node: request withdrawn */ \
+  T(LEASE_STOP, lease_stop, MSG)   /* node -> worker: returned unused */      \
+  T(LEASE_END, lease_end, MSG)     /* worker -> submitter: lease is over */   \
+  T(PUSH, push, MSG)               /* submitter -> worker: run a task */      \
+  T(RESULT, result, MSG)           /* worker -> submitter: a task's results */ \
+  T(LEASE_WAIT, lease_wait, MSG)   /* node -> submitter: no worker free yet */ \
   T(VALUE, value, REC)             /* an object's value or failure */         \
   T(ACTOR_OPTS, actor_opts, REC)   /* what the node reads of .options */
 
@@ -123,7 +133,9 @@
   F(existed, BOOL, ONE, NONE)                                                 \
   F(cname, STR, ONE, NONE)                                                    \
   F(methods, BOOL, SMAP, NONE)                                                \
-  F(json, STR, ONE, NONE)
+  F(json, STR, ONE, NONE)                                                     \
+  F(lid, STR, ONE, NONE)                                                      \
+  F(pid, INT, ONE, NONE)
 
 #define LR_FIELDS_fn(F)                                                       \
   F(h, STR, ONE, NONE)                                                        \
@@ -214,7 +226,7 @@
   F(rid, STR, ONE, NONE)                                                      \
   F(what, STR, ONE, NONE)
 #define LR_FIELDS_status(F) F(rid, STR, ONE, NONE)
-#define LR_FIELDS_shutdown(F)
+#define LR_FIELDS_shutdown(F) F(rid, STR, ONE, NONE)
 #define LR_FIELDS_stop(F)
 
 #define LR_FIELDS_obj(F) LR_VALUE_FIELDS_(F)
@@ -286,5 +298,50 @@
   F(results, REC, LIST, VALUE)
 
 #define LR_FIELDS_cancel_call(F) F(cid, STR, ONE, NONE)
+
+/* Leases. A submitter asks for a worker for a resource shape (name: its
+ * first task's, for warnings); the reply has the lease id (lid), the
+ * worker's address and pid, or err, or neither once withdrawn. */
+#define LR_FIELDS_lease(F)                                                    \
+  F(rid, STR, ONE, NONE)                                                      \
+  F(res, INT, SMAP, NONE)                                                     \
+  F(name, STR, ONE, NONE)                                                     \
+  F(job, STR, ONE, NONE)
+
+#define LR_FIELDS_lease_start(F)                                              \
+  F(lid, STR, ONE, NONE)                                                      \
+  F(gpus, INT, LIST, NONE)
+
+#define LR_FIELDS_lease_done(F) F(lid, STR, ONE, NONE)
+#define LR_FIELDS_lease_return(F) F(lid, STR, ONE, NONE)
+#define LR_FIELDS_lease_cancel(F) F(rid, STR, ONE, NONE)
+#define LR_FIELDS_lease_stop(F) F(lid, STR, ONE, NONE)
+#define LR_FIELDS_lease_end(F) F(lid, STR, ONE, NONE)
+#define LR_FIELDS_lease_wait(F) F(rid, STR, ONE, NONE)
+
+/* A task for a leased worker: as exec, plus its lease. */
+#define LR_FIELDS_push(F)                                                     \
+  F(lid, STR, ONE, NONE)                                                      \
+  F(tid, STR, ONE, NONE)                                                      \
+  F(seq, INT, ONE, NONE)                                                      \
+  F(fh, STR, ONE, NONE)                                                       \
+  F(code, STR, ONE, NONE)                                                     \
+  F(args, STR, ONE, NONE)                                                     \
+  F(depv, REC, IMAP, VALUE)                                                   \
+  F(deps, BOOL, ONE, NONE)                                                    \
+  F(rets, STR, LIST, NONE)                                                    \
+  F(name, STR, ONE, NONE)                                                     \
+  F(job, STR, ONE, NONE)                                                      \
+  F(refs, STR, LIST, NONE)                                                    \
+  F(actors, STR, LIST, NONE)
+
+/* rejected: the lease had ended before the task came (send it again);
+ * dur: seconds it ran, so the submitter knows short functions. */
+#define LR_FIELDS_result(F)                                                   \
+  F(tid, STR, ONE, NONE)                                                      \
+  F(results, REC, LIST, VALUE)                                                \
+  F(lua_error, BOOL, ONE, NONE)                                               \
+  F(rejected, BOOL, ONE, NONE)                                                \
+  F(dur, F64, ONE, NONE)
 
 #endif

@@ -22,6 +22,7 @@ local SPIN = tonumber(os.getenv("LRAY_WORKER_SPIN_US") or "50") * 1e-6
 local CANCEL = setmetatable({}, { __tostring = function() return "task cancelled" end })
 
 local function pack(...) return { n = select("#", ...), ... } end
+local reply_with
 
 -- What a task raised, with the traceback of where it was raised.
 local function on_error(e)
@@ -57,6 +58,28 @@ local function result_entry(id, blob, refs)
   if not ok then return { id = id, err = encode_error(r) } end
   runtime.region():write(r.off, blob)
   return { id = id, shm = { r.off, #blob }, refs = refs }
+end
+
+-- Sends a task's or call's results to whoever asked, straight. Results that
+-- must live on the node go there first: large ones (in its store) and ones
+-- holding ObjectRefs (the node keeps those alive while the value lives).
+-- This worker holds them until the caller has taken them over (it sends
+-- "ref" when the reply arrives). What the code did to references reaches
+-- the node before the reply reaches the caller.
+local function on_node(r) return r.shm ~= nil or r.refs ~= nil end
+
+function reply_with(conn, msg)
+  for _, r in ipairs(msg.results) do
+    if on_node(r) then
+      runtime.send({ t = "put", id = r.id, data = r.data, shm = r.shm, arr = r.arr,
+        refs = r.refs })
+    end
+  end
+  runtime.flush_out()
+  if conn:is_open() then conn:send(msg) end
+  for _, r in ipairs(msg.results) do
+    if on_node(r) then runtime.queue({ t = "unref", ids = { r.id } }) end
+  end
 end
 
 -- Encodes what a call returned into one entry per return id.
@@ -160,9 +183,23 @@ local function set_gpus(gpus)
   end
 end
 
+-- Output lines name what printed them: the node reads this worker's
+-- stdout and stderr, and a marker line there says whose lines follow.
+local label = nil
+local function set_label(name)
+  if name == label then return end
+  label = name
+  local marker = "\0lray:label " .. tostring(name) .. "\n"
+  io.stdout:write(marker)
+  io.stdout:flush()
+  io.stderr:write(marker)
+end
+
 local function run_task(m)
   local what = "task '" .. tostring(m.name) .. "'"
-  runtime.current = { task_id = m.tid, name = m.name, job_id = m.job, gpu_ids = m.gpus }
+  runtime.current = { task_id = m.tid, name = m.name, job_id = m.job, gpu_ids = m.gpus,
+    conn = m.conn }
+  set_label(m.name)
   set_gpus(m.gpus)
   local results, lua_error
   local fn, err = load_fn(m, fns)
@@ -193,7 +230,103 @@ local function run_task(m)
     -- node hears this worker let go (it would wait for Lua's next cycle).
     collectgarbage()
   end
-  runtime.send({ t = "done", tid = m.tid, results = results, lua_error = lua_error })
+  return results, lua_error
+end
+
+-- -- Leases ----------------------------------------------------------------
+-- The node lends this worker to one submitter at a time (lease_start); the
+-- submitter sends tasks straight here (push) and gets results back on the
+-- same connection. Idle for LEASE_IDLE, the worker hands the lease back.
+
+local LEASE_IDLE = tonumber(os.getenv("LRAY_LEASE_IDLE_MS") or "5") / 1000
+local FIRST_PUSH_WAIT = 2     -- seconds a fresh lease waits for its submitter
+local lease = nil             -- {lid, gpus, conn, pushed, idle_timer}
+local early = {}              -- lease id -> pushes that came before lease_start
+local ended = {}              -- lease ids handed back (late pushes are refused)
+
+local function end_lease()
+  local L = lease
+  lease = nil
+  ended[L.lid] = true
+  if L.idle_timer then L.idle_timer:stop() end
+  runtime.send({ t = "lease_done", lid = L.lid })
+  if L.conn and L.conn:is_open() then L.conn:send({ t = "lease_end", lid = L.lid }) end
+end
+
+local function lease_idle()
+  local L = lease
+  if not L then return end
+  for i = 1, #work do
+    if work[i].lid == L.lid then return end
+  end
+  if L.idle_timer then L.idle_timer:stop() end
+  L.idle_timer = core.timer(L.conn and LEASE_IDLE or FIRST_PUSH_WAIT, 0, function()
+    L.idle_timer = nil
+    if lease ~= L then return end
+    for i = 1, #work do
+      if work[i].lid == L.lid then return end
+    end
+    if not runtime.current.task_id then end_lease() end
+  end, true)
+end
+
+local function on_push(conn, m)
+  m.conn = conn
+  if ended[m.lid] then
+    conn:send({ t = "result", tid = m.tid, rejected = true })
+    return
+  end
+  if not lease or lease.lid ~= m.lid then
+    -- The node's lease_start is on its way on the other connection.
+    local q = early[m.lid]
+    if not q then q = {}; early[m.lid] = q end
+    q[#q + 1] = m
+    return
+  end
+  lease.conn = conn
+  if lease.idle_timer then lease.idle_timer:stop(); lease.idle_timer = nil end
+  work[#work + 1] = m
+end
+
+local function run_pushed(m)
+  m.gpus = lease and lease.gpus
+  local t0 = core.now()
+  local results, lua_error = run_task(m)
+  reply_with(m.conn, { t = "result", tid = m.tid, results = results, lua_error = lua_error,
+    dur = core.now() - t0 })
+  lease_idle()
+end
+
+-- A submitter that hangs up takes its tasks with it (as Ray's owners do):
+-- queued ones are dropped, a running one is cancelled.
+local function on_submitter_gone(conn)
+  for i = #work, 1, -1 do
+    if work[i].conn == conn then remove(work, i) end
+  end
+  local cur = runtime.current.task_id
+  if cur and runtime.current.conn == conn then
+    cancel_requested[cur] = true
+    core.cancel_now()
+  end
+  if lease and lease.conn == conn then end_lease() end
+end
+
+local function serve_submitters(session, wid)
+  local addr = "unix:" .. session .. "/w-" .. wid .. ".sock"
+  core.unlink(addr:sub(6))
+  local srv = core.listen(addr, function(conn)
+    conn:on_message(function(c, msg)
+      if msg.t == "push" then
+        on_push(c, msg)
+      elseif msg.t == "cancel" then
+        cancel_requested[msg.tid] = true
+        if runtime.current.task_id == msg.tid then core.cancel_now() end
+        if msg.recursive then require("lray.submit").cancel_children(msg.tid) end
+      end
+    end)
+    conn:on_close(function() on_submitter_gone(conn) end)
+  end)
+  return srv
 end
 
 -- -- Actors ----------------------------------------------------------------
@@ -262,19 +395,7 @@ local function serve_call(conn, m)
     end
   end
   runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
-  -- Large results go to the node's store: this worker holds them until the
-  -- caller has taken them over (it sends "ref" when the reply arrives).
-  for _, r in ipairs(results) do
-    if r.shm then
-      runtime.send({ t = "put", id = r.id, shm = r.shm, arr = r.arr, refs = r.refs })
-    end
-  end
-  if conn:is_open() then
-    conn:send({ t = "ret", cid = m.cid, results = results })
-  end
-  for _, r in ipairs(results) do
-    if r.shm then runtime.queue({ t = "unref", ids = { r.id } }) end
-  end
+  reply_with(conn, { t = "ret", cid = m.cid, results = results })
 end
 
 local function become_actor(m)
@@ -416,8 +537,21 @@ end
 -- -- Main loop ---------------------------------------------------------------
 
 local H = runtime.handlers
-H.exec = function(m) work[#work + 1] = m end
 H.actor_start = function(m) work[#work + 1] = m end
+H.lease_start = function(m)
+  lease = { lid = m.lid, gpus = m.gpus }
+  local q = early[m.lid]
+  early[m.lid] = nil
+  if q then
+    for _, p in ipairs(q) do on_push(p.conn, p) end
+  else
+    lease_idle()
+  end
+end
+-- The submitter gave the lease back unused.
+H.lease_stop = function(m)
+  if lease and lease.lid == m.lid then end_lease() end
+end
 H.job = function(m)
   if m.path then package.path = m.path end
   if m.cpath then package.cpath = m.cpath end
@@ -443,6 +577,12 @@ function M.main(argv)
   core.line_buffered()
   core.cancel_setup(CANCEL)
   runtime.role = "worker"
+  -- Listen before saying hello: the node may lend this worker at once.
+  local srv = serve_submitters(o.node:match("^(.*)/[^/]*$"), o.wid)
+  if not srv then
+    io.stderr:write("lray worker: cannot listen for submitters\n")
+    return 1
+  end
   -- The node may be busy accepting a burst of workers: retry a while.
   local w, err
   local deadline = core.now() + 10
@@ -457,10 +597,11 @@ function M.main(argv)
   runtime.conn:on_close(function() core.exit(0) end)
   runtime.worker_id = o.wid
   runtime.node_id = w.node_id
+
   while true do
     if #work > 0 then
       local m = remove(work, 1)
-      if m.t == "exec" then run_task(m) else become_actor(m) end
+      if m.t == "push" then run_pushed(m) else become_actor(m) end
     elseif actor and actor.limits then
       serve_concurrent()
     elseif #calls > 0 then

@@ -78,16 +78,7 @@ local function on_ret(m)
     local call = st.inflight[m.cid]
     if call then
       st.inflight[m.cid] = nil
-      for i, r in ipairs(m.results) do
-        local id = call.rets[i]
-        if r.shm then
-          -- Stored on the node by the actor: we hold it from now on.
-          runtime.fill(id, r, "node")
-          runtime.queue({ t = "ref", id = id })
-        else
-          runtime.fill(id, r, "local")
-        end
-      end
+      runtime.take_results(call.rets, m.results)
       return
     end
   end
@@ -208,7 +199,7 @@ local function call_method(h, mname, mopts, ...)
   local d = handle_data[h]
   local aid = d.aid
   local what = "actor method '" .. d.cname .. "." .. mname .. "'"
-  local blob, deps, refs = remote.pack_args(what, ...)
+  local blob, deps, refs = remote.pack_args(what, false, ...)
   local nret = mopts and mopts.num_returns or 1
   local rets = {}
   for i = 1, nret do rets[i] = runtime.new_id() end
@@ -346,8 +337,8 @@ local function create(rc, ...)
   if not runtime.conn then require("lray").init() end
   if not rc._name then rc._name = rawget(rc._cls, "__name") or remote.guess_name(rc) end
   local cname = rc:_label()
-  local ch = remote.export(rc._ex, rc._cls, "actor class " .. cname)
-  local blob, deps, refs, actors_in = remote.pack_args("the init of actor " .. cname, ...)
+  local ch = remote.export(rc._ex, rc._cls, "actor class " .. cname, true)
+  local blob, deps, refs, actors_in = remote.pack_args("the init of actor " .. cname, false, ...)
   local opts = rc._opts
   local aid = runtime.new_id()
   local methods = method_names(rc._cls)

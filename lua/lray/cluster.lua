@@ -129,9 +129,12 @@ end
 function M.leave()
   runtime.leaving = true
   if runtime.conn and runtime.conn:is_open() and not runtime.lost then
-    runtime.send({ t = "shutdown" })
-    core.flush()
-    runtime.conn:close()
+    -- The reply comes after the output of our tasks still on its way.
+    local done = false
+    runtime.request({ t = "shutdown" }, function() done = true end)
+    runtime.wait_until(function() return done or not runtime.conn:is_open() end,
+      core.now() + 2, true)
+    if runtime.conn:is_open() then runtime.conn:close() end
   end
   if node_proc then
     local deadline = core.now() + 3

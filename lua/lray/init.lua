@@ -10,6 +10,7 @@ local actor = require("lray.actor")
 -- Loaded on first use: a worker process never needs them, and every
 -- module a worker loads counts in its idle memory.
 local function cluster() return require("lray.cluster") end
+local function submit() return require("lray.submit") end
 
 local type, error, tostring, pairs = type, error, tostring, pairs
 local ref_id = object.id
@@ -112,6 +113,7 @@ function lray.shutdown()
   if not ctx then return end
   ctx = nil
   actor.reset()
+  if package.loaded["lray.submit"] then submit().reset() end
   cluster().leave()
   runtime.reset()
   runtime.role = nil
@@ -249,6 +251,7 @@ end
 function lray.cancel(ref, opts)
   local id = check_ref(ref, "lray.cancel", 2)
   opts = opts or {}
+  if submit().cancel(id, opts.force == true, opts.recursive ~= false) then return end
   local e = runtime.objs[id]
   if e and e.loc == "local" then
     -- An actor call's result.

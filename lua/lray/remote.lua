@@ -6,6 +6,7 @@ local runtime = require("lray.runtime")
 local serialize = require("lray.serialize")
 local object = require("lray.object")
 local options = require("lray.options")
+local submitter = require("lray.submit")
 
 local select, type, setmetatable, rawequal =
   select, type, setmetatable, rawequal
@@ -51,21 +52,29 @@ end
 
 -- -- Export ------------------------------------------------------------------
 
---- Sends the definition value (function or class table) to the cluster once
---- per session; returns its content hash.
-function M.export(ex, value, what)
+--- Encodes the definition value (function or class table) once per
+--- session; returns its content hash. A class goes to the node, which starts
+--- actors; a function's code goes with the first task each leased worker
+--- gets (lray.submit).
+function M.export(ex, value, what, is_class)
   if ex.session == M.session then return ex.hash end
   serialize.refresh(true)
   local code, refs = runtime.encode_tracked(value, what)
   local h = core.hash(code)
-  runtime.send({ t = "fn", h = h, code = code, refs = refs })
+  if is_class then
+    runtime.send({ t = "fn", h = h, code = code, refs = refs })
+  else
+    submitter.define(h, code)
+  end
   ex.hash, ex.session = h, M.session
   return h
 end
 
 --- Packs call arguments: ObjectRefs at the top level become dependencies
---- (resolved before the call runs); everything else is encoded.
-function M.pack_args(what, ...)
+--- (resolved before the call runs); everything else is encoded. by_value:
+--- the caller sends the dependencies' values itself (tasks), so they need
+--- not be made visible on the node.
+function M.pack_args(what, by_value, ...)
   serialize.refresh()   -- a module required since the last call goes by name
   local n = select("#", ...)
   local args = { n = n }
@@ -75,7 +84,7 @@ function M.pack_args(what, ...)
     local id = type(v) == "userdata" and ref_id(v)
     if id then
       deps = deps or {}
-      deps[i] = runtime.escape(id)
+      deps[i] = by_value and id or runtime.escape(id)
     else
       args[i] = v
     end
@@ -108,20 +117,21 @@ local function submit(rf, ...)
   if not rf._name and not rf._opts.name then rf._name = M.guess_name(rf) end
   local name = rf:_label()
   local fh = M.export(rf._ex, rf._fn, "remote function " .. name)
-  local blob, deps, refs, actors = M.pack_args("task '" .. name .. "'", ...)
+  local blob, deps, refs, actors = M.pack_args("task '" .. name .. "'", true, ...)
   local opts = rf._opts
   local nret = opts.num_returns or 1
   local rets, out = {}, {}
   for i = 1, nret do
     rets[i] = runtime.new_id()
     -- Known before the submission leaves: the result may come back at once.
-    runtime.expect(rets[i])
+    runtime.expect(rets[i], "local")
     out[i] = runtime.new_ref(rets[i], true)
   end
-  runtime.send({ t = "submit", tid = runtime.new_id(), fh = fh, args = blob,
-    deps = deps, refs = refs, actors = actors, rets = rets, res = rf._req, name = name,
-    max_retries = opts.max_retries, retry_exc = opts.retry_exceptions,
-    parent = runtime.current.task_id, job = runtime.current.job_id })
+  submitter.submit({ tid = runtime.new_id(), fh = fh, args = blob, deps = deps, refs = refs,
+    actors = actors, rets = rets, res = rf._req, name = name,
+    retries = opts.max_retries or 3, retry_exc = opts.retry_exceptions,
+    parent = runtime.current.task_id, job = runtime.current.job_id or runtime.job_id,
+    keep = (deps or refs or actors) and { ... } or nil })
   runtime.submitted()
   return unpack(out, 1, nret)
 end

@@ -8,7 +8,7 @@ local errors = require("lray.errors")
 
 local encode, decode = serialize.encode, serialize.decode
 local run_once, poll, now = core.run_once, core.poll, core.now
-local type, pairs, error, tostring = type, pairs, error, tostring
+local type, pairs, ipairs, error, tostring = type, pairs, ipairs, error, tostring
 local unpack = unpack
 local format = string.format
 
@@ -30,6 +30,8 @@ local objs = {}       -- id -> {st=nil|"ok"|"err", data=, shm=, err=, loc=}
 local counts = {}     -- id -> live ObjectRefs to it in this process
 local subscribed = {} -- id -> true once the node was asked about it
 local replies = {}    -- rpc id -> reply message
+local on_reply = {}   -- rpc id -> function(reply), for requests nobody waits on
+local watchers = {}   -- id -> functions to call once its value is here
 M.objs, M.counts = objs, counts
 
 -- -- Ids -------------------------------------------------------------------
@@ -119,6 +121,7 @@ end
 
 M.escape = escape
 M.queue = queue
+M.flush_out = function() if #outq > 0 then flush_queue() end end
 
 local nsubmitted = 0
 --- After each submission: hand it to the kernel now, and every so often
@@ -170,9 +173,32 @@ function M.fill(id, msg, loc)
   e.data, e.shm, e.err, e.arr = msg.data, msg.shm, msg.err, msg.arr
   e.st = msg.err and "err" or "ok"
   if loc then e.loc = loc end
+  local w = watchers[id]
+  if w then
+    watchers[id] = nil
+    for i = 1, #w do w[i](id) end
+  end
   if e.promote_on_arrival then
     e.promote_on_arrival = nil
     queue({ t = "put", id = id, data = e.data, err = e.err, shm = e.shm, arr = e.arr })
+  end
+end
+
+--- Takes the results of a task or actor call this process made (rets: its
+--- return ids). Small ones arrive whole and live here; large ones, and ones
+--- holding ObjectRefs, the worker stored on the node, and this process holds
+--- them from now on (if it still wants them).
+function M.take_results(rets, results)
+  for i, r in ipairs(results) do
+    local id = rets[i] or r.id
+    if r.shm or r.refs then
+      if counts[id] then
+        M.fill(id, r, "node")
+        queue({ t = "ref", id = id })
+      end
+    else
+      M.fill(id, r, "local")
+    end
   end
 end
 
@@ -330,6 +356,17 @@ function M.wait_until(done, deadline, hold)
   return err
 end
 
+--- Calls fn(id) once id's value (or failure) is here; at once if it is.
+--- Asks the node for it when nobody here will learn of it otherwise.
+function M.when_ready(id, fn)
+  local e = objs[id]
+  if e and e.st then return fn(id) end
+  local w = watchers[id]
+  if not w then w = {}; watchers[id] = w end
+  w[#w + 1] = fn
+  M.subscribe({ id })
+end
+
 --- Asks the node for objects this process has not heard of.
 function M.subscribe(ids)
   local want
@@ -452,6 +489,16 @@ function M.state(msg)
   return require("cjson").decode(r.json)
 end
 
+--- A request whose reply calls fn(reply) when it comes (from a message
+--- handler: do not run the loop there).
+function M.request(msg, fn)
+  local rid = M.new_id()
+  msg.rid = rid
+  on_reply[rid] = fn
+  M.send(msg)
+  return rid
+end
+
 --- Lets queued messages out and handles what came in, without blocking.
 function M.pump()
   if #outq > 0 then flush_queue() end
@@ -462,7 +509,14 @@ end
 
 local H = M.handlers
 H.obj = function(m) M.fill(m.id, m) end
-H.reply = function(m) replies[m.rid] = m end
+H.reply = function(m)
+  local fn = on_reply[m.rid]
+  if fn then
+    on_reply[m.rid] = nil
+    return fn(m)
+  end
+  replies[m.rid] = m
+end
 H.out = function(m)
   local stream = m.stream == 2 and io.stderr or io.stdout
   local prefix = "(" .. tostring(m.name) .. " pid=" .. tostring(m.pid) .. ") "
@@ -535,6 +589,8 @@ function M.reset()
   for k in pairs(counts) do counts[k] = nil end
   for k in pairs(subscribed) do subscribed[k] = nil end
   for k in pairs(replies) do replies[k] = nil end
+  for k in pairs(on_reply) do on_reply[k] = nil end
+  for k in pairs(watchers) do watchers[k] = nil end
   outq, unref_batch = {}, nil
   M.lost, M.leaving = nil, nil
   if region then region:close(); region = nil end

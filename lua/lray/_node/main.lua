@@ -57,10 +57,10 @@ H.hello = function(cl, m)
 end
 
 H.fn = function(_, m) N.fns[m.h] = m.code end
-H.submit = function(cl, m)
-  m.job = m.job or (cl.worker and cl.worker.job) or cl.job
-  sched.submit(cl, m)
-end
+H.lease = function(cl, m) sched.lease(cl, m) end
+H.lease_done = function(cl, m) if cl.worker then sched.lease_done(cl.worker, m) end end
+H.lease_return = function(cl, m) sched.lease_return(cl, m) end
+H.lease_cancel = function(cl, m) sched.lease_cancel(cl, m) end
 
 H.put = function(cl, m)
   objects.hold(cl, m.id)
@@ -116,9 +116,7 @@ H.alloc = function(cl, m) try_alloc(cl, m, 0) end
 H.blocked = function(cl) if cl.worker then sched.blocked(cl.worker, true) end end
 H.unblocked = function(cl) if cl.worker then sched.blocked(cl.worker, false) end end
 -- (an actor's worker blocked in get gives back the CPUs the actor holds)
-H.done = function(cl, m) if cl.worker then sched.done(cl.worker, m) end end
 
-H.cancel = function(_, m) sched.cancel(m.id, m.force, m.recursive) end
 
 H.actor_create = function(cl, m)
   local err, a = actors.create(cl, m)
@@ -174,10 +172,7 @@ H.list = function(cl, m)
   local r = {}
   if m.what == "actors" then r.items = actors.list()
   elseif m.what == "tasks" then
-    r.items = {}
-    for tid, t in pairs(sched.tasks) do
-      r.items[#r.items + 1] = { task_id = tid, name = t.name, state = t.state, job = t.job }
-    end
+    r.items = sched.list()
   elseif m.what == "objects" then
     r.items = {}
     for id, o in pairs(objects.objects) do
@@ -204,8 +199,15 @@ H.status = function(cl, m)
     node_id = N.node_id, address = N.tcp_addr or ("unix:" .. N.sock) })
 end
 
-H.shutdown = function(cl)
-  if cl.job and N.jobs[cl.job] and N.jobs[cl.job].pid == N.owner_pid then M.cleanup(0) end
+-- A driver leaves. What its tasks printed before their results reached it
+-- is still in the workers' pipes: one more turn of the loop reads it, and it
+-- goes out ahead of the reply.
+H.shutdown = function(cl, m)
+  core.timer(0.001, 0, function()
+    sched.flush_output(cl.job)
+    if m.rid and cl.conn:is_open() then reply(cl, m, {}) end
+    if cl.job and N.jobs[cl.job] and N.jobs[cl.job].pid == N.owner_pid then M.cleanup(0) end
+  end)
 end
 H.stop = function() M.cleanup(0) end
 
@@ -214,6 +216,7 @@ H.stop = function() M.cleanup(0) end
 local function on_close(cl)
   N.clients[cl] = nil
   objects.drop_client(cl)
+  sched.drop_client(cl)
   actors.drop_subscriber(cl)
   if cl.kind == "driver" then
     local job = N.jobs[cl.job]
@@ -246,6 +249,7 @@ function M.cleanup(code)
   if M.profiling then require("jit.p").stop() end
   for _, w in pairs(N.workers) do
     if w.proc then w.proc:kill(9) end
+    if w.addr then core.unlink(w.addr:sub(6)) end
   end
   if N.region then N.region:close() end
   if N.shm_name then core.shm_unlink(N.shm_name) end

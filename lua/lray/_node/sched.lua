@@ -7,9 +7,8 @@
 local core = require("lray._core")
 local N = require("lray._node.state")
 local objects = require("lray._node.objects")
-local errors = require("lray.errors")
 
-local pairs, ipairs, floor, tostring = pairs, ipairs, math.floor, tostring
+local pairs, floor, tostring = pairs, math.floor, tostring
 local remove = table.remove
 
 local M = {}
@@ -17,15 +16,11 @@ local M = {}
 M.UNIT = 10000
 function M.units(x) return floor(x * M.UNIT + 0.5) end
 
-local tasks = {}        -- task id -> task
-local by_num = {}       -- scheduler number -> task or actor
-local waiting_deps = {} -- object id -> tasks waiting for it
+local by_num = {}       -- scheduler number -> lease or actor
 local idle = {}         -- idle task workers (a stack: the warmest first)
 local starting = 0      -- workers spawned, not yet connected
 local nblocked = 0      -- workers blocked in get/wait
-local seq = 0
 local next_num = 0
-M.tasks = tasks
 M.on_worker_ready = nil -- set by actors: function(worker) -> handled?
 
 local S                 -- the C scheduler
@@ -91,7 +86,7 @@ local function flush_line(w, stream, line)
   local job = w.job and N.jobs[w.job]
   if job and job.conn:is_open() then
     if job.log ~= false then
-      job.conn:send({ t = "out", name = w.label or "worker", pid = w.pid,
+      job.conn:send({ t = "out", name = w.labels[stream] or w.label or "worker", pid = w.pid,
         text = line, stream = stream })
     end
   elseif stream == 2 then
@@ -101,8 +96,23 @@ local function flush_line(w, stream, line)
   end
 end
 
+-- A leased worker writes "\0lray:label NAME\n" to stdout and stderr before
+-- a task of another name: the lines after it are that task's.
+local MARK = "%z" .. "lray:label ([^\n]*)\n"
+
 local function on_output(w, stream, data)
   local buf = (w.partial[stream] or "") .. data
+  while true do
+    local s, e, name = buf:find(MARK)
+    if not s then break end
+    local before = buf:sub(1, s - 1)
+    if before ~= "" then
+      if before:sub(-1) ~= "\n" then before = before .. "\n" end
+      flush_line(w, stream, before)
+    end
+    w.labels[stream] = name
+    buf = buf:sub(e + 1)
+  end
   local last = buf:match(".*\n()")
   if last then
     flush_line(w, stream, buf:sub(1, last - 1))
@@ -129,7 +139,7 @@ function M.spawn_worker(for_actor)
   if n >= MAX_WORKERS then return nil end
   next_wid = next_wid + 1
   local wid = "w" .. next_wid
-  local w = { wid = wid, state = "starting", has = {}, jobs = {}, partial = {},
+  local w = { wid = wid, state = "starting", has = {}, jobs = {}, partial = {}, labels = {},
     for_actor = for_actor }
   local pid, proc = core.spawn({
     file = N.exe,
@@ -143,6 +153,7 @@ function M.spawn_worker(for_actor)
     return nil
   end
   w.pid, w.proc = pid, proc
+  w.addr = "unix:" .. N.session_dir .. "/w-" .. wid .. ".sock"
   N.workers[wid] = w
   starting = starting + 1
   return w
@@ -170,99 +181,47 @@ end
 --- An idle worker for an actor, or nil (the caller then spawns one).
 function M.take_idle_worker() return take_idle() end
 
--- -- Tasks -----------------------------------------------------------------
-
-local function fail_task(t, err)
-  local blob = core.encode(err)
-  for _, id in ipairs(t.rets) do objects.store(id, { err = blob }) end
-end
-
-local function finish(t)
-  tasks[t.tid] = nil
-  by_num[t.num] = nil
-  t.state = "done"
-  for _, id in ipairs(t.rets) do
-    local o = objects.objects[id]
-    if o and o.producing == t.tid and not o.st then objects.abandon(id) end
-  end
-  if t.actor_holds then
-    M.hold_actors(t.actor_holds, -1)
-    t.actor_holds = nil
-  end
-  for _, id in ipairs(t.holds) do objects.decref(id) end
-  t.holds = {}
-end
-
---- Queues a task from a submit message sent by client cl.
-function M.submit(cl, m)
-  local t = { tid = m.tid, m = m, owner = cl, rets = m.rets, state = "queued",
-    res = m.res or { CPU = M.UNIT }, retries = m.max_retries or 3,
-    name = m.name, job = cl.job or m.job, holds = {}, parent = m.parent,
-    num = M.number(), submitted = core.now() }
-  tasks[t.tid] = t
-  by_num[t.num] = t
-  for _, id in ipairs(m.rets) do
-    local o = objects.get(id)
-    o.producing = t.tid
-    objects.hold(cl, id)
-    -- The submitter gets the result pushed as soon as it exists.
-    o.waiters = o.waiters or {}
-    o.waiters[cl] = true
-  end
-  if m.deps then
-    for _, id in pairs(m.deps) do
-      objects.incref(id); t.holds[#t.holds + 1] = id
-    end
-  end
-  if m.refs then
-    for _, id in ipairs(m.refs) do
-      objects.incref(id); t.holds[#t.holds + 1] = id
-    end
-  end
-  -- Actor handles in the arguments keep their actors alive until it ran.
-  if m.actors and #m.actors > 0 and M.hold_actors then
-    t.actor_holds = m.actors
-    M.hold_actors(m.actors, 1)
-  end
-  local missing = M.infeasible(t.res)
-  if missing then
-    t.infeasible = missing
-    M.warn_infeasible(t, missing)
-  end
-  M.enqueue(t)
-  M.dispatch()
-end
-
--- A task enters the scheduler once every ObjectRef argument exists.
-function M.enqueue(t)
-  local deps = t.m.deps
-  if deps then
-    for _, id in pairs(deps) do
-      if not objects.ready(id) then
-        local w = waiting_deps[id]
-        if not w then w = {}; waiting_deps[id] = w end
-        w[#w + 1] = t
-        t.waiting = (t.waiting or 0) + 1
-      end
-    end
-    if (t.waiting or 0) > 0 then return end
-  end
-  S:submit(t.num, req_of(t.res), t.submitted)
-end
-
--- objects.lua calls this when an object becomes ready.
-objects.on_ready = function(id)
+-- Actors wait for their ObjectRef arguments; tasks wait at their submitter.
+objects.on_ready = function()
   if M.after_ready then M.after_ready() end
-  local w = waiting_deps[id]
-  if not w then return end
-  waiting_deps[id] = nil
-  for _, t in ipairs(w) do
-    t.waiting = t.waiting - 1
-    if t.waiting == 0 and t.state == "queued" then
-      S:submit(t.num, req_of(t.res), t.submitted)
-    end
-  end
+end
+
+-- -- Leases ----------------------------------------------------------------
+-- A submitter asks for a worker for a resource shape; once the scheduler
+-- grants the resources and a worker is idle, the worker is lent to it
+-- (lease_start to the worker, the worker's address to the submitter), and
+-- tasks then go straight from the submitter to the worker. The lease ends
+-- when the worker hands it back (lease_done), the submitter returns it
+-- unused (lease_return), or the worker exits.
+
+local leases = {}       -- lease id -> lease, requested or granted
+M.leases = leases
+
+local function lease_error(cl, rid, text)
+  cl.conn:send({ t = "reply", rid = rid, err = text })
+end
+
+--- A lease request from client cl.
+function M.lease(cl, m)
+  local res = m.res or { CPU = M.UNIT }
+  local nkinds = 0
+  for _ in pairs(res) do nkinds = nkinds + 1 end
+  local ok, err = pcall(req_of, res)
+  if not ok then return lease_error(cl, m.rid, tostring(err)) end
+  local L = { lid = core.random_hex(8), owner = cl, rid = m.rid, res = res, name = m.name,
+    job = m.job or cl.job or (cl.worker and cl.worker.job), num = M.number(),
+    state = "PENDING", submitted = core.now() }
+  leases[L.lid] = L
+  by_num[L.num] = L
+  cl.leases = cl.leases or {}
+  cl.leases[L.lid] = true
+  local missing = M.infeasible(res)
+  if missing then M.warn_infeasible(L, missing) end
+  S:submit(L.num, req_of(res), L.submitted)
   M.dispatch()
+  -- Not granted at once: the submitter may then pipeline short tasks onto
+  -- the workers it has.
+  if L.state == "PENDING" then cl.conn:send({ t = "lease_wait", rid = L.rid }) end
 end
 
 function M.warn_infeasible(t, missing)
@@ -298,29 +257,33 @@ function M.dep_values(deps)
   return depv
 end
 
-local function start(t, w, gpus)
-  t.granted = nil
-  seq = seq + 1
-  t.seq, t.worker, t.state = seq, w, "running"
-  w.state, w.task, w.job, w.label = "busy", t, t.job, t.name
-  local m = t.m
-  M.introduce_job(w, t.job)
-  local depv = M.dep_values(m.deps)
-  local code
-  if not w.has[m.fh] then
-    code = N.fns[m.fh]
-    w.has[m.fh] = true
-  end
-  w.conn:send({ t = "exec", tid = t.tid, seq = seq, fh = m.fh, code = code,
-    args = m.args, depv = depv, rets = m.rets, name = t.name, job = t.job,
-    refs = m.refs, actors = m.actors, deps = m.deps and true or nil,
-    gpus = gpus and #gpus > 0 and gpus or nil })
+local function forget(L)
+  leases[L.lid] = nil
+  by_num[L.num] = nil
+  if L.owner.leases then L.owner.leases[L.lid] = nil end
 end
 
--- Tasks the scheduler granted resources to, waiting for a free worker.
+local function start(L, w, gpus)
+  L.granted = nil
+  L.state, L.worker = "GRANTED", w
+  w.state, w.lease, w.job = "leased", L, L.job
+  if not L.owner.conn:is_open() then
+    -- The submitter left while this waited: nobody will use it.
+    S:release(L.num)
+    forget(L)
+    w.state, w.lease = "idle", nil
+    idle[#idle + 1] = w
+    return
+  end
+  M.introduce_job(w, L.job)
+  w.conn:send({ t = "lease_start", lid = L.lid, gpus = gpus and #gpus > 0 and gpus or nil })
+  L.owner.conn:send({ t = "reply", rid = L.rid, lid = L.lid, address = w.addr, pid = w.pid })
+end
+
+-- Leases the scheduler granted resources to, waiting for a free worker.
 local granted = {}
 
---- Starts whatever can start now. The scheduler decides what fits; a task
+--- Starts whatever can start now. The scheduler decides what fits; a lease
 --- that fits but finds no idle worker keeps its grant and gets the next
 --- worker that frees up or starts (so tasks needing less than a CPU each
 --- still run side by side).
@@ -329,18 +292,18 @@ function M.dispatch()
     local w = take_idle()
     if not w then break end
     local g = remove(granted, 1)
-    if g.t.state == "queued" then start(g.t, w, g.gpus) else idle[#idle + 1] = w end
+    if g.L.state == "PENDING" then start(g.L, w, g.gpus) else idle[#idle + 1] = w end
   end
   while S:queued() > 0 do
     local num, gpus = S:next(core.now())
     if not num then break end
-    local t = by_num[num]
+    local L = by_num[num]
     local w = take_idle()
     if w then
-      start(t, w, gpus)
+      start(L, w, gpus)
     else
-      t.granted = true
-      granted[#granted + 1] = { t = t, gpus = gpus }
+      L.granted = true
+      granted[#granted + 1] = { L = L, gpus = gpus }
     end
   end
   local want = #granted
@@ -361,30 +324,69 @@ local function flush_partial(w)
   end
 end
 
---- A worker finished its task.
-function M.done(w, m)
-  flush_partial(w)
-  local t = w.task
-  if not t or t.tid ~= m.tid then return end
-  w.task = nil
-  S:release(t.num)
-  if w.blocked then w.blocked = false; nblocked = nblocked - 1 end
-  if m.lua_error and t.m.retry_exc and t.retries ~= 0 and not t.cancelled then
-    -- A Lua error with retry_exceptions: run it again.
-    t.retries = t.retries - 1
-    t.state = "queued"
-    M.enqueue(t)
-  else
-    for i, r in ipairs(m.results) do
-      if r.shm and w.client and w.client.allocs then w.client.allocs[r.shm[1]] = nil end
-      objects.store(t.rets[i] or r.id, r)
-    end
-    finish(t)
+--- Sends what the workers of job printed without a final newline.
+function M.flush_output(job)
+  for _, w in pairs(N.workers) do
+    if w.job == job then flush_partial(w) end
   end
-  w.state = "idle"
-  w.label = nil
-  idle[#idle + 1] = w
+end
+
+local function end_lease(L)
+  local w = L.worker
+  forget(L)
+  S:release(L.num)
+  L.state = "DONE"
+  if w and w.lease == L then
+    flush_partial(w)
+    w.lease = nil
+    if w.blocked then w.blocked = false; nblocked = nblocked - 1 end
+    if w.state == "leased" then
+      w.state = "idle"
+      idle[#idle + 1] = w
+    end
+  end
+  -- Resources came back: actors waiting to be placed may fit now.
+  if M.after_ready then M.after_ready() end
   M.dispatch()
+end
+
+--- Worker w handed its lease back.
+function M.lease_done(w, m)
+  local L = leases[m.lid]
+  if L and L.worker == w then end_lease(L) end
+end
+
+--- The submitter gives back a lease it has no task for.
+function M.lease_return(cl, m)
+  local L = leases[m.lid]
+  if not L or L.owner ~= cl then return end
+  if L.worker then L.worker.conn:send({ t = "lease_stop", lid = L.lid }) end
+  end_lease(L)
+end
+
+-- Withdraws a request that was not granted yet; the submitter then hears
+-- a reply with no lease.
+local function withdraw(L)
+  if L.granted then S:release(L.num) else S:remove(L.num) end
+  L.state = "DONE"
+  forget(L)
+  if L.owner.conn:is_open() then L.owner.conn:send({ t = "reply", rid = L.rid }) end
+end
+
+function M.lease_cancel(cl, m)
+  for lid in pairs(cl.leases or {}) do
+    local L = leases[lid]
+    if L and L.rid == m.rid and L.state == "PENDING" then return withdraw(L) end
+  end
+end
+
+--- A client left: its requests go; granted leases end when their workers
+--- see the submitter gone.
+function M.drop_client(cl)
+  for lid in pairs(cl.leases or {}) do
+    local L = leases[lid]
+    if L and L.state == "PENDING" then withdraw(L) end
+  end
 end
 
 function M.blocked(w, on)
@@ -400,88 +402,37 @@ function M.blocked(w, on)
     end
     return
   end
-  if not w.task then return end
+  local L = w.lease
+  if not L then return end
   if on and not w.blocked then
     w.blocked = true
     nblocked = nblocked + 1
-    S:block(w.task.num)
+    S:block(L.num)
     M.dispatch()
   elseif not on and w.blocked then
     w.blocked = false
     nblocked = nblocked - 1
-    S:unblock(w.task.num)
+    S:unblock(L.num)
   end
 end
 
---- A worker process ended (crash, kill, or cancel with force).
+--- A worker process ended (crash, kill, or cancel with force). Its
+--- submitter sees the connection close and retries or fails the tasks.
 function M.worker_exited(w, status, sig)
   if w.state == "starting" then starting = starting - 1 end
   w.state = "dead"
   N.workers[w.wid] = nil
   w.exit_status, w.exit_signal = status, sig
-  local t = w.task
-  if t then
-    w.task = nil
-    S:release(t.num)
-    if w.blocked then nblocked = nblocked - 1 end
-    if t.cancelled then
-      fail_task(t, errors.new("TaskCancelledError", "task '" .. tostring(t.name) .. "' was cancelled"))
-      finish(t)
-    elseif t.retries ~= 0 then
-      t.retries = t.retries - 1
-      t.state = "queued"
-      M.enqueue(t)
-    else
-      local how = sig ~= 0 and ("was killed by signal " .. sig) or ("exited with code " .. status)
-      fail_task(t, errors.new("WorkerCrashedError", "the worker running task '"
-        .. tostring(t.name) .. "' (pid " .. tostring(w.pid) .. ") " .. how
-        .. ", and no retries are left (max_retries)"))
-      finish(t)
-    end
-  end
+  if w.lease then end_lease(w.lease) end
+  if w.addr then core.unlink(w.addr:sub(6)) end
   if M.on_worker_exit then M.on_worker_exit(w, status, sig) end
   M.dispatch()
 end
 
---- Cancels the task that produces object id.
-function M.cancel(id, force, recursive)
-  local o = objects.objects[id]
-  local t = o and o.producing and tasks[o.producing]
-  if not t then return false end
-  M.cancel_task(t, force, recursive)
-  return true
-end
-
-function M.cancel_task(t, force, recursive)
-  if recursive then
-    for _, c in pairs(tasks) do
-      if c.parent == t.tid and c.state ~= "done" then M.cancel_task(c, force, true) end
-    end
-  end
-  t.cancelled = true
-  if t.state == "queued" then
-    if t.granted then S:release(t.num) else S:remove(t.num) end
-    t.state = "cancelled"
-    fail_task(t, errors.new("TaskCancelledError", "task '" .. tostring(t.name) .. "' was cancelled"))
-    finish(t)
-  elseif t.state == "running" and t.worker then
-    if force then
-      t.worker.proc:kill(9)
-    else
-      t.worker.conn:send({ t = "cancel", tid = t.tid })
-      core.cancel_signal(t.worker.pid, t.seq)
-    end
-  end
-end
-
---- Forgets the queued tasks of a job that ended.
+--- Forgets the lease requests of a job that ended.
 function M.drop_job(job)
-  for _, t in pairs(tasks) do
-    if t.job == job and t.state == "queued" then
-      if t.granted then S:release(t.num) else S:remove(t.num) end
-      t.state = "cancelled"
-      finish(t)
-    end
+  for _, L in pairs(leases) do
+    if L.job == job and L.state == "PENDING" then withdraw(L) end
   end
 end
 
@@ -491,8 +442,20 @@ end
 
 function M.counts()
   local n = 0
-  for _ in pairs(tasks) do n = n + 1 end
+  for _, L in pairs(leases) do
+    if L.state == "PENDING" then n = n + 1 end
+  end
   return n, starting, nblocked
+end
+
+--- Leases, for `lray list tasks`: one entry per worker lent or asked for.
+function M.list()
+  local out = {}
+  for lid, L in pairs(leases) do
+    out[#out + 1] = { task_id = lid, name = L.name, state = L.state == "GRANTED" and "RUNNING"
+      or "PENDING", job = L.job, pid = L.worker and L.worker.pid }
+  end
+  return out
 end
 
 return M

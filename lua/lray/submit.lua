@@ -1,0 +1,341 @@
+-- Task submission through worker leases, as Ray's direct task submitter.
+-- The submitter (a driver, or a worker running a task that submits more)
+-- asks its node for a worker for a resource shape (a lease), connects to
+-- that worker and sends it tasks straight; results come straight back. The
+-- node is off the per-task path: it sees one request and one grant per
+-- lease, not four messages per task.
+--
+-- A lease serves tasks of its shape while this process has some queued;
+-- the worker hands it back to the node when it has been idle a moment
+-- (lease_end). Tasks run one at a time per worker; functions whose tasks
+-- are short (measured) are pipelined a few deep so the worker never waits
+-- for the next one. This process owns what it submitted: it re-sends a task
+-- whose worker died (max_retries), fails it with WorkerCrashedError when no
+-- retries are left, and cancels it.
+local core = require("lray._core")
+local runtime = require("lray.runtime")
+local errors = require("lray.errors")
+
+local pairs, ipairs, tostring, remove, insert, min, tonumber =
+  pairs, ipairs, tostring, table.remove, table.insert, math.min, tonumber
+
+local M = {}
+
+local PIPELINE = 16      -- tasks in flight on one worker, for short functions
+local SHORT = 0.002      -- seconds: a function whose tasks average less is short
+local MAX_REQUESTS = 8   -- lease requests in flight per shape
+
+local shapes = {}        -- shape key -> {res, queue, leases, requests}
+local by_ret = {}        -- return id -> task (for lray.cancel)
+local live = {}          -- task id -> task, until it settles
+local codes = {}         -- function hash -> its encoding, sent once per worker
+local timing = {}        -- function hash -> {n, seconds}
+M.live = live
+
+-- -- Shapes ------------------------------------------------------------------
+
+local function key_of(res)
+  local parts = {}
+  for k, v in pairs(res) do parts[#parts + 1] = k .. "=" .. tostring(v) end
+  table.sort(parts)
+  return table.concat(parts, ",")
+end
+
+local function shape_of(res)
+  local key = key_of(res)
+  local sh = shapes[key]
+  if not sh then
+    sh = { key = key, res = res, queue = {}, leases = {}, requests = {}, nreq = 0,
+      nwait = 0 }
+    shapes[key] = sh
+  end
+  return sh
+end
+
+-- -- Settling tasks ------------------------------------------------------------
+
+local function finish(t)
+  t.state = "done"
+  live[t.tid] = nil
+  for _, id in ipairs(t.rets) do by_ret[id] = nil end
+  t.keep = nil   -- the arguments' ObjectRefs may go now
+end
+
+local function fail(t, err)
+  local blob = require("lray.serialize").encode(err)
+  for _, id in ipairs(t.rets) do runtime.fill(id, { err = blob }, "local") end
+  finish(t)
+end
+
+local function cancelled_error(t)
+  return errors.new("TaskCancelledError", "task '" .. tostring(t.name) .. "' was cancelled")
+end
+
+-- -- Pushing tasks onto leases -------------------------------------------------
+
+local pump
+
+-- How many tasks like t one worker may hold: one, unless t's function is
+-- known to be short and the node has said no worker is free for this shape
+-- (more go onto the workers we have rather than wait for one).
+local function depth(t, sh)
+  if sh.nwait == 0 then return 1 end
+  local s = timing[t.fh]
+  if s and s.n >= 2 and s.seconds / s.n < SHORT then return PIPELINE end
+  return 1
+end
+
+-- The values of ObjectRef arguments, sent along so the worker need not ask.
+local function dep_values(deps)
+  if not deps then return nil end
+  local depv = {}
+  for i, id in pairs(deps) do
+    local e = runtime.objs[id]
+    depv[i] = { id = id, data = e.data, shm = e.shm, err = e.err, arr = e.arr }
+  end
+  return depv
+end
+
+local function push(L, t)
+  t.state, t.lease = "pushed", L
+  L.inflight = L.inflight + 1
+  L.tasks[t.tid] = t
+  local code
+  if not L.has[t.fh] then
+    code = codes[t.fh]
+    L.has[t.fh] = true
+  end
+  L.conn:send({ t = "push", lid = L.lid, tid = t.tid, seq = t.seq, fh = t.fh, code = code,
+    args = t.args, depv = dep_values(t.deps), deps = t.deps and true or nil, rets = t.rets,
+    name = t.name, job = t.job, refs = t.refs, actors = t.actors })
+end
+
+local function request_lease(sh)
+  local first = sh.queue[1]
+  local rid
+  rid = runtime.request({ t = "lease", res = sh.res, name = first and first.name,
+    job = first and first.job }, function(r) M.granted(sh, rid, r) end)
+  sh.requests[rid] = "asked"
+  sh.nreq = sh.nreq + 1
+end
+
+-- Puts queued tasks on leases with room, and asks for more leases while
+-- tasks are left over; withdraws requests nobody needs any more.
+function pump(sh)
+  local q = sh.queue
+  for _, L in pairs(sh.leases) do   -- every idle worker first
+    if #q == 0 then break end
+    if L.conn and not L.ended and L.inflight == 0 then push(L, remove(q, 1)) end
+  end
+  for _, L in pairs(sh.leases) do   -- then deeper, for short functions
+    if #q == 0 then break end
+    if L.conn and not L.ended then
+      while #q > 0 and L.inflight < depth(q[1], sh) do push(L, remove(q, 1)) end
+    end
+  end
+  if #q > 0 then
+    local want = min(#q, MAX_REQUESTS) - sh.nreq
+    for _ = 1, want do request_lease(sh) end
+  elseif sh.nreq > 0 then
+    for rid in pairs(sh.requests) do runtime.send({ t = "lease_cancel", rid = rid }) end
+  end
+end
+
+local function enqueue(t, front)
+  local sh = t.shape
+  t.state = "queued"
+  if front then insert(sh.queue, 1, t) else sh.queue[#sh.queue + 1] = t end
+  pump(sh)
+end
+
+-- The worker behind lease L is gone (crashed, killed, or never reached):
+-- its tasks are re-sent while retries last.
+local function lease_lost(L, why)
+  if L.lost then return end
+  L.lost = true
+  local sh = L.shape
+  sh.leases[L.lid] = nil
+  local again = {}
+  for _, t in pairs(L.tasks) do
+    if t.cancelled then
+      fail(t, cancelled_error(t))
+    elseif t.retries ~= 0 then
+      t.retries = t.retries - 1
+      again[#again + 1] = t
+    else
+      fail(t, errors.new("WorkerCrashedError", ("the worker running task '%s' (pid %s) %s,"
+        .. " and no retries are left (max_retries)"):format(tostring(t.name), tostring(L.pid), why)))
+    end
+  end
+  L.tasks = {}
+  table.sort(again, function(a, b) return a.num < b.num end)
+  for i = #again, 1, -1 do insert(sh.queue, 1, again[i]); again[i].state = "queued" end
+  pump(sh)
+end
+
+local function on_result(L, m)
+  local t = L.tasks[m.tid]
+  if not t then return end
+  L.tasks[m.tid] = nil
+  L.inflight = L.inflight - 1
+  if m.rejected then
+    -- The worker had handed the lease back before this task reached it.
+    return enqueue(t, true)
+  end
+  local s = timing[t.fh]
+  if not s then s = { n = 0, seconds = 0 }; timing[t.fh] = s end
+  s.n, s.seconds = s.n + 1, s.seconds + (m.dur or 0)
+  if m.lua_error and t.retry_exc and t.retries ~= 0 and not t.cancelled then
+    t.retries = t.retries - 1
+    return enqueue(t)
+  end
+  runtime.take_results(t.rets, m.results)
+  finish(t)
+  pump(L.shape)
+end
+
+local function connect(L)
+  core.connect(L.addr, function(conn, err)
+    if err then
+      runtime.send({ t = "lease_return", lid = L.lid })
+      return lease_lost(L, "could not be reached (" .. tostring(err) .. ")")
+    end
+    L.conn = conn
+    conn:on_message(function(_, m)
+      if m.t == "result" then
+        on_result(L, m)
+      elseif m.t == "lease_end" then
+        L.ended = true
+        L.shape.leases[L.lid] = nil
+        pump(L.shape)
+      end
+    end)
+    conn:on_close(function() lease_lost(L, "died") end)
+    pump(L.shape)
+  end)
+end
+
+--- The node answered lease request rid of shape sh.
+function M.granted(sh, rid, r)
+  if sh.requests[rid] == "waiting" then sh.nwait = sh.nwait - 1 end
+  sh.requests[rid] = nil
+  sh.nreq = sh.nreq - 1
+  if r.err then
+    -- Refused outright (not just busy): the queued tasks can never run.
+    local q = sh.queue
+    sh.queue = {}
+    for _, t in ipairs(q) do fail(t, errors.new("RayError", r.err)) end
+    return
+  end
+  if not r.lid then return end   -- withdrawn (lease_cancel) before it was granted
+  if #sh.queue == 0 then
+    runtime.send({ t = "lease_return", lid = r.lid })
+    return
+  end
+  local L = { lid = r.lid, addr = r.address, pid = r.pid, shape = sh, inflight = 0,
+    tasks = {}, has = {} }
+  sh.leases[L.lid] = L
+  connect(L)
+end
+
+-- -- Submitting ------------------------------------------------------------------
+
+local next_num = 0
+
+--- Submits a task: t = {tid, fh, code, name, args, deps, refs, actors, rets,
+--- res, retries, retry_exc, keep, parent, job}. Its return ids must already
+--- be expected by the runtime.
+function M.submit(t)
+  next_num = next_num + 1
+  t.num = next_num
+  t.seq = tonumber(t.tid:sub(-7), 16) + 1   -- names it to the cancel signal
+  t.shape = shape_of(t.res)
+  if t.code then codes[t.fh] = t.code; t.code = nil end
+  live[t.tid] = t
+  for _, id in ipairs(t.rets) do by_ret[id] = t end
+  local missing = {}
+  if t.deps then
+    for _, id in pairs(t.deps) do
+      local e = runtime.objs[id]
+      if not (e and e.st) then missing[#missing + 1] = id end
+    end
+  end
+  if #missing == 0 then return enqueue(t) end
+  -- Waits here, not on a worker, until every ObjectRef argument exists.
+  t.state = "waiting"
+  local n = #missing
+  for _, id in ipairs(missing) do
+    runtime.when_ready(id, function()
+      n = n - 1
+      if n == 0 and t.state == "waiting" then enqueue(t) end
+    end)
+  end
+end
+
+-- The node has no worker free for a request: it stays queued there.
+runtime.handlers.lease_wait = function(m)
+  for _, sh in pairs(shapes) do
+    if sh.requests[m.rid] == "asked" then
+      sh.requests[m.rid] = "waiting"
+      sh.nwait = sh.nwait + 1
+      return pump(sh)
+    end
+  end
+end
+
+--- The code of function fh, for the first task each worker gets.
+function M.define(fh, code) codes[fh] = code end
+
+-- -- Cancelling ------------------------------------------------------------------
+
+local function cancel_task(t, force, recursive)
+  t.cancelled = true
+  if t.state == "waiting" then
+    fail(t, cancelled_error(t))
+  elseif t.state == "queued" then
+    local q = t.shape.queue
+    for i = 1, #q do
+      if q[i] == t then remove(q, i); break end
+    end
+    fail(t, cancelled_error(t))
+  elseif t.state == "pushed" then
+    local L = t.lease
+    if force then
+      core.kill(L.pid, 9)
+    elseif L.conn then
+      L.conn:send({ t = "cancel", tid = t.tid, recursive = recursive })
+      core.cancel_signal(L.pid, t.seq)
+    end
+  end
+end
+
+--- lray.cancel of a task this process submitted; false when it did not
+--- submit the task producing id.
+function M.cancel(id, force, recursive)
+  local t = by_ret[id]
+  if not t then return false end
+  cancel_task(t, force, recursive)
+  runtime.pump()
+  return true
+end
+
+--- Cancels the tasks submitted by task parent (a recursive cancel of it).
+function M.cancel_children(parent, force)
+  for _, t in pairs(live) do
+    if t.parent == parent and t.state ~= "done" then cancel_task(t, force, true) end
+  end
+end
+
+--- Forgets everything (after shutdown).
+function M.reset()
+  for _, sh in pairs(shapes) do
+    for _, L in pairs(sh.leases) do
+      L.lost = true
+      if L.conn and L.conn:is_open() then L.conn:close() end
+    end
+  end
+  shapes, by_ret, codes, timing = {}, {}, {}, {}
+  for k in pairs(live) do live[k] = nil end
+end
+
+return M
