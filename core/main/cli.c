@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 #include "common/def.h"
 #include "main/repl.h"
 
@@ -159,9 +160,12 @@ static int dojit(lua_State *L, const char *kind, const char *spec)
 
 /* -- Command line ---------------------------------------------------------- */
 
+/* lray's version and those of the libraries it runs on (libuv's is the
+ * shared library's, which may be newer than the headers). */
 static void print_version(void)
 {
-  fputs(PROGNAME " " LR_VERSION " (" LUAJIT_VERSION ")\n", stdout);
+  printf(PROGNAME " " LR_VERSION " (" LUAJIT_VERSION ", libuv %s)\n",
+         uv_version_string());
   fflush(stdout);
 }
 
@@ -178,7 +182,7 @@ static void print_usage(const char *bad, int noarg)
         "  -j cmd    Perform LuaJIT control command.\n"
         "  -O[opt]   Control LuaJIT optimizations.\n"
         "  -i        Enter interactive mode after executing 'script'.\n"
-        "  -v        Show version information.\n"
+        "  -v        Show version information (also --version).\n"
         "  -E        Ignore environment variables.\n"
         "  --        Stop handling options.\n"
         "  -         Execute stdin and stop handling options.\n"
@@ -202,6 +206,10 @@ static int collect_args(int argc, char **argv, int *flags, const char **bad)
     case '\0': /* "-": script from stdin */
       return i;
     case '-':
+      if (!strcmp(a, "--version")) {
+        *flags |= F_VERSION;
+        break;
+      }
       if (a[2] != '\0') return ARGS_BAD;
       return i + 1;
     case 'i':
