@@ -318,6 +318,25 @@ describe("Objects", function()
     assert.are.equal(-(n - 1), c[n - 1])
   end)
 
+  it("a read-only view copies to a writable array with a:copy()", function()
+    local n = 20000   -- 160 KB: stored as raw bytes, read back as a view
+    local a = lray.array("double", n)
+    for i = 0, n - 1 do a[i] = i + 0.25 end
+    local v = lray.get(lray.put(a))
+    local e = fails(function() v[0] = 1 end)
+    assert.matches("copy it first: local c = a:copy%(%)", msg(e))
+    local c = v:copy()
+    assert.are.equal(n, #c)
+    assert.are.equal("double", c:ctype())
+    c[0] = -1
+    assert.are.equal(-1, c[0])
+    assert.are.equal(0.25, v[0])
+    assert.are.equal(n - 0.75, c[n - 1])
+    local small = lray.array("int32_t", { 4, 5 }):copy()
+    assert.are.same({ 4, 5 }, small:totable())
+    assert.are.equal(0, #lray.array("uint8_t", 0):copy())
+  end)
+
   it("lray.put of an ObjectRef raises", function()
     local r = lray.put(1)
     local e = fails(lray.put, r)
