@@ -17,7 +17,7 @@ TEST_SRCS:= $(wildcard core/test/*.c)
 TEST_OBJS:= $(TEST_SRCS:%.c=$(BUILD)/%.o)
 STAMP    := $(BUILD)/.deps-ok
 
-.PHONY: all deps run test test-c spec asan clean examples lint
+.PHONY: all deps run test test-c spec asan clean examples lint gen gen-check
 all: $(BUILD)/lray
 
 $(STAMP): scripts/deps.sh
@@ -45,9 +45,22 @@ test-c: $(BUILD)/test_c
 spec: $(BUILD)/lray
 	LRAY_BIN=$(abspath $(BUILD)/lray) busted --lua=$(abspath $(BUILD)/lray) spec
 
-# Lua globals and unused code; C include rules.
-lint: $(STAMP)
+# Lua globals and unused code; C include rules; generated files up to date.
+lint: $(STAMP) gen-check
 	luacheck --no-color -q lua spec examples
+
+# The API reference, the LuaLS definitions and the luacheck std, all made from
+# docs/api_ref.lua by scripts/docgen.lua. gen-check fails when they are stale.
+LUAJIT    ?= luajit
+GEN_FILES := docs/reference.md types/library/lray.d.lua types/library/lray.testing.d.lua \
+             lua/lray/luacheck_std.lua
+gen: $(STAMP)
+	$(LUAJIT) scripts/docgen.lua .
+
+gen-check: $(STAMP)
+	@rm -rf $(BUILD)/gen && $(LUAJIT) scripts/docgen.lua $(BUILD)/gen
+	@for f in $(GEN_FILES); do cmp -s $$f $(BUILD)/gen/$$f || \
+	  { echo "$$f is stale (or missing): edit docs/api_ref.lua, then run make gen"; exit 1; }; done
 
 test: lint test-c spec
 
