@@ -185,6 +185,25 @@ describe("Remote functions (tasks)", function()
     assert.are.equal("x", c)
   end)
 
+  it("cjson.null (a module's light userdata) is sent by name, in and out of tasks and put", function()
+    local cjson = require("cjson")
+    local f = lray.remote(function(x, t)
+      return x == cjson.null, t.v == cjson.null, cjson.encode({ x }), cjson.null
+    end)
+    local a, b, c, back = lray.get(f.remote(cjson.null, { v = cjson.null }))
+    assert.is_true(a)
+    assert.is_true(b)
+    assert.are.equal("[null]", c)
+    assert.are.equal(cjson.null, back)
+    assert.are.equal(cjson.null, lray.get(lray.put({ cjson.null }))[1])
+    -- Also when the task requires the module itself.
+    local g = lray.remote(function() return require("cjson.safe").null end)
+    assert.are.equal(cjson.null, lray.get(g.remote()))
+    -- A userdata with behaviour (a file handle) still cannot be sent.
+    local e = fails(lray.put, { io.stdout })
+    assert.matches("cannot send userdata", msg(e))
+  end)
+
   it("top-level ObjectRef arguments are resolved to their values", function()
     local r = lray.put({ x = 5 })
     local sq = lray.remote(function(x) return x * x end)
