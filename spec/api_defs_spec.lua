@@ -5,12 +5,7 @@
 -- name nothing it does not have.
 local lray = require("lray")
 
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = require("spec.helpers.shell").read
 
 local defs = read("types/library/lray.d.lua")
 local testing_defs = read("types/library/lray.testing.d.lua")

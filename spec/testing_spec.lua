@@ -8,7 +8,7 @@ local function msg(e)
   return tostring(e)
 end
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = require("spec.helpers.shell").q
 
 describe("lray.testing", function()
   after_each(function()
