@@ -99,6 +99,20 @@ describe("Remote functions (tasks)", function()
     assert.matches("retry_exceptions", msg(fails(f.options, { retry_exceptions = 1 })), 1, true)
   end)
 
+  it("a string where a number belongs says it got a string", function()
+    local fn = function() end
+    assert.matches([[option 'num_gpus' must be a non-negative number, got string "1" (lray.remote)]],
+      msg(fails(lray.remote, { num_gpus = "1" }, fn)), 1, true)
+    assert.matches([[option 'max_retries' must be a whole number >= -1 (-1: forever), got string "3"]],
+      msg(fails(lray.remote, { max_retries = "3" }, fn)), 1, true)
+    assert.matches("option 'retry_exceptions' must be true or false, got 1",
+      msg(fails(lray.remote, { retry_exceptions = 1 }, fn)), 1, true)
+    assert.matches("option 'resources' must be a table such as {Custom = 1}, got string",
+      msg(fails(lray.remote, { resources = "x" }, fn)), 1, true)
+    assert.matches([[option 'num_cpus' must be a non-negative number, got table]],
+      msg(fails(lray.remote({}).options, { num_cpus = {} })), 1, true)
+  end)
+
   it("negative num_cpus and num_gpus = 1.5 raise, naming the option", function()
     local fn = function() end
     assert.matches("num_cpus", msg(fails(lray.remote, { num_cpus = -1 }, fn)), 1, true)
