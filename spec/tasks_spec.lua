@@ -39,8 +39,22 @@ describe("Remote functions (tasks)", function()
 
   it("calling a remote function directly raises, saying to use .remote", function()
     local sq = lray.remote(function(x) return x * x end)
-    local e = fails(sq, 3)
-    assert.matches(".remote(", msg(e), 1, true)
+    local e = select(2, pcall(sq, 3))
+    assert.matches("remote function 'sq' cannot be called directly; use sq.remote(...)", msg(e), 1, true)
+  end)
+
+  it("a remote function with no name is 'the remote function at file:line', said once", function()
+    local fh = io.stdout
+    local fns = { lray.remote(function() return fh end) }
+    local e = msg(select(2, pcall(fns[1], 1)))
+    assert.matches("the remote function at [^ ]*tasks_spec.lua:%d+ cannot be called directly;"
+      .. " use %.remote%(%.%.%.%) on it", e)
+    assert.is_nil(e:find("function function", 1, true))
+    e = msg(select(2, pcall(fns[1].remote)))
+    assert.matches("upvalue 'fh' of function at [^ ]*tasks_spec.lua:%d+ of the remote function at", e)
+    assert.is_nil(e:find("function function", 1, true))
+    e = msg(select(2, pcall(fns[1].options, { num_cpus = "1" })))
+    assert.matches([[got string "1" %(the remote function at [^ ]*tasks_spec.lua:%d+%)]], e)
   end)
 
   it("lray.get returns all the values a task returns", function()
