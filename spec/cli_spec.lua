@@ -132,6 +132,33 @@ describe("lray script", function()
     assert.matches("^lray: TaskError: bad\nstack traceback:", out)
   end)
 
+  it("an uncaught remote error prints the remote traceback, then only the driver's own frames", function()
+    local script = tmpdir .. "/remote_boom.lua"
+    write_file(script, table.concat({
+      "local lray = require('lray')",
+      "lray.init({num_cpus = 1, num_gpus = 0})",
+      "local function run() local r = lray.remote(function(x)",
+      "  error('boom ' .. x)",
+      "end).remote(1); local v = lray.get(r); return v end",
+      "run()", "" }, "\n"))
+    local out, status = run(q(BIN) .. " " .. q(script))
+    assert.are.equal(1, status)
+    assert.matches("^lray: TaskError: task '[^']*' failed: [^\n]*remote_boom%.lua:4: boom 1\n"
+      .. "stack traceback:\n\t%[C%]: in function 'error'\n\t[^\n]*remote_boom%.lua:4: in function"
+      .. " <[^\n]*remote_boom%.lua:3>\n"
+      .. "driver stack traceback:\n\t[^\n]*remote_boom%.lua:5: in function 'run'\n"
+      .. "\t[^\n]*remote_boom%.lua:6: in main chunk\n$", out)
+    assert.is_nil(out:find("lray/", 1, true), out)
+  end)
+
+  it("a misuse error shows the caller's frames without lray's", function()
+    local out, status = run(q(BIN) .. " -e " .. q("local lray = require('lray')\n"
+      .. "local function f() local v = lray.get('nope'); return v end\nf()"))
+    assert.are.equal(1, status)
+    assert.matches("^lray: ValueError: %(command line%):2: lray.get expects an ObjectRef[^\n]*\n"
+      .. "stack traceback:\n\t%(command line%):2: in function 'f'\n\t%(command line%):3: in main chunk\n$", out)
+  end)
+
   it("exits 1 on a syntax error and on a missing file", function()
     local out, status = run(q(BIN) .. " -e 'x ='")
     assert.are.equal(1, status)
