@@ -245,6 +245,27 @@ function lray.put(value)
   return runtime.put(value)
 end
 
+-- A soft cancel stops a task at the next instruction the Lua interpreter
+-- runs; a loop LuaJIT compiled that calls nothing (or a long C call) never
+-- gets there. The worker cannot tell, so the driver says so when the task
+-- is still running a while after the cancel.
+local SOFT_CANCEL_WARN = 2     -- seconds
+
+local function watch_soft_cancel(id, ref)
+  runtime.subscribe({ id })
+  if runtime.entries({ id })[1].st then return end
+  local t0, session = core.now(), remote.session
+  core.timer(SOFT_CANCEL_WARN, 0, function()
+    local e = runtime.objs[id]
+    if not e or e.st or remote.session ~= session or not runtime.conn then return end
+    io.stderr:write(("lray: warning: %s is still running %.1f s after lray.cancel(%s): a soft"
+      .. " cancel stops a task at the next instruction the Lua interpreter runs, and a loop that"
+      .. " LuaJIT compiled (one that calls nothing) or a long C call never gets there;"
+      .. " lray.cancel(ref, {force = true}) kills its worker\n"):format(
+      e.task and ("task '" .. e.task .. "'") or "the task", core.now() - t0, tostring(ref)))
+  end, true)
+end
+
 --- Cancels the task that produces ref.
 function lray.cancel(ref, opts)
   local id = check_ref(ref, "lray.cancel", 2)
@@ -261,6 +282,7 @@ function lray.cancel(ref, opts)
   runtime.send({ t = "cancel", id = id, force = opts.force == true,
     recursive = opts.recursive ~= false })
   runtime.pump()
+  if not opts.force and runtime.role == "driver" then watch_soft_cancel(id, ref) end
 end
 
 -- -- Actors ------------------------------------------------------------------

@@ -124,7 +124,7 @@ local function submit(rf, ...)
   for i = 1, nret do
     rets[i] = runtime.new_id()
     -- Known before the submission leaves: the result may come back at once.
-    runtime.expect(rets[i])
+    runtime.expect(rets[i]).task = name   -- named in lray.cancel's warning
     out[i] = runtime.new_ref(rets[i], true)
   end
   runtime.send({ t = "submit", tid = runtime.new_id(), fh = fh, args = blob,
