@@ -43,7 +43,7 @@ local function check_init_opts(opts)
         tostring(k), table.concat(valid, ", ")), 3)
     end
     if type(v) ~= want then
-      misuse(("lray.init: option '%s' must be a %s, got %s"):format(k, want, type(v)), 3)
+      misuse(("lray.init: option '%s' must be a %s, got %s"):format(k, want, options.got(v)), 3)
     end
     if want == "number" and (v < 0 or v ~= v) then
       misuse(("lray.init: option '%s' must not be negative"):format(k), 3)
