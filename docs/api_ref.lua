@@ -68,8 +68,10 @@ return {
               params = { P("refs", "lray.ObjectRef[]"),
                 P("opts?", "{num_returns?: integer, timeout?: number}", "default 1 and no timeout") },
               returns = { R("lray.ObjectRef[]", "ready"), R("lray.ObjectRef[]", "not ready") } },
-            { "lray.cancel", "Cancels the task that makes the ref. A soft cancel stops the task at its next"
-              .. " call; `force = true` kills its worker. The ref's `get` raises `TaskCancelledError`.",
+            { "lray.cancel", "Cancels the task that makes the ref; its `get` raises `TaskCancelledError`."
+              .. " A soft cancel stops the task at the next instruction the Lua interpreter runs (a loop"
+              .. " LuaJIT compiled that calls nothing never gets there, and the driver warns after 2 s);"
+              .. " `force = true` kills its worker.",
               params = { P("ref", "lray.ObjectRef"),
                 P("opts?", "{force?: boolean, recursive?: boolean}", "default soft, recursive") } },
             { "lray.array", "A typed numeric array (LuaJIT FFI) stored and read zero-copy; 0-based.",

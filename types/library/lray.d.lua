@@ -446,7 +446,7 @@ function lray.get(refs, opts) end
 ---@return lray.ObjectRef[] # not ready
 function lray.wait(refs, opts) end
 
---- Cancels the task that makes the ref. A soft cancel stops the task at its next call; `force = true` kills its worker. The ref's `get` raises `TaskCancelledError`.
+--- Cancels the task that makes the ref; its `get` raises `TaskCancelledError`. A soft cancel stops the task at the next instruction the Lua interpreter runs (a loop LuaJIT compiled that calls nothing never gets there, and the driver warns after 2 s); `force = true` kills its worker.
 ---@param ref lray.ObjectRef
 ---@param opts? {force?: boolean, recursive?: boolean} default soft, recursive
 function lray.cancel(ref, opts) end
