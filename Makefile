@@ -17,7 +17,7 @@ TEST_SRCS:= $(wildcard core/test/*.c)
 TEST_OBJS:= $(TEST_SRCS:%.c=$(BUILD)/%.o)
 STAMP    := $(BUILD)/.deps-ok
 
-.PHONY: all deps run test test-c spec asan clean examples lint
+.PHONY: all deps run test test-c spec asan clean examples lint install uninstall gen gen-check
 all: $(BUILD)/lray
 
 $(STAMP): scripts/deps.sh
@@ -45,9 +45,22 @@ test-c: $(BUILD)/test_c
 spec: $(BUILD)/lray
 	LRAY_PROTO_STRICT=1 LRAY_BIN=$(abspath $(BUILD)/lray) busted --lua=$(abspath $(BUILD)/lray) spec
 
-# Lua globals and unused code; C include rules.
-lint: $(STAMP)
+# Lua globals and unused code; C include rules; generated files up to date.
+lint: $(STAMP) gen-check
 	luacheck --no-color -q lua spec examples
+
+# The API reference, the LuaLS definitions and the luacheck std, all made from
+# docs/api_ref.lua by scripts/docgen.lua. gen-check fails when they are stale.
+LUAJIT    ?= luajit
+GEN_FILES := docs/reference.md types/library/lray.d.lua types/library/lray.testing.d.lua \
+             lua/lray/luacheck_std.lua
+gen: $(STAMP)
+	$(LUAJIT) scripts/docgen.lua .
+
+gen-check: $(STAMP)
+	@rm -rf $(BUILD)/gen && $(LUAJIT) scripts/docgen.lua $(BUILD)/gen
+	@for f in $(GEN_FILES); do cmp -s $$f $(BUILD)/gen/$$f || \
+	  { echo "$$f is stale (or missing): edit docs/api_ref.lua, then run make gen"; exit 1; }; done
 
 test: lint test-c spec
 
@@ -57,5 +70,33 @@ asan:
 
 clean:
 	rm -rf build build-asan
+
+# -- Install ------------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the Lua modules in
+# LuaJIT's module path for PREFIX (luajit.pc's INSTALL_LMOD), the man page and
+# the editor definitions. build/lray finds ../lua; an installed lray finds
+# ../share/lua/5.1 beside its bin/ (core/main/lray.c). LuaRocks passes BINDIR
+# and LUADIR itself (lray-scm-1.rockspec).
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+LUADIR  ?= $(shell pkg-config --define-variable=prefix=$(PREFIX) --variable=INSTALL_LMOD luajit \
+             2>/dev/null || echo $(PREFIX)/share/lua/5.1)
+MANDIR  ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/lray
+LUA_FILES := $(patsubst lua/%,%,$(wildcard lua/lray/*.lua lua/lray/*/*.lua))
+DATA_FILES := library/lray.d.lua library/lray.testing.d.lua config.json
+
+install: $(BUILD)/lray
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR)/library
+	install -m 755 $(BUILD)/lray $(DESTDIR)$(BINDIR)/lray
+	for f in $(LUA_FILES); do install -D -m 644 lua/$$f $(DESTDIR)$(LUADIR)/$$f || exit 1; done
+	install -m 644 docs/lray.1 $(DESTDIR)$(MANDIR)/man1/lray.1
+	for f in $(DATA_FILES); do install -m 644 types/$$f $(DESTDIR)$(DATADIR)/$$f || exit 1; done
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/lray $(DESTDIR)$(MANDIR)/man1/lray.1
+	rm -f $(addprefix $(DESTDIR)$(LUADIR)/,$(LUA_FILES)) $(addprefix $(DESTDIR)$(DATADIR)/,$(DATA_FILES))
+	rmdir $(addprefix $(DESTDIR)$(LUADIR)/,$(filter-out lray/,$(sort $(dir $(LUA_FILES)))) lray) \
+	  $(DESTDIR)$(DATADIR)/library $(DESTDIR)$(DATADIR) 2>/dev/null || true
 
 -include $(OBJS:.o=.d) $(TEST_OBJS:.o=.d)

@@ -88,7 +88,19 @@ describe("lray script", function()
   it("prints its version with -v", function()
     local out, status = run(q(BIN) .. " -v < /dev/null")
     assert.are.equal(0, status)
-    assert.matches("^lray 0%.1%.0 %(LuaJIT 2%.1[^\n]*%)\n$", out)
+    assert.matches("^lray 0%.1%.0 %(LuaJIT 2%.1[^\n]*, libuv %d+%.%d+%.%d+%)\n$", out)
+  end)
+
+  it("prints lray's, LuaJIT's and libuv's versions with --version, and exits", function()
+    local out, status = run(q(BIN) .. " --version < /dev/null")
+    assert.are.equal(0, status)
+    assert.matches("^lray 0%.1%.0 %(LuaJIT 2%.1[^\n]*, libuv %d+%.%d+%.%d+%)\n$", out)
+    out, status = run(q(BIN) .. " --version -e 'print(\"after\")'")
+    assert.are.equal(0, status)
+    assert.matches("^lray [^\n]+\nafter\n$", out)
+    out, status = run(q(BIN) .. " --versio")
+    assert.are.equal(1, status)
+    assert.matches("unrecognized option '%-%-versio'", out)
   end)
 
   it("reads the script from stdin with -", function()
@@ -118,6 +130,33 @@ describe("lray script", function()
       .. "{ __tostring = function() return 'TaskError: bad' end }))"))
     assert.are.equal(1, status)
     assert.matches("^lray: TaskError: bad\nstack traceback:", out)
+  end)
+
+  it("an uncaught remote error prints the remote traceback, then only the driver's own frames", function()
+    local script = tmpdir .. "/remote_boom.lua"
+    write_file(script, table.concat({
+      "local lray = require('lray')",
+      "lray.init({num_cpus = 1, num_gpus = 0})",
+      "local function run() local r = lray.remote(function(x)",
+      "  error('boom ' .. x)",
+      "end).remote(1); local v = lray.get(r); return v end",
+      "run()", "" }, "\n"))
+    local out, status = run(q(BIN) .. " " .. q(script))
+    assert.are.equal(1, status)
+    assert.matches("^lray: TaskError: task '[^']*' failed: [^\n]*remote_boom%.lua:4: boom 1\n"
+      .. "stack traceback:\n\t%[C%]: in function 'error'\n\t[^\n]*remote_boom%.lua:4: in function"
+      .. " <[^\n]*remote_boom%.lua:3>\n"
+      .. "driver stack traceback:\n\t[^\n]*remote_boom%.lua:5: in function 'run'\n"
+      .. "\t[^\n]*remote_boom%.lua:6: in main chunk\n$", out)
+    assert.is_nil(out:find("lray/", 1, true), out)
+  end)
+
+  it("a misuse error shows the caller's frames without lray's", function()
+    local out, status = run(q(BIN) .. " -e " .. q("local lray = require('lray')\n"
+      .. "local function f() local v = lray.get('nope'); return v end\nf()"))
+    assert.are.equal(1, status)
+    assert.matches("^lray: ValueError: %(command line%):2: lray.get expects an ObjectRef[^\n]*\n"
+      .. "stack traceback:\n\t%(command line%):2: in function 'f'\n\t%(command line%):3: in main chunk\n$", out)
   end)
 
   it("exits 1 on a syntax error and on a missing file", function()

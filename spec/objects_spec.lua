@@ -318,6 +318,25 @@ describe("Objects", function()
     assert.are.equal(-(n - 1), c[n - 1])
   end)
 
+  it("a read-only view copies to a writable array with a:copy()", function()
+    local n = 20000   -- 160 KB: stored as raw bytes, read back as a view
+    local a = lray.array("double", n)
+    for i = 0, n - 1 do a[i] = i + 0.25 end
+    local v = lray.get(lray.put(a))
+    local e = fails(function() v[0] = 1 end)
+    assert.matches("copy it first: local c = a:copy%(%)", msg(e))
+    local c = v:copy()
+    assert.are.equal(n, #c)
+    assert.are.equal("double", c:ctype())
+    c[0] = -1
+    assert.are.equal(-1, c[0])
+    assert.are.equal(0.25, v[0])
+    assert.are.equal(n - 0.75, c[n - 1])
+    local small = lray.array("int32_t", { 4, 5 }):copy()
+    assert.are.same({ 4, 5 }, small:totable())
+    assert.are.equal(0, #lray.array("uint8_t", 0):copy())
+  end)
+
   it("lray.put of an ObjectRef raises", function()
     local r = lray.put(1)
     local e = fails(lray.put, r)
@@ -372,6 +391,63 @@ describe("Cancel", function()
     local ok = lray.remote(function() return "after force" end)
     assert.are.same({ "after force", "after force" },
       lray.get({ ok.remote(), ok.remote() }, { timeout = 5 }))
+  end)
+
+  it("a soft cancel that cannot stop a compiled loop says so on stderr, once", function()
+    local shell = require("spec.helpers.shell")
+    local dir = os.tmpname()
+    os.remove(dir)
+    local script = dir .. "/soft.lua"
+    shell.write(script, [==[
+local lray = require("lray")
+lray.init({ num_cpus = 2, num_gpus = 0 })
+local dir = ...
+-- Waits (bounded) until the task has made its file: it is running.
+local function running(ref, path)
+  local deadline = lray.now() + 10
+  repeat
+    local f = io.open(path)
+    if f then f:close(); return end
+    lray.wait({ ref }, { timeout = 0.02 })
+  until lray.now() > deadline
+  error("the task did not start")
+end
+local nap = lray.remote(function(path)
+  io.open(path, "w"):close()
+  while true do lray.sleep(0.01) end
+end)
+local spin = lray.remote(function(path)
+  io.open(path, "w"):close()
+  local x = 0
+  while true do x = x + 1 end
+end)
+local r1 = nap.remote(dir .. "/nap")
+running(r1, dir .. "/nap")
+lray.cancel(r1)
+local _, e = pcall(lray.get, r1, { timeout = 5 })
+print("NAP " .. e.type)
+local r2 = spin.remote(dir .. "/spin")
+running(r2, dir .. "/spin")
+lray.cancel(r2)
+_, e = pcall(lray.get, r2, { timeout = 3 })
+print("SPIN " .. e.type)
+lray.cancel(r2, { force = true })
+_, e = pcall(lray.get, r2, { timeout = 5 })
+print("FORCED " .. e.type)
+]==])
+    local bin = os.getenv("LRAY_BIN") or "build/lray"
+    local out, status = shell.run(shell.q(bin) .. " " .. shell.q(script) .. " " .. shell.q(dir))
+    os.execute("rm -rf " .. shell.q(dir))
+    assert.are.equal(0, status, out)
+    assert.matches("NAP TaskCancelledError\n", out, 1, true)
+    assert.matches("SPIN GetTimeoutError\n", out, 1, true)
+    assert.matches("FORCED TaskCancelledError\n", out, 1, true)
+    local _, warnings = out:gsub("lray: warning:", "")
+    assert.are.equal(1, warnings, out)
+    assert.matches("lray: warning: task 'spin' is still running 2%.%d s after lray.cancel%(ObjectRef%(%x+%)%):"
+      .. " a soft cancel stops a task at the next instruction the Lua interpreter runs, and a loop"
+      .. " that LuaJIT compiled %(one that calls nothing%) or a long C call never gets there;"
+      .. " lray.cancel%(ref, {force = true}%) kills its worker\n", out)
   end)
 
   it("cancelling a finished task leaves its value", function()

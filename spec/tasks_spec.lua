@@ -39,8 +39,22 @@ describe("Remote functions (tasks)", function()
 
   it("calling a remote function directly raises, saying to use .remote", function()
     local sq = lray.remote(function(x) return x * x end)
-    local e = fails(sq, 3)
-    assert.matches(".remote(", msg(e), 1, true)
+    local e = select(2, pcall(sq, 3))
+    assert.matches("remote function 'sq' cannot be called directly; use sq.remote(...)", msg(e), 1, true)
+  end)
+
+  it("a remote function with no name is 'the remote function at file:line', said once", function()
+    local fh = io.stdout
+    local fns = { lray.remote(function() return fh end) }
+    local e = msg(select(2, pcall(fns[1], 1)))
+    assert.matches("the remote function at [^ ]*tasks_spec.lua:%d+ cannot be called directly;"
+      .. " use %.remote%(%.%.%.%) on it", e)
+    assert.is_nil(e:find("function function", 1, true))
+    e = msg(select(2, pcall(fns[1].remote)))
+    assert.matches("upvalue 'fh' of function at [^ ]*tasks_spec.lua:%d+ of the remote function at", e)
+    assert.is_nil(e:find("function function", 1, true))
+    e = msg(select(2, pcall(fns[1].options, { num_cpus = "1" })))
+    assert.matches([[got string "1" %(the remote function at [^ ]*tasks_spec.lua:%d+%)]], e)
   end)
 
   it("lray.get returns all the values a task returns", function()
@@ -97,6 +111,20 @@ describe("Remote functions (tasks)", function()
     local f = lray.remote(fn)
     assert.matches("num_returns", msg(fails(f.options, { num_returns = "2" })), 1, true)
     assert.matches("retry_exceptions", msg(fails(f.options, { retry_exceptions = 1 })), 1, true)
+  end)
+
+  it("a string where a number belongs says it got a string", function()
+    local fn = function() end
+    assert.matches([[option 'num_gpus' must be a non-negative number, got string "1" (lray.remote)]],
+      msg(fails(lray.remote, { num_gpus = "1" }, fn)), 1, true)
+    assert.matches([[option 'max_retries' must be a whole number >= -1 (-1: forever), got string "3"]],
+      msg(fails(lray.remote, { max_retries = "3" }, fn)), 1, true)
+    assert.matches("option 'retry_exceptions' must be true or false, got 1",
+      msg(fails(lray.remote, { retry_exceptions = 1 }, fn)), 1, true)
+    assert.matches("option 'resources' must be a table such as {Custom = 1}, got string",
+      msg(fails(lray.remote, { resources = "x" }, fn)), 1, true)
+    assert.matches([[option 'num_cpus' must be a non-negative number, got table]],
+      msg(fails(lray.remote({}).options, { num_cpus = {} })), 1, true)
   end)
 
   it("negative num_cpus and num_gpus = 1.5 raise, naming the option", function()
@@ -185,6 +213,25 @@ describe("Remote functions (tasks)", function()
     assert.are.equal("x", c)
   end)
 
+  it("cjson.null (a module's light userdata) is sent by name, in and out of tasks and put", function()
+    local cjson = require("cjson")
+    local f = lray.remote(function(x, t)
+      return x == cjson.null, t.v == cjson.null, cjson.encode({ x }), cjson.null
+    end)
+    local a, b, c, back = lray.get(f.remote(cjson.null, { v = cjson.null }))
+    assert.is_true(a)
+    assert.is_true(b)
+    assert.are.equal("[null]", c)
+    assert.are.equal(cjson.null, back)
+    assert.are.equal(cjson.null, lray.get(lray.put({ cjson.null }))[1])
+    -- Also when the task requires the module itself.
+    local g = lray.remote(function() return require("cjson.safe").null end)
+    assert.are.equal(cjson.null, lray.get(g.remote()))
+    -- A userdata with behaviour (a file handle) still cannot be sent.
+    local e = fails(lray.put, { io.stdout })
+    assert.matches("cannot send userdata", msg(e))
+  end)
+
   it("top-level ObjectRef arguments are resolved to their values", function()
     local r = lray.put({ x = 5 })
     local sq = lray.remote(function(x) return x * x end)
@@ -221,6 +268,18 @@ describe("Remote functions (tasks)", function()
     assert.is_number(done_at)
     assert.is_true(started >= done_at, "dependent task started before its argument existed")
     assert.is_true(lray.now() - t0 >= 0.3)
+  end)
+
+  it("bursts and single tasks back to back never strand a task", function()
+    -- A burst asks for several workers; once it is done the requests still
+    -- open are withdrawn, and a task submitted meanwhile must get a worker.
+    local f = lray.remote(function(x) return x end)
+    for round = 1, 60 do
+      local burst = {}
+      for i = 1, 1 + round % 4 do burst[i] = f.remote(i) end
+      assert.are.equal(#burst, #lray.get(burst, { timeout = 10 }))
+      assert.are.equal(round, lray.get(f.remote(round), { timeout = 10 }))
+    end
   end)
 
   it("tasks run in parallel up to the cluster's CPUs", function()

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 #include "common/def.h"
 #include "main/repl.h"
 
@@ -49,8 +50,82 @@ static void on_sigint(int sig)
               LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
+/* -- Tracebacks of lray errors ---------------------------------------------- */
+
+/* True when the value at idx is an lray error table: string type and
+ * message (errors.lua). */
+static int is_lray_error(lua_State *L, int idx)
+{
+  int yes;
+  if (!lua_istable(L, idx)) return 0;
+  lua_getfield(L, idx, "type");
+  lua_getfield(L, idx, "message");
+  yes = lua_type(L, -2) == LUA_TSTRING && !lua_isnil(L, -1);
+  lua_pop(L, 2);
+  return yes;
+}
+
+/* Pushes the chunk-name prefix of lray's own modules ("@/x/lua/lray/"),
+ * taken from where lray.init was loaded, or pushes nil. */
+static void push_lray_prefix(lua_State *L)
+{
+  lua_Debug ar;
+  const char *src, *slash;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "lray");
+  lua_remove(L, -2);
+  lua_remove(L, -2);
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "init");
+    lua_remove(L, -2);
+    if (lua_isfunction(L, -1) && lua_getinfo(L, ">S", &ar) &&
+        (src = ar.source) && src[0] == '@' && (slash = strrchr(src, '/'))) {
+      lua_pushlstring(L, src, (size_t)(slash - src) + 1);
+      return;
+    }
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+}
+
+/* Pushes msg followed by the traceback of the caller's own frames: an lray
+ * error already says what failed (and a remote one carries the remote
+ * traceback), so lray's frames and C functions under it are only noise. */
+static void push_user_traceback(lua_State *L, const char *msg, int remote)
+{
+  luaL_Buffer b;
+  lua_Debug ar;
+  const char *lib;
+  size_t libn = 0;
+  int level, n = 0;
+  push_lray_prefix(L);
+  lib = lua_tolstring(L, -1, &libn);
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, msg);
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Snl", &ar);
+    if (*ar.what == 'C' || (lib && !strncmp(ar.source, lib, libn))) continue;
+    if (n++ == 0)
+      luaL_addstring(&b, remote ? "\ndriver stack traceback:" : "\nstack traceback:");
+    if (*ar.namewhat)
+      lua_pushfstring(L, "\n\t%s:%d: in function '%s'", ar.short_src,
+                      ar.currentline, ar.name);
+    else if (*ar.what == 'm')
+      lua_pushfstring(L, "\n\t%s:%d: in main chunk", ar.short_src,
+                      ar.currentline);
+    else
+      lua_pushfstring(L, "\n\t%s:%d: in function <%s:%d>", ar.short_src,
+                      ar.currentline, ar.short_src, ar.linedefined);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  lua_remove(L, -2); /* the prefix */
+}
+
 /* Message handler: the error as a string (via __tostring for tables and
- * userdata) followed by a traceback. A nil error stays nil and is reported
+ * userdata) followed by a traceback; for lray's error tables, one without
+ * lray's frames (push_user_traceback). A nil error stays nil and is reported
  * silently, as luajit does: busted's error() at the end of a failed run
  * only sets the exit status. */
 static int msghandler(lua_State *L)
@@ -63,6 +138,13 @@ static int msghandler(lua_State *L)
     else
       msg = lua_pushfstring(L, "(error object is a %s value)",
                             luaL_typename(L, 1));
+  }
+  if (is_lray_error(L, 1)) {
+    lua_getfield(L, 1, "traceback");
+    int remote = lua_isstring(L, -1) && lua_objlen(L, -1) > 0;
+    lua_pop(L, 1);
+    push_user_traceback(L, msg, remote);
+    return 1;
   }
   luaL_traceback(L, L, msg, 1);
   return 1;
@@ -159,9 +241,12 @@ static int dojit(lua_State *L, const char *kind, const char *spec)
 
 /* -- Command line ---------------------------------------------------------- */
 
+/* lray's version and those of the libraries it runs on (libuv's is the
+ * shared library's, which may be newer than the headers). */
 static void print_version(void)
 {
-  fputs(PROGNAME " " LR_VERSION " (" LUAJIT_VERSION ")\n", stdout);
+  printf(PROGNAME " " LR_VERSION " (" LUAJIT_VERSION ", libuv %s)\n",
+         uv_version_string());
   fflush(stdout);
 }
 
@@ -178,7 +263,7 @@ static void print_usage(const char *bad, int noarg)
         "  -j cmd    Perform LuaJIT control command.\n"
         "  -O[opt]   Control LuaJIT optimizations.\n"
         "  -i        Enter interactive mode after executing 'script'.\n"
-        "  -v        Show version information.\n"
+        "  -v        Show version information (also --version).\n"
         "  -E        Ignore environment variables.\n"
         "  --        Stop handling options.\n"
         "  -         Execute stdin and stop handling options.\n"
@@ -202,6 +287,10 @@ static int collect_args(int argc, char **argv, int *flags, const char **bad)
     case '\0': /* "-": script from stdin */
       return i;
     case '-':
+      if (!strcmp(a, "--version")) {
+        *flags |= F_VERSION;
+        break;
+      }
       if (a[2] != '\0') return ARGS_BAD;
       return i + 1;
     case 'i':

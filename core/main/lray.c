@@ -16,31 +16,52 @@
 
 static lua_State *L;
 
-/* Finds lua/ next to the build directory (build/lray -> ../lua), or
- * $LRAY_HOME/lua, and puts it first on package.path. */
-static void set_paths(void)
+/* Where lray's Lua modules are, first match wins: $LRAY_HOME/lua; the
+ * checkout (build/lray -> ../lua); an install ($PREFIX/bin/lray ->
+ * $PREFIX/share/lua/5.1, which also covers a DESTDIR stage and a LuaRocks
+ * tree); else nothing, and LuaJIT's own package.path (/usr/local/share/lua/5.1,
+ * /usr/share/lua/5.1) has to find them. root gets the directory that holds
+ * lray/init.lua, or "". */
+static void find_luadir(char *root, size_t size)
 {
-  char exe[PATH_MAX], root[PATH_MAX + 8];
+  static const char *const rel[] = {"/lua", "/share/lua/5.1", NULL};
+  char exe[PATH_MAX], probe[PATH_MAX + 32];
   const char *home = getenv("LRAY_HOME");
   if (home) {
-    snprintf(root, sizeof(root), "%s", home);
-  } else {
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n < 0) n = 0;
-    exe[n] = 0;
-    snprintf(root, sizeof(root), "%s", dirname(dirname(exe)));
+    snprintf(root, size, "%s/lua", home);
+    return;
   }
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n < 0) n = 0;
+  exe[n] = 0;
+  const char *prefix = dirname(dirname(exe));
+  for (int i = 0; rel[i]; i++) {
+    snprintf(probe, sizeof(probe), "%s%s/lray/init.lua", prefix, rel[i]);
+    if (access(probe, R_OK) == 0) {
+      snprintf(root, size, "%s%s", prefix, rel[i]);
+      return;
+    }
+  }
+  root[0] = 0;
+}
+
+/* Puts lray's module directory first on package.path and preloads the C
+ * module lray._core. */
+static void set_paths(void)
+{
+  char root[PATH_MAX + 32];
+  find_luadir(root, sizeof(root));
   lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;", root, root);
-  lua_getfield(L, -2, "path");
-  lua_concat(L, 2);
-  lua_setfield(L, -2, "path");
+  if (root[0]) {
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", root, root);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+  }
   lua_getfield(L, -1, "preload");
   lua_pushcfunction(L, luaopen_lray_core);
   lua_setfield(L, -2, "lray._core");
   lua_pop(L, 2);
-  lua_pushstring(L, root);
-  lua_setfield(L, LUA_REGISTRYINDEX, "lray.root");
 }
 
 /* Runs require(mod).main(argv...) for an internal role or subcommand. */

@@ -169,7 +169,7 @@ runtime.handlers.actor = function(m)
   end
 end
 
-runtime.dump_hook = function(out)
+runtime.dump_hooks[#runtime.dump_hooks + 1] = function(out)
   for aid, st in pairs(actors) do
     local n = 0
     for _ in pairs(st.inflight) do n = n + 1 end

@@ -39,7 +39,7 @@ local function define(name, readonly)
     end,
     __newindex = readonly and function()
       error("this lray.array is a view of a stored object, and objects are immutable;"
-        .. " copy it first: local c = lray.array(a:ctype(), a:totable())", 2)
+        .. " copy it first: local c = a:copy()", 2)
     end or function(a, i, v) check(a, i); a.p[i] = v end,
     __len = function(a) return tonumber(a.n) end,
     __tostring = function(a) return ("lray.array(%s, %d)"):format(name, tonumber(a.n)) end,
@@ -52,6 +52,13 @@ local function define(name, readonly)
   end
   function methods.nbytes(a) return tonumber(a.n) * k.esize end
   function methods.ptr(a) return a.p end
+  --- A new writable array with the same type and elements (one memcpy).
+  function methods.copy(a)
+    local n = tonumber(a.n)
+    local c = M.new(name, n)
+    ffi.copy(c.p, a.p, n * k.esize)
+    return c
+  end
   k.ct = ffi.metatype(sname, mt)
   if readonly then views[name] = k else kinds[name] = k end
 end

@@ -44,7 +44,7 @@ local function check_init_opts(opts)
         tostring(k), table.concat(valid, ", ")), 3)
     end
     if type(v) ~= want then
-      misuse(("lray.init: option '%s' must be a %s, got %s"):format(k, want, type(v)), 3)
+      misuse(("lray.init: option '%s' must be a %s, got %s"):format(k, want, options.got(v)), 3)
     end
     if want == "number" and (v < 0 or v ~= v) then
       misuse(("lray.init: option '%s' must not be negative"):format(k), 3)
@@ -247,11 +247,35 @@ function lray.put(value)
   return runtime.put(value)
 end
 
+-- A soft cancel stops a task at the next instruction the Lua interpreter
+-- runs; a loop LuaJIT compiled that calls nothing (or a long C call) never
+-- gets there. The worker cannot tell, so the driver says so when the task
+-- is still running a while after the cancel.
+local SOFT_CANCEL_WARN = 2     -- seconds
+
+local function watch_soft_cancel(id, ref)
+  runtime.subscribe({ id })
+  if runtime.entries({ id })[1].st then return end
+  local t0, session = core.now(), remote.session
+  core.timer(SOFT_CANCEL_WARN, 0, function()
+    local e = runtime.objs[id]
+    if not e or e.st or remote.session ~= session or not runtime.conn then return end
+    io.stderr:write(("lray: warning: %s is still running %.1f s after lray.cancel(%s): a soft"
+      .. " cancel stops a task at the next instruction the Lua interpreter runs, and a loop that"
+      .. " LuaJIT compiled (one that calls nothing) or a long C call never gets there;"
+      .. " lray.cancel(ref, {force = true}) kills its worker\n"):format(
+      e.task and ("task '" .. e.task .. "'") or "the task", core.now() - t0, tostring(ref)))
+  end, true)
+end
+
 --- Cancels the task that produces ref.
 function lray.cancel(ref, opts)
   local id = check_ref(ref, "lray.cancel", 2)
   opts = opts or {}
-  if submit().cancel(id, opts.force == true, opts.recursive ~= false) then return end
+  if submit().cancel(id, opts.force == true, opts.recursive ~= false) then
+    if not opts.force and runtime.role == "driver" then watch_soft_cancel(id, ref) end
+    return
+  end
   local e = runtime.objs[id]
   if e and e.loc == "local" then
     -- An actor call's result.
@@ -259,11 +283,10 @@ function lray.cancel(ref, opts)
       misuse("lray.cancel: force = true is not supported for actor calls; use lray.kill(actor)", 2)
     end
     actor.cancel(id)
-    return
   end
-  runtime.send({ t = "cancel", id = id, force = opts.force == true,
-    recursive = opts.recursive ~= false })
-  runtime.pump()
+  -- Otherwise the task was submitted by another process (its owner) or has
+  -- finished: as in Ray, only the owner can cancel it, and there is nothing
+  -- left to cancel here.
 end
 
 -- -- Actors ------------------------------------------------------------------

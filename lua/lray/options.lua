@@ -8,9 +8,20 @@ local misuse = require("lray.errors").misuse
 
 local M = {}
 
+-- What a bad value was, for messages: a string shows as one (`string "1"`,
+-- not a bare 1 that looks like the number it was meant to be), a table or
+-- function by its type.
+local function got(v)
+  local t = type(v)
+  if t == "string" then return ("string %q"):format(v) end
+  if t == "number" or t == "boolean" or t == "nil" then return tostring(v) end
+  return t
+end
+M.got = got
+
 local function nonneg_number(k, v)
   if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
-    return ("option '%s' must be a non-negative number, got %s"):format(k, tostring(v))
+    return ("option '%s' must be a non-negative number, got %s"):format(k, got(v))
   end
   if v > 1 and v ~= floor(v) then
     return ("option '%s' = %s: amounts above 1 must be whole numbers (fractions only"
@@ -23,25 +34,25 @@ end
 
 local function retries(k, v)
   if type(v) ~= "number" or v ~= floor(v) or v < -1 then
-    return ("option '%s' must be a whole number >= -1 (-1: forever), got %s"):format(k, tostring(v))
+    return ("option '%s' must be a whole number >= -1 (-1: forever), got %s"):format(k, got(v))
   end
 end
 
 local function boolean(k, v)
   if type(v) ~= "boolean" then
-    return ("option '%s' must be true or false, got %s"):format(k, tostring(v))
+    return ("option '%s' must be true or false, got %s"):format(k, got(v))
   end
 end
 
 local function string_opt(k, v)
   if type(v) ~= "string" or v == "" then
-    return ("option '%s' must be a non-empty string, got %s"):format(k, tostring(v))
+    return ("option '%s' must be a non-empty string, got %s"):format(k, got(v))
   end
 end
 
 local function resources(k, v)
   if type(v) ~= "table" then
-    return ("option '%s' must be a table such as {Custom = 1}, got %s"):format(k, tostring(v))
+    return ("option '%s' must be a table such as {Custom = 1}, got %s"):format(k, got(v))
   end
   for rk, rv in pairs(v) do
     if type(rk) ~= "string" then return ("option '%s' has a non-string key"):format(k) end
@@ -55,19 +66,19 @@ end
 
 local function num_returns(k, v)
   if type(v) ~= "number" or v ~= floor(v) or v < 0 then
-    return ("option '%s' must be a whole number >= 0, got %s"):format(k, tostring(v))
+    return ("option '%s' must be a whole number >= 0, got %s"):format(k, got(v))
   end
 end
 
 local function positive_int(k, v)
   if type(v) ~= "number" or v ~= floor(v) or v < 1 then
-    return ("option '%s' must be a whole number >= 1, got %s"):format(k, tostring(v))
+    return ("option '%s' must be a whole number >= 1, got %s"):format(k, got(v))
   end
 end
 
 local function lifetime(k, v)
   if v ~= "detached" and v ~= "non_detached" then
-    return ("option '%s' must be \"detached\" or \"non_detached\", got %s"):format(k, tostring(v))
+    return ("option '%s' must be \"detached\" or \"non_detached\", got %s"):format(k, got(v))
   end
 end
 
@@ -75,7 +86,7 @@ local function anything() end
 
 local function groups(k, v)
   if type(v) ~= "table" then
-    return ("option '%s' must be a table such as {io = 4, compute = 1}, got %s"):format(k, tostring(v))
+    return ("option '%s' must be a table such as {io = 4, compute = 1}, got %s"):format(k, got(v))
   end
   for g, n in pairs(v) do
     if type(g) ~= "string" then return ("option '%s' has a non-string group name"):format(k) end

@@ -100,8 +100,9 @@ RemoteFunction.__index = RemoteFunction
 
 RemoteFunction.__call = function(rf)
   if not rf._name and not rf._opts.name then rf._name = M.guess_name(rf) end
-  misuse(("remote function %s cannot be called directly; use %s.remote(...)"
-    .. " to run it as a task"):format(rf:_label(), rf._name or "f"), 2)
+  local name = rf._opts.name or rf._name
+  local how = name and name .. ".remote(...)" or ".remote(...) on it"
+  misuse(("%s cannot be called directly; use %s to run it as a task"):format(rf:_what(), how), 2)
 end
 
 RemoteFunction.__tostring = function(rf) return "RemoteFunction(" .. rf:_label() .. ")" end
@@ -110,13 +111,21 @@ function RemoteFunction:_label()
   return self._opts.name or self._name or ("function at " .. self._where)
 end
 
+-- "remote function 'f'", or "the remote function at job.lua:3" for one
+-- with no name (not "remote function function at ...").
+function RemoteFunction:_what()
+  local name = self._opts.name or self._name
+  if name then return "remote function '" .. name .. "'" end
+  return "the remote function at " .. self._where
+end
+
 local function submit(rf, ...)
   if not runtime.conn then
     require("lray").init()
   end
   if not rf._name and not rf._opts.name then rf._name = M.guess_name(rf) end
   local name = rf:_label()
-  local fh = M.export(rf._ex, rf._fn, "remote function " .. name)
+  local fh = M.export(rf._ex, rf._fn, rf:_what())
   local blob, deps, refs, actors = M.pack_args("task '" .. name .. "'", true, ...)
   local opts = rf._opts
   local nret = opts.num_returns or 1
@@ -124,7 +133,7 @@ local function submit(rf, ...)
   for i = 1, nret do
     rets[i] = runtime.new_id()
     -- Known before the submission leaves: the result may come back at once.
-    runtime.expect(rets[i], "local")
+    runtime.expect(rets[i], "local").task = name   -- named in lray.cancel's warning
     out[i] = runtime.new_ref(rets[i], true)
   end
   submitter.submit({ tid = runtime.new_id(), fh = fh, args = blob, deps = deps, refs = refs,
@@ -147,7 +156,7 @@ local function make(fn, opts, ex, where, name)
   rf.options = function(...)
     local o = ...
     if rawequal(o, rf) then o = select(2, ...) end
-    options.check(o, options.task, "remote function " .. rf:_label(), 2)
+    options.check(o, options.task, rf:_what(), 2)
     if not rf._name then rf._name = M.guess_name(rf) end
     return make(fn, options.merge(opts, o), ex, where, rf._name)
   end

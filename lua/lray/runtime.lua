@@ -25,6 +25,7 @@ M.job_id = nil
 M.namespace = nil
 M.current = {}        -- task being run here: task_id, actor_id, name, job_id
 M.handlers = {}       -- message type -> function(msg, conn)
+M.dump_hooks = {}     -- function(lines): add to the SIGUSR2 dump
 
 local objs = {}       -- id -> {st=nil|"ok"|"err", data=, shm=, err=, loc=}
 local counts = {}     -- id -> live ObjectRefs to it in this process
@@ -549,7 +550,7 @@ local function dump_state()
     end
   end
   out[#out + 1] = ("%d objects pending, %d queued out"):format(pending, #outq)
-  if M.dump_hook then M.dump_hook(out) end
+  for _, hook in ipairs(M.dump_hooks) do hook(out) end
   io.stderr:write(table.concat(out, "\n  "), "\n")
 end
 

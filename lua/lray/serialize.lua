@@ -8,6 +8,7 @@ local bit = require("bit")
 
 local pairs, type, rawget, require, error, pcall, tostring =
   pairs, type, rawget, require, error, pcall, tostring
+local getmetatable = debug.getmetatable
 local band, rshift = bit.band, bit.rshift
 local funcinfo, funcbc, funck = jutil.funcinfo, jutil.funcbc, jutil.funck
 
@@ -28,8 +29,11 @@ local function name_module(mname, mod)
     indexed[mname] = true
     for k, v in pairs(mod) do
       local tv = type(v)
-      if type(k) == "string" and (tv == "function" or tv == "table")
-          and names[v] == nil then
+      -- A userdata without a metatable (light userdata such as cjson.null)
+      -- has nothing but its identity: it is a sentinel, and by name it
+      -- arrives as the same value. Others (io.stdout) stay unsendable.
+      if type(k) == "string" and (tv == "function" or tv == "table"
+          or tv == "userdata" and getmetatable(v) == nil) and names[v] == nil then
         names[v] = "m:" .. mname .. "#" .. k
       end
     end
@@ -51,9 +55,14 @@ end
 local dirty = true
 do
   local orig = require
-  _G.require = function(...)
+  _G.require = function(mname, ...)
     dirty = true
-    return orig(...)
+    local mod = orig(mname, ...)
+    -- Named at once: a task that requires a module can return its values
+    -- (cjson.null) without waiting for the next refresh.
+    local t = type(mod)
+    if (t == "table" or t == "function") and type(mname) == "string" then name_module(mname, mod) end
+    return mod
   end
   names[_G.require] = "g:require"
 end
@@ -90,6 +99,8 @@ local function resolve(name)
       .. " value uses it); make it reachable through package.path: "
       .. tostring(mod), 0)
   end
+  -- Its other fields travel back by name too (cjson.null in a task's result).
+  if type(mod) == "table" then name_module(mname, mod) end
   if field ~= "" then
     if type(mod) ~= "table" or mod[field] == nil then
       error("module '" .. mname .. "' has no field '" .. field .. "' here", 0)

@@ -227,7 +227,11 @@ function M.granted(sh, rid, r)
     for _, t in ipairs(q) do fail(t, errors.new("RayError", r.err)) end
     return
   end
-  if not r.lid then return end   -- withdrawn (lease_cancel) before it was granted
+  if not r.lid then
+    -- Withdrawn (lease_cancel) before it was granted; tasks queued since
+    -- counted on it.
+    return pump(sh)
+  end
   if #sh.queue == 0 then
     runtime.send({ t = "lease_return", lid = r.lid })
     return
@@ -323,6 +327,19 @@ end
 function M.cancel_children(parent, force)
   for _, t in pairs(live) do
     if t.parent == parent and t.state ~= "done" then cancel_task(t, force, true) end
+  end
+end
+
+-- SIGUSR2 (runtime's dump): what each shape waits for.
+runtime.dump_hooks[#runtime.dump_hooks + 1] = function(out)
+  for key, sh in pairs(shapes) do
+    local ls = {}
+    for lid, L in pairs(sh.leases) do
+      ls[#ls + 1] = ("%s(pid %s, %s, %d in flight)"):format(lid, tostring(L.pid),
+        L.conn and "connected" or "connecting", L.inflight)
+    end
+    out[#out + 1] = ("shape {%s}: %d queued, %d lease requests (%d waiting), leases %s"):format(
+      key, #sh.queue, sh.nreq, sh.nwait, table.concat(ls, " "))
   end
 end
 
