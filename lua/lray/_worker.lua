@@ -6,6 +6,7 @@ require("lray")   -- every decoder (refs, handles, arrays, errors) registered
 local runtime = require("lray.runtime")
 local serialize = require("lray.serialize")
 local errors = require("lray.errors")
+local spans = require("lray._spans")
 
 local decode = serialize.decode
 local pairs, ipairs, select, tostring, type, xpcall = pairs, ipairs, select, tostring, type, xpcall
@@ -162,6 +163,7 @@ end
 
 local function run_task(m)
   local what = "task '" .. tostring(m.name) .. "'"
+  local t0 = core.time()
   runtime.current = { task_id = m.tid, name = m.name, job_id = m.job, gpu_ids = m.gpus }
   set_gpus(m.gpus)
   local results, lua_error
@@ -193,6 +195,7 @@ local function run_task(m)
     -- node hears this worker let go (it would wait for Lua's next cycle).
     collectgarbage()
   end
+  spans.record("task", m.name, m.tid, t0, lua_error)
   runtime.send({ t = "done", tid = m.tid, results = results, lua_error = lua_error })
 end
 
@@ -227,6 +230,7 @@ end
 
 local function serve_call(conn, m)
   local what = "actor method '" .. actor.cname .. "." .. tostring(m.m) .. "'"
+  local t0 = core.time()
   runtime.current = { task_id = m.cid, name = what, actor_id = actor.aid, job_id = actor.job,
     gpu_ids = actor_gpus }
   local results
@@ -261,6 +265,7 @@ local function serve_call(conn, m)
       results = invoke(fn, actor.instance, args, m.rets, what)
     end
   end
+  spans.record("actor_call", actor.cname .. "." .. tostring(m.m), m.cid, t0)
   runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
   -- Large results go to the node's store: this worker holds them until the
   -- caller has taken them over (it sends "ref" when the reply arrives).

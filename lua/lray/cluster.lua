@@ -93,18 +93,98 @@ function M.start_embedded(o, hello)
     proc:kill(9)
     error("lray.init: the local cluster did not come up: " .. tostring(err), 3)
   end
+  if o.include_dashboard ~= false and o.dashboard_port ~= 0 then
+    -- The dashboard is a process of its own that reads the node's state
+    -- API; it ends with the node (its connection closes).
+    local url, why = require("lray.dashboard").spawn({ node = "unix:" .. session .. "/node.sock",
+      host = o.dashboard_host, port = o.dashboard_port, port_fixed = o.dashboard_port ~= nil,
+      owner = core.getpid(), log = "/dev/null" })
+    if url then
+      w.dashboard_url = url
+      if core.isatty(2) then io.stderr:write("lray: dashboard at ", url, "\n") end
+    else
+      io.stderr:write("lray: ", tostring(why), "\n")
+    end
+  end
   return w
+end
+
+-- $LRAY_ADDRESS, unless unset, empty or "auto".
+local function env_address()
+  local env = os.getenv("LRAY_ADDRESS")
+  if env and env ~= "" and env ~= "auto" then return env end
+  return nil
 end
 
 --- The address `lray start` left for "auto".
 function M.auto_address()
-  local env = os.getenv("LRAY_ADDRESS")
-  if env and env ~= "" and env ~= "auto" then return env end
+  local env = env_address()
+  if env then return env end
   local f = io.open(M.ADDRESS_FILE, "r")
   if not f then return nil end
   local a = f:read("*l")
   f:close()
   return a
+end
+
+--- The dashboard URL `lray start` left beside the address, or nil.
+function M.auto_dashboard_url()
+  local f = io.open(M.ADDRESS_FILE, "r")
+  if not f then return nil end
+  f:read("*l"); f:read("*l")
+  local url = f:read("*l")
+  f:close()
+  return url ~= "" and url or nil
+end
+
+local function cmdline(pid)
+  local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
+  if not f then return "?" end
+  local s = f:read("*a"):gsub("%z$", ""):gsub("%z", " ")
+  f:close()
+  return s
+end
+
+--- The clusters running on this machine: {address, pid, kind, session}, the
+--- one `lray start` started first, then those of drivers' lray.init().
+function M.local_clusters()
+  local out = {}
+  local f = io.open(M.BASE .. "/head.pid", "r")
+  local hpid = f and tonumber(f:read("*l"))
+  if f then f:close() end
+  if hpid and core.kill(hpid, 0) ~= nil then
+    local a = M.auto_address()
+    if a then out[1] = { address = a, pid = hpid, kind = "lray start" } end
+  end
+  local names = core.readdir(M.BASE) or {}
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local pid = tonumber(name:match("^s%-(%d+)%-"))
+    local sock = M.BASE .. "/" .. name .. "/node.sock"
+    if pid and core.kill(pid, 0) ~= nil and core.exists(sock) then
+      out[#out + 1] = { address = "unix:" .. sock, pid = pid, session = M.BASE .. "/" .. name,
+        kind = "driver pid " .. pid .. ": " .. cmdline(pid) }
+    end
+  end
+  return out
+end
+
+--- The address the CLI talks to: $LRAY_ADDRESS, the cluster of `lray start`,
+--- or the one embedded cluster a running script started. nil and why else.
+function M.find_address()
+  local env = env_address()
+  if env then return env end
+  local all = M.local_clusters()
+  if #all == 0 then
+    return nil, "no lray cluster is running on this machine (`lray start --head` starts one;"
+      .. " a script's lray.init() runs one while it runs)"
+  end
+  if all[1].kind == "lray start" or #all == 1 then return all[1].address end
+  local lines = { "several lray clusters run on this machine; choose one with LRAY_ADDRESS=...:" }
+  for _, c in ipairs(all) do
+    lines[#lines + 1] = ("  LRAY_ADDRESS=%s   (%s)"):format(c.address, c.kind)
+  end
+  return nil, table.concat(lines, "\n")
 end
 
 function M.join(addr, hello)
@@ -117,6 +197,7 @@ function M.join(addr, hello)
     addr = a
   end
   local w, err = runtime.connect(addr, hello)
+  if w and addr == M.auto_address() then w.dashboard_url = M.auto_dashboard_url() end
   if not w then
     error(("lray.init: cannot reach the cluster at %s (%s); is `lray start --head`"
       .. " running there?"):format(addr, tostring(err)), 3)

@@ -101,6 +101,19 @@ function RemoteFunction:_label()
   return self._opts.name or self._name or ("function at " .. self._where)
 end
 
+-- Call sites ("file:line" of the user's .remote() or lray.put) label the
+-- objects they create in `lray memory` and the dashboard. One debug.getinfo
+-- per call; LRAY_CALL_SITES=0 turns it off.
+local CALL_SITES = os.getenv("LRAY_CALL_SITES") ~= "0"
+
+--- "file:line" of the function `level` levels above the caller, or nil.
+function M.callsite(level)
+  if not CALL_SITES then return nil end
+  local i = getinfo(level + 1, "Sl")
+  if not i then return nil end
+  return i.short_src .. ":" .. i.currentline
+end
+
 local function submit(rf, ...)
   if not runtime.conn then
     require("lray").init()
@@ -121,7 +134,7 @@ local function submit(rf, ...)
   runtime.send({ t = "submit", tid = runtime.new_id(), fh = fh, args = blob,
     deps = deps, refs = refs, actors = actors, rets = rets, res = rf._req, name = name,
     max_retries = opts.max_retries, retry_exc = opts.retry_exceptions,
-    parent = runtime.current.task_id, job = runtime.current.job_id })
+    parent = runtime.current.task_id, job = runtime.current.job_id, cs = M.callsite(2) })
   runtime.submitted()
   return unpack(out, 1, nret)
 end

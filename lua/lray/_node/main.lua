@@ -7,6 +7,7 @@ local N = require("lray._node.state")
 local objects = require("lray._node.objects")
 local sched = require("lray._node.sched")
 local actors = require("lray._node.actors")
+local events = require("lray._node.events")
 
 local pairs, ipairs, tostring, tonumber = pairs, ipairs, tostring, tonumber
 local units = sched.units
@@ -40,6 +41,7 @@ H.hello = function(cl, m)
   local ns = m.namespace or ("anon-" .. job .. "-" .. core.random_hex(4))
   N.jobs[job] = { conn = cl.conn, namespace = ns, path = m.path, cpath = m.cpath,
     log = m.log_to_driver, pid = m.pid, started = core.time() }
+  events.job_started(job, N.jobs[job])
   reply(cl, m, { node_id = N.node_id, job_id = job, shm = N.shm_name,
     session_dir = N.session_dir, namespace = ns, address = N.tcp_addr or ("unix:" .. N.sock) })
 end
@@ -51,6 +53,7 @@ H.submit = function(cl, m)
 end
 
 H.put = function(cl, m)
+  events.object_put(cl, m)
   objects.hold(cl, m.id)
   if m.shm and cl.allocs then cl.allocs[m.shm[1]] = nil end
   objects.store(m.id, m)
@@ -159,7 +162,9 @@ H.nodes = function(cl, m)
 end
 
 H.list = function(cl, m)
-  local r = {}
+  local r = events.list(m)
+  if r then return reply(cl, m, r) end
+  r = {}
   if m.what == "actors" then r.items = actors.list()
   elseif m.what == "tasks" then
     r.items = {}
@@ -196,6 +201,7 @@ H.shutdown = function(cl)
   if cl.job and N.jobs[cl.job] and N.jobs[cl.job].pid == N.owner_pid then M.cleanup(0) end
 end
 H.stop = function() M.cleanup(0) end
+H.spans = function(cl, m) events.spans(cl, m) end
 
 -- -- Connections ----------------------------------------------------------
 
@@ -206,6 +212,7 @@ local function on_close(cl)
   if cl.kind == "driver" then
     local job = N.jobs[cl.job]
     N.jobs[cl.job] = nil
+    events.job_ended(cl.job)
     actors.drop_job(cl.job)
     sched.drop_job(cl.job)
     if job and N.owner_pid and job.pid == N.owner_pid then M.cleanup(0) end
@@ -238,6 +245,7 @@ function M.cleanup(code)
   if N.region then N.region:close() end
   if N.shm_name then core.shm_unlink(N.shm_name) end
   if N.session_dir then
+    events.remove_logs()
     -- A node that failed keeps its log: whoever started it reads it.
     local files = { "node.sock", "address" }
     if (code or 0) == 0 then files[#files + 1] = "node.log" end
@@ -297,6 +305,7 @@ function M.main(argv)
     if v == 0 and k ~= "CPU" then N.total[k] = nil end
   end
   N.fns = {}
+  events.init()
   sched.init()
   core.shm_sweep("lray-")
   N.shm_name = "lray-" .. core.getpid() .. "-" .. core.random_hex(4)

@@ -27,6 +27,9 @@ local seq = 0
 local next_num = 0
 M.tasks = tasks
 M.on_worker_ready = nil -- set by actors: function(worker) -> handled?
+-- Observability hooks (set by events.lua): observe(task, "submit"|"start"|
+-- "retry"|"fail"|"finish", worker); observe_output(worker, stream, data).
+M.observe, M.observe_output = nil, nil
 
 local S                 -- the C scheduler
 
@@ -102,6 +105,7 @@ local function flush_line(w, stream, line)
 end
 
 local function on_output(w, stream, data)
+  if M.observe_output then M.observe_output(w, stream, data) end
   local buf = (w.partial[stream] or "") .. data
   local last = buf:match(".*\n()")
   if last then
@@ -173,6 +177,7 @@ function M.take_idle_worker() return take_idle() end
 -- -- Tasks -----------------------------------------------------------------
 
 local function fail_task(t, err)
+  if M.observe then M.observe(t, "fail") end
   local blob = core.encode(err)
   for _, id in ipairs(t.rets) do objects.store(id, { err = blob }) end
 end
@@ -180,6 +185,7 @@ end
 local function finish(t)
   tasks[t.tid] = nil
   by_num[t.num] = nil
+  if M.observe then M.observe(t, "finish") end
   t.state = "done"
   for _, id in ipairs(t.rets) do
     local o = objects.objects[id]
@@ -201,6 +207,7 @@ function M.submit(cl, m)
     num = M.number(), submitted = core.now() }
   tasks[t.tid] = t
   by_num[t.num] = t
+  if M.observe then M.observe(t, "submit") end
   for _, id in ipairs(m.rets) do
     local o = objects.get(id)
     o.producing = t.tid
@@ -303,6 +310,7 @@ local function start(t, w, gpus)
   seq = seq + 1
   t.seq, t.worker, t.state = seq, w, "running"
   w.state, w.task, w.job, w.label = "busy", t, t.job, t.name
+  if M.observe then M.observe(t, "start", w) end
   local m = t.m
   M.introduce_job(w, t.job)
   local depv = M.dep_values(m.deps)
@@ -373,8 +381,10 @@ function M.done(w, m)
     -- A Lua error with retry_exceptions: run it again.
     t.retries = t.retries - 1
     t.state = "queued"
+    if M.observe then M.observe(t, "retry") end
     M.enqueue(t)
   else
+    if m.lua_error and M.observe then M.observe(t, "fail") end
     for i, r in ipairs(m.results) do
       if r.shm and w.client and w.client.allocs then w.client.allocs[r.shm[1]] = nil end
       objects.store(t.rets[i] or r.id, r)
@@ -430,6 +440,7 @@ function M.worker_exited(w, status, sig)
     elseif t.retries ~= 0 then
       t.retries = t.retries - 1
       t.state = "queued"
+      if M.observe then M.observe(t, "retry") end
       M.enqueue(t)
     else
       local how = sig ~= 0 and ("was killed by signal " .. sig) or ("exited with code " .. status)
@@ -440,6 +451,7 @@ function M.worker_exited(w, status, sig)
     end
   end
   if M.on_worker_exit then M.on_worker_exit(w, status, sig) end
+  if M.observe_exit then M.observe_exit(w) end
   M.dispatch()
 end
 
