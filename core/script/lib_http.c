@@ -1,7 +1,7 @@
 /* Lua bindings for a small HTTP server (GNU libmicrohttpd), used by the
  * dashboard process (lua/lray/dashboard.lua).
  *
- * libmicrohttpd runs its own threads (one per connection); Lua runs on the
+ * libmicrohttpd (opened with dlopen by the first http_listen) runs its own threads (one per connection); Lua runs on the
  * loop thread only. A request is handed to the loop through a locked queue
  * and a uv_async_t; its connection thread then waits until Lua answers
  * (req:respond) or turns it into a stream (req:stream, for Server-Sent
@@ -21,6 +21,7 @@
 #include <lauxlib.h>
 #include <microhttpd.h>
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -66,6 +67,59 @@ struct hsrv_s {
   int port;
   int handles_open;
 };
+
+/* -- libmicrohttpd, loaded when a dashboard starts ---------------------------
+ * Only the dashboard process serves HTTP: loading the library (and the TLS
+ * libraries it pulls in) into every driver, node and worker would slow each
+ * process start, so it is opened with dlopen on first use. */
+
+static struct {
+  void *lib;
+  struct MHD_Daemon *(*start_daemon)(unsigned int, uint16_t,
+                                     MHD_AcceptPolicyCallback, void *,
+                                     MHD_AccessHandlerCallback, void *, ...);
+  void (*stop_daemon)(struct MHD_Daemon *);
+  const union MHD_DaemonInfo *(*get_daemon_info)(struct MHD_Daemon *,
+                                                 enum MHD_DaemonInfoType, ...);
+  struct MHD_Response *(*create_response_from_buffer)(size_t, void *,
+                                                      enum MHD_ResponseMemoryMode);
+  struct MHD_Response *(*create_response_from_callback)(
+      uint64_t, size_t, MHD_ContentReaderCallback, void *,
+      MHD_ContentReaderFreeCallback);
+  enum MHD_Result (*add_response_header)(struct MHD_Response *, const char *,
+                                         const char *);
+  enum MHD_Result (*queue_response)(struct MHD_Connection *, unsigned int,
+                                    struct MHD_Response *);
+  void (*destroy_response)(struct MHD_Response *);
+  int (*get_connection_values)(struct MHD_Connection *, enum MHD_ValueKind,
+                               MHD_KeyValueIterator, void *);
+} mhd;
+
+/* Opens libmicrohttpd once; NULL, or why it cannot be had. */
+static const char *mhd_load(void)
+{
+  if (mhd.lib) return NULL;
+  void *lib = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) lib = dlopen("libmicrohttpd.so", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) return "libmicrohttpd is not installed (Debian: libmicrohttpd12)";
+#define SYM(f)                                                                 \
+  if (!(*(void **)&mhd.f = dlsym(lib, "MHD_" #f))) goto missing;
+  SYM(start_daemon)
+  SYM(stop_daemon)
+  SYM(get_daemon_info)
+  SYM(create_response_from_buffer)
+  SYM(create_response_from_callback)
+  SYM(add_response_header)
+  SYM(queue_response)
+  SYM(destroy_response)
+  SYM(get_connection_values)
+#undef SYM
+  mhd.lib = lib;
+  return NULL;
+missing:
+  dlclose(lib);
+  return "libmicrohttpd lacks a function lray needs";
+}
 
 /* -- Requests (any thread, under srv->mu where shared) ------------------- */
 
@@ -132,7 +186,7 @@ static char *gather(struct MHD_Connection *c, hreq_t *r, enum MHD_ValueKind k,
 {
   struct kv_acc a = {r, sep};
   r->len = 0;
-  MHD_get_connection_values(c, k, collect_kv, &a);
+  mhd.get_connection_values(c, k, collect_kv, &a);
   append(r, "", 1);
   char *s = xstrdup(r->body);
   r->len = 0;
@@ -188,12 +242,12 @@ static void stream_done(void *cls)
 static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status,
                                   const char *text)
 {
-  struct MHD_Response *resp = MHD_create_response_from_buffer(
+  struct MHD_Response *resp = mhd.create_response_from_buffer(
       strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
   if (!resp) return MHD_NO;
-  MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
-  enum MHD_Result rc = MHD_queue_response(c, status, resp);
-  MHD_destroy_response(resp);
+  mhd.add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+  enum MHD_Result rc = mhd.queue_response(c, status, resp);
+  mhd.destroy_response(resp);
   return rc;
 }
 
@@ -244,11 +298,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   struct MHD_Response *resp = NULL;
   int status = r->status;
   if (r->state == R_RESPONDED) {
-    resp = MHD_create_response_from_buffer(r->len, r->body,
+    resp = mhd.create_response_from_buffer(r->len, r->body,
                                            MHD_RESPMEM_MUST_COPY);
   } else if (r->state == R_STREAMING) {
     r->refs++; /* the stream's; dropped by stream_done */
-    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
+    resp = mhd.create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
                                              stream_read, r, stream_done);
     if (!resp) r->refs--;
   }
@@ -265,12 +319,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     free(ctype);
     return MHD_NO;
   }
-  MHD_add_response_header(resp, "Content-Type", ctype);
-  MHD_add_response_header(resp, "Cache-Control", "no-store");
-  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  mhd.add_response_header(resp, "Content-Type", ctype);
+  mhd.add_response_header(resp, "Cache-Control", "no-store");
+  mhd.add_response_header(resp, "X-Content-Type-Options", "nosniff");
   free(ctype);
-  rc = MHD_queue_response(c, (unsigned)status, resp);
-  MHD_destroy_response(resp);
+  rc = mhd.queue_response(c, (unsigned)status, resp);
+  mhd.destroy_response(resp);
   return rc;
 }
 
@@ -454,7 +508,7 @@ static void srv_close(lua_State *L, lsrv_t *ls)
   s->closing = 1;
   uv_cond_broadcast(&s->cv);
   uv_mutex_unlock(&s->mu);
-  MHD_stop_daemon(s->d); /* joins the connection threads */
+  mhd.stop_daemon(s->d); /* joins the connection threads */
   /* Requests queued but never seen by Lua. */
   uv_mutex_lock(&s->mu);
   while (s->queue) {
@@ -544,6 +598,12 @@ static int l_http_listen(lua_State *L)
     lua_pushfstring(L, "not an IPv4 address: %s", host);
     return 2;
   }
+  const char *why = mhd_load();
+  if (why) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
   hsrv_t *s = calloc(1, sizeof(*s));
   if (!s) abort();
   uv_mutex_init(&s->mu);
@@ -552,12 +612,12 @@ static int l_http_listen(lua_State *L)
                    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
                    MHD_USE_ERROR_LOG;
   if (fd >= 0)
-    s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_access, s,
+    s->d = mhd.start_daemon(flags, (uint16_t)port, NULL, NULL, on_access, s,
                             MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                             MHD_OPTION_CONNECTION_LIMIT, 64,
                             MHD_OPTION_CONNECTION_TIMEOUT, 120, MHD_OPTION_END);
   else
-    s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_access, s,
+    s->d = mhd.start_daemon(flags, (uint16_t)port, NULL, NULL, on_access, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_CONNECTION_LIMIT, 64,
                             MHD_OPTION_CONNECTION_TIMEOUT, 120, MHD_OPTION_END);
@@ -570,7 +630,7 @@ static int l_http_listen(lua_State *L)
     return 2;
   }
   const union MHD_DaemonInfo *di =
-      MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+      mhd.get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
   s->port = di ? di->port : port;
   lua_pushvalue(L, -1); /* on_request */
   s->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);

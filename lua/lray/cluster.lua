@@ -39,11 +39,31 @@ function M.node_args(o)
   add("object-store-memory", o.object_store_memory)
   add("port", o.port)
   add("prestart", o.prestart)
+  add("dashboard-fd", o.dashboard_fd)
   if o.resources then
     local cjson = require("cjson")
     add("resources", type(o.resources) == "string" and o.resources or cjson.encode(o.resources))
   end
   return args
+end
+
+M.DASHBOARD_PORT = 8265
+
+--- Binds the dashboard's socket at host:port, or the next free port above
+--- it when the port was not chosen (fixed false). Returns the listening fd
+--- (children inherit it) and the URL; nil, nil, why when no port is free.
+function M.dashboard_bind(host, port, fixed)
+  host = host or "127.0.0.1"
+  port = port or M.DASHBOARD_PORT
+  local fd, got, err
+  for p = port, port + (fixed and 0 or 99) do
+    fd, got = core.http_bind(host, p)
+    if fd then break end
+    err = got
+  end
+  if not fd then return nil, nil, "the dashboard cannot listen: " .. tostring(err) end
+  local shown = host == "0.0.0.0" and "127.0.0.1" or host
+  return fd, ("http://%s:%d"):format(shown, got)
 end
 
 --- Connects to the node at addr, retrying while it starts up.
@@ -77,15 +97,25 @@ function M.start_embedded(o, hello)
   core.mkdir(M.BASE)
   M.sweep_sessions()
   local session = M.BASE .. "/s-" .. core.getpid() .. "-" .. core.random_hex(3)
+  -- The dashboard's socket is bound here, so its URL is known at once; the
+  -- node starts the dashboard process on it once its own start is over.
+  local dash_fd, dash_url
+  if o.include_dashboard ~= false and o.dashboard_port ~= 0 then
+    local why
+    dash_fd, dash_url, why = M.dashboard_bind(o.dashboard_host, o.dashboard_port,
+      o.dashboard_port ~= nil)
+    if not dash_fd then io.stderr:write("lray: ", tostring(why), "\n") end
+  end
   local args = M.node_args({ session = session, owner = core.getpid(),
     num_cpus = o.num_cpus, num_gpus = o.num_gpus, resources = o.resources,
-    object_store_memory = o.object_store_memory, prestart = o._prestart })
+    object_store_memory = o.object_store_memory, prestart = o._prestart, dashboard_fd = dash_fd })
   local this = { exited = false }
   node = this
   -- Its own session: a Ctrl-C meant for the driver's REPL must not reach
   -- the node or its workers. It still dies with us (parent-death signal).
   local pid, proc = core.spawn({ file = core.exe_path(), args = args, detached = true,
     on_exit = function() this.exited = true end })
+  if dash_fd then core.close_fd(dash_fd) end
   if not pid then error("lray.init: could not start the local cluster: " .. tostring(proc), 3) end
   node_proc = proc
   local w, err = connect_retry("unix:" .. session .. "/node.sock", hello, 10, this)
@@ -93,18 +123,9 @@ function M.start_embedded(o, hello)
     proc:kill(9)
     error("lray.init: the local cluster did not come up: " .. tostring(err), 3)
   end
-  if o.include_dashboard ~= false and o.dashboard_port ~= 0 then
-    -- The dashboard is a process of its own that reads the node's state
-    -- API; it ends with the node (its connection closes).
-    local url, why = require("lray.dashboard").spawn({ node = "unix:" .. session .. "/node.sock",
-      host = o.dashboard_host, port = o.dashboard_port, port_fixed = o.dashboard_port ~= nil,
-      owner = core.getpid(), log = "/dev/null" })
-    if url then
-      w.dashboard_url = url
-      if core.isatty(2) then io.stderr:write("lray: dashboard at ", url, "\n") end
-    else
-      io.stderr:write("lray: ", tostring(why), "\n")
-    end
+  if dash_url then
+    w.dashboard_url = dash_url
+    if core.isatty(2) then io.stderr:write("lray: dashboard at ", dash_url, "\n") end
   end
   return w
 end

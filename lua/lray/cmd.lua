@@ -218,6 +218,10 @@ local function status()
   out:write(("Object store: %d objects, %d bytes in shared memory (%d bytes capacity)\n")
     :format(st.objects, st.store.used, st.store.capacity))
   out:write(("Workers: %d   Queued tasks: %d\n"):format(st.workers, st.queued))
+  local url = cluster.auto_dashboard_url()
+  if url and cluster.find_address() == cluster.auto_address() then
+    out:write(("Dashboard: %s\n"):format(url))
+  end
   if st.demand and #st.demand > 0 then
     out:write("Pending demand:\n")
     for _, d in ipairs(st.demand) do

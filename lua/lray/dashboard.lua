@@ -21,35 +21,32 @@ local ipairs, pairs, tostring, tonumber = ipairs, pairs, tostring, tonumber
 
 local M = {}
 
-M.DEFAULT_PORT = 8265
-local PORT_TRIES = 100
 
 -- -- Starting one (in the driver or `lray start`) ------------------------------
 
---- Binds host:port (or the next free port above it, when port is the
---- default), starts `lray _dashboard` serving it, and returns its URL.
---- opts: {node = "unix:...", host, port, session, owner, token}. nil, why when
---- no port could be had.
-function M.spawn(opts)
-  local host = opts.host or "127.0.0.1"
-  local port = opts.port or M.DEFAULT_PORT
-  local fd, got, err
-  for p = port, port + (opts.port_fixed and 0 or PORT_TRIES - 1) do
-    fd, got = core.http_bind(host, p)
-    if fd then break end
-    err = got
-  end
-  if not fd then return nil, "the dashboard cannot listen: " .. tostring(err) end
+-- Binding lives in cluster.lua: a driver binds without loading this file.
+M.bind = function(...) return require("lray.cluster").dashboard_bind(...) end
+
+--- Starts `lray _dashboard` serving the socket fd (from M.bind) for the
+--- node at opts.node; the caller closes its copy of fd after. opts: {node,
+--- host, owner, token_file, log}. Returns pid, proc or nil, why.
+function M.start(fd, opts)
   local args = { "_dashboard", "--node", opts.node, "--fd", tostring(fd),
-    "--host", host, "--port", tostring(got) }
+    "--host", opts.host or "127.0.0.1" }
   if opts.owner then args[#args + 1] = "--owner"; args[#args + 1] = tostring(opts.owner) end
   if opts.token_file then args[#args + 1] = "--token-file"; args[#args + 1] = opts.token_file end
-  local pid, proc = core.spawn({ file = core.exe_path(), args = args, detached = true,
-    log = opts.log })
+  return core.spawn({ file = core.exe_path(), args = args, detached = true, log = opts.log })
+end
+
+--- M.bind, then M.start: returns the URL, pid, proc; or nil, why.
+--- opts: those of both, and port, port_fixed.
+function M.spawn(opts)
+  local fd, url, why = M.bind(opts.host, opts.port, opts.port_fixed)
+  if not fd then return nil, why end
+  local pid, proc = M.start(fd, opts)
   core.close_fd(fd)
   if not pid then return nil, "the dashboard did not start: " .. tostring(proc) end
-  local shown = host == "0.0.0.0" and "127.0.0.1" or host
-  return ("http://%s:%d"):format(shown, got), pid, proc
+  return url, pid, proc
 end
 
 --- True for addresses only this machine reaches.

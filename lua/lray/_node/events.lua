@@ -252,6 +252,17 @@ function M.list(m)
   return { items = f(m) }
 end
 
+--- Starts the dashboard process on the listening socket fd the embedded
+--- driver bound (a client of this node's state API, which ends with it),
+--- after the node's own start, so it stays off the path of the first task.
+function M.start_dashboard(fd)
+  core.timer(0.2, 0, function()
+    require("lray.dashboard").start(fd, { node = "unix:" .. N.sock, owner = core.getpid(),
+      log = "/dev/null" })
+    core.close_fd(fd)
+  end, true)
+end
+
 function M.init()
   local sched = require("lray._node.sched")
   sched.observe = M.task

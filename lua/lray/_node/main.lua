@@ -322,6 +322,7 @@ function M.main(argv)
   end
   for _, sig in ipairs({ 1, 2, 15 }) do core.signal(sig, function() M.cleanup(0) end) end
   sched.prestart(math.min(math.max(math.floor(ncpu), 1), tonumber(o.prestart) or 4))
+  if o.dashboard_fd then events.start_dashboard(tonumber(o.dashboard_fd)) end
   if o.ready_fd then io.stdout:write("ready\n"); io.stdout:flush() end
   core.run()
   M.cleanup(0)
