@@ -239,7 +239,8 @@ function M.main(argv)
           jobs = d.jobs, objects = objs, nobjects = #d.objects, spans = d.spans,
           tasks = recent, ntasks = #d.tasks, logs = d.logs, workers = d.workers,
           task_summary = state.task_summary(d.tasks),
-          task_states = state.count_by(d.tasks, "state") })
+          task_states = state.count_by(d.tasks, "state"),
+          tasks_by_job = state.count_by(d.tasks, "job_id") })
       end, { spans = { since = since } })
   end
 
