@@ -131,6 +131,18 @@ describe("lray list", function()
     assert.truthy(out:find("obs_printer", 1, true), out)
   end)
 
+  it("lists actor calls once they ended", function()
+    lray.get(printer.say.remote("listed"))
+    local calls = eventually(5, function()
+      local c = cli_json("list tasks --format json --filter type=actor_call --filter name=Printer.say")
+      return #c > 0 and c
+    end)
+    assert.is_table(calls, "no actor call in lray list tasks")
+    assert.are.equal("FINISHED", calls[1].state)
+    assert.are.equal(printer_pid, calls[1].pid)
+    assert.is_string(calls[1].actor_id)
+  end)
+
   it("has no hidden cap", function()
     local refs = {}
     for i = 1, 1500 do refs[i] = square.remote(i) end
@@ -379,6 +391,31 @@ describe("the dashboard", function()
     local out = sh(q(BIN) .. " -e 'local l = require(\"lray\") local c = l.init{num_cpus = 1,"
       .. " include_dashboard = false} io.write(\"[\", c.dashboard_url, \"]\")'")
     assert.are.equal("[]", out)
+  end)
+end)
+
+describe("lray start --head", function()
+  it("serves the dashboard until lray stop", function()
+    local base = os.tmpname()
+    os.remove(base)
+    local env = "LRAY_TMPDIR=" .. q(base) .. " "
+    local out, status = sh(env .. q(BIN) .. " start --head --port 0 --num-cpus 1")
+    assert.are.equal(0, status, out)
+    local url = out:match("Dashboard: (http://127%.0%.0%.1:%d+)")
+    assert.truthy(url, out)
+    local metrics = sh("curl -s --max-time 10 " .. q(url .. "/metrics"))
+    local st = sh(env .. q(BIN) .. " status")
+    local nodes = sh("curl -s --max-time 10 " .. q(url .. "/api/nodes"))
+    local stopped = sh(env .. q(BIN) .. " stop")
+    local gone = eventually(10, function()
+      return sh("curl -s -o /dev/null -w '%{http_code}' --max-time 2 " .. q(url .. "/healthz")) == "000"
+    end)
+    os.execute("rm -rf " .. q(base))
+    assert.truthy(metrics:find("\nlray_nodes_alive 1\n", 1, true), metrics)
+    assert.truthy(st:find("Dashboard: " .. url, 1, true), st)
+    assert.are.equal(1, #cjson.decode(nodes))
+    assert.truthy(stopped:find("Stopped", 1, true), stopped)
+    assert.truthy(gone, "the dashboard still answers after lray stop")
   end)
 end)
 

@@ -233,7 +233,7 @@ local function serve_call(conn, m)
   local t0 = core.time()
   runtime.current = { task_id = m.cid, name = what, actor_id = actor.aid, job_id = actor.job,
     gpu_ids = actor_gpus }
-  local results
+  local results, failed
   local fn = actor.instance[m.m]
   if type(fn) ~= "function" then
     results = error_results(m.rets, errors.new("TaskError", ("actor %s has no method '%s'")
@@ -262,10 +262,10 @@ local function serve_call(conn, m)
     elseif not args then
       results = error_results(m.rets, derr)
     else
-      results = invoke(fn, actor.instance, args, m.rets, what)
+      results, failed = invoke(fn, actor.instance, args, m.rets, what)
     end
   end
-  spans.record("actor_call", actor.cname .. "." .. tostring(m.m), m.cid, t0)
+  spans.record("actor_call", actor.cname .. "." .. tostring(m.m), m.cid, t0, failed)
   runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
   -- Large results go to the node's store: this worker holds them until the
   -- caller has taken them over (it sends "ref" when the reply arrives).

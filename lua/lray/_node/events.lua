@@ -171,6 +171,17 @@ function M.spans(cl, m)
     s.pid, s.worker_id, s.node_id = w and w.pid, w and w.wid, N.node_id
     s.actor_id = s.actor_id or (w and w.actor and w.actor.aid)
     spans[span_head] = s
+    if s.kind == "actor_call" and s.id and not tasks[s.id] then
+      -- Callers send actor calls straight to the actor: the node learns of
+      -- them only from here, once they ended.
+      local state = s.failed and "FAILED" or "FINISHED"
+      tasks[s.id] = { task_id = s.id, name = s.name, type = "actor_call", state = state,
+        actor_id = s.actor_id, pid = s.pid, worker_id = s.worker_id, node_id = N.node_id,
+        job_id = w and w.actor and w.actor.job, submitted = s.start, started = s.start,
+        ended = s.start + s.dur }
+      M.ended[state] = M.ended[state] + 1
+      forget_later(s.id)
+    end
   end
 end
 
