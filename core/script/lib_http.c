@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -568,6 +569,17 @@ fail:
   return 2;
 }
 
+/* fd_cloexec(fd, on): whether children started from now on inherit fd. */
+static int l_fd_cloexec(lua_State *L)
+{
+  int fd = (int)luaL_checkinteger(L, 1);
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return 0;
+  flags = lua_toboolean(L, 2) ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
+  fcntl(fd, F_SETFD, flags);
+  return 0;
+}
+
 /* close_fd(fd): closes a descriptor from http_bind in this process. */
 static int l_close_fd(lua_State *L)
 {
@@ -691,6 +703,8 @@ void lr_lib_http_open(lua_State *L)
   lua_setfield(L, -2, "http_listen");
   lua_pushcfunction(L, l_http_bind);
   lua_setfield(L, -2, "http_bind");
+  lua_pushcfunction(L, l_fd_cloexec);
+  lua_setfield(L, -2, "fd_cloexec");
   lua_pushcfunction(L, l_close_fd);
   lua_setfield(L, -2, "close_fd");
   lua_pushcfunction(L, l_dashboard_page);

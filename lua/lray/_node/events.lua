@@ -267,7 +267,9 @@ end
 --- driver bound (a client of this node's state API, which ends with it),
 --- after the node's own start, so it stays off the path of the first task.
 function M.start_dashboard(fd)
+  core.fd_cloexec(fd, true)   -- workers started meanwhile must not hold it
   core.timer(0.2, 0, function()
+    core.fd_cloexec(fd, false)
     require("lray.dashboard").start(fd, { node = "unix:" .. N.sock, owner = core.getpid(),
       log = "/dev/null" })
     core.close_fd(fd)

@@ -273,6 +273,7 @@ end
 
 function M.main(argv)
   local o = parse(argv)
+  if o.dashboard_fd then events.start_dashboard(tonumber(o.dashboard_fd)) end
   -- LRAY_PROFILE_NODE=FILE: LuaJIT's sampling profiler over the node's life.
   local prof = os.getenv("LRAY_PROFILE_NODE")
   if prof then
@@ -322,7 +323,6 @@ function M.main(argv)
   end
   for _, sig in ipairs({ 1, 2, 15 }) do core.signal(sig, function() M.cleanup(0) end) end
   sched.prestart(math.min(math.max(math.floor(ncpu), 1), tonumber(o.prestart) or 4))
-  if o.dashboard_fd then events.start_dashboard(tonumber(o.dashboard_fd)) end
   if o.ready_fd then io.stdout:write("ready\n"); io.stdout:flush() end
   core.run()
   M.cleanup(0)
