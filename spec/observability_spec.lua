@@ -289,6 +289,9 @@ describe("the dashboard", function()
     assert.truthy(page:find("<title>lray dashboard</title>", 1, true))
     local out = http("/nosuch", "-o /dev/null -w '%{http_code}'")
     assert.are.equal("404", out)
+    -- A page whose name was rebound to 127.0.0.1 gets nothing.
+    assert.are.equal("403", (http("/api/actors", "-o /dev/null -w '%{http_code}' -H 'Host: evil.example:8265'")))
+    assert.are.equal("200", (http("/api/actors", "-o /dev/null -w '%{http_code}' -H 'Host: localhost'")))
   end)
 
   it("serves /api/* with the records of lray list", function()

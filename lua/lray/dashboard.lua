@@ -313,6 +313,15 @@ function M.main(argv)
           "this dashboard needs the cluster token: Authorization: Bearer <token>\n")
       end
     end
+    if not need_token then
+      -- Bound to loopback: only pages of this machine may ask (a page of
+      -- another site that rebinds its name to 127.0.0.1 may not).
+      local host = (header(req, "host") or ""):lower()
+      if not (host:match("^127%.[%d.]+:?%d*$") or host:match("^localhost:?%d*$")
+        or host:match("^%[::1%]:?%d*$") or host == "") then
+        return req:respond(403, "text/plain; charset=utf-8", "unknown Host: " .. host .. "\n")
+      end
+    end
     if req.method ~= "GET" and req.method ~= "HEAD" then
       return req:respond(405, "text/plain; charset=utf-8", "only GET\n")
     end
