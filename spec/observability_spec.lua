@@ -323,6 +323,33 @@ describe("the dashboard", function()
     assert.are.equal("[]", (http("/api/actors?name=nobody")))
   end)
 
+  it("serves status, summary, worker logs and the first snapshot", function()
+    local st = http_json("/api/status")
+    assert.are.equal(2, st.total.CPU)
+    assert.is_number(st.store.capacity)
+    local sum = http_json("/api/summary")
+    local sq
+    for _, f in ipairs(sum.tasks) do if f.name == "square" then sq = f end end
+    assert.is_table(sq)
+    assert.is_true(sq.total >= 1)
+    lray.get(printer.say.remote("via http"))
+    local log = eventually(5, function()
+      local t = http("/api/logs?pid=" .. printer_pid .. "&tail=1")
+      return t == "P says via http\n" and t
+    end)
+    assert.are.equal("P says via http\n", log)
+    assert.are.equal("404", (http("/api/logs?pid=1", "-o /dev/null -w '%{http_code}'")))
+    local workers = http_json("/api/workers")
+    local found = false
+    for _, w in ipairs(workers) do if w.pid == printer_pid then found = true end end
+    assert.is_true(found)
+    local js = http("/snapshot.js")
+    local snap = cjson.decode(js:match("^window%.LRAY_SNAPSHOT = (.*);%s*$"))
+    assert.is_table(snap.actors)
+    assert.is_number(snap.time)
+    assert.are.equal("405", (http("/api/actors", "-o /dev/null -w '%{http_code}' -X POST")))
+  end)
+
   it("serves /metrics in Prometheus text format", function()
     local out = http("/metrics")
     local typed, samples = {}, {}
