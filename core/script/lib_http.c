@@ -1,12 +1,13 @@
 /* Lua bindings for a small HTTP server (GNU libmicrohttpd), used by the
  * dashboard process (lua/lray/dashboard.lua).
  *
- * libmicrohttpd (opened with dlopen by the first http_listen) runs its own threads (one per connection); Lua runs on the
- * loop thread only. A request is handed to the loop through a locked queue
- * and a uv_async_t; its connection thread then waits until Lua answers
- * (req:respond) or turns it into a stream (req:stream, for Server-Sent
- * Events) that Lua feeds with req:send. Nothing on the loop thread ever
- * waits for a browser, so a slow or stuck client cannot stall the process.
+ * libmicrohttpd (opened with dlopen by the first http_listen) runs its own
+ * threads (one per connection); Lua runs on the loop thread only. A request is
+ * handed to the loop through a locked queue and a uv_async_t; its connection
+ * thread then waits until Lua answers (req:respond) or turns it into a stream
+ * (req:stream, for Server-Sent Events) that Lua feeds with req:send. Nothing on
+ * the loop thread ever waits for a browser, so a slow or stuck client cannot
+ * stall the process.
  *
  *   srv = core.http_listen{host = "127.0.0.1", port = 8265,
  *                          on_request = function(req) ... end}
@@ -37,7 +38,7 @@
 
 #define HTTP_MT "lray.http"
 #define REQ_MT "lray.http_req"
-#define WAIT_SECONDS 30    /* a request Lua leaves unanswered gets 504 */
+#define WAIT_SECONDS 30      /* a request Lua leaves unanswered gets 504 */
 #define KEEPALIVE_SECONDS 15 /* an idle stream sends a comment this often */
 #define STREAM_MAX (4 << 20) /* bytes a stream may have queued */
 
@@ -66,7 +67,6 @@ struct hsrv_s {
   int closing;
   int cb_ref;
   int port;
-  int handles_open;
 };
 
 /* -- libmicrohttpd, loaded when a dashboard starts ---------------------------
@@ -82,8 +82,8 @@ static struct {
   void (*stop_daemon)(struct MHD_Daemon *);
   const union MHD_DaemonInfo *(*get_daemon_info)(struct MHD_Daemon *,
                                                  enum MHD_DaemonInfoType, ...);
-  struct MHD_Response *(*create_response_from_buffer)(size_t, void *,
-                                                      enum MHD_ResponseMemoryMode);
+  struct MHD_Response *(*create_response_from_buffer)(
+      size_t, void *, enum MHD_ResponseMemoryMode);
   struct MHD_Response *(*create_response_from_callback)(
       uint64_t, size_t, MHD_ContentReaderCallback, void *,
       MHD_ContentReaderFreeCallback);
@@ -194,7 +194,7 @@ static char *gather(struct MHD_Connection *c, hreq_t *r, enum MHD_ValueKind k,
   return s;
 }
 
-/* -- Streams: the connection thread reads what Lua queued ----------------- */
+/* -- Streams: the connection thread reads what Lua queued ---------------- */
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -238,7 +238,7 @@ static void stream_done(void *cls)
   uv_mutex_unlock(&s->mu);
 }
 
-/* -- The access handler (connection threads) ------------------------------ */
+/* -- The access handler (connection threads) ----------------------------- */
 
 static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status,
                                   const char *text)
@@ -299,8 +299,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   struct MHD_Response *resp = NULL;
   int status = r->status;
   if (r->state == R_RESPONDED) {
-    resp = mhd.create_response_from_buffer(r->len, r->body,
-                                           MHD_RESPMEM_MUST_COPY);
+    resp =
+        mhd.create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_COPY);
   } else if (r->state == R_STREAMING) {
     r->refs++; /* the stream's; dropped by stream_done */
     resp = mhd.create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
@@ -309,7 +309,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   }
   char *ctype = xstrdup(r->ctype ? r->ctype : "text/plain; charset=utf-8");
   int state = r->state;
-  if (state == R_WAITING) r->state = R_CLOSED; /* Lua may still answer: ignored */
+  if (state == R_WAITING)
+    r->state = R_CLOSED; /* Lua may still answer: ignored */
   req_unref_locked(r);
   uv_mutex_unlock(&s->mu);
   if (state != R_RESPONDED && state != R_STREAMING) {
@@ -329,7 +330,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   return rc;
 }
 
-/* -- Loop thread ------------------------------------------------------------ */
+/* -- Loop thread --------------------------------------------------------- */
 
 typedef struct {
   hreq_t *r;
@@ -431,8 +432,8 @@ static int l_req_is_open(lua_State *L)
 {
   hreq_t *r = check_req(L);
   uv_mutex_lock(&r->srv->mu);
-  int open = (r->state == R_STREAMING || r->state == R_WAITING) &&
-             !r->srv->closing;
+  int open =
+      (r->state == R_STREAMING || r->state == R_WAITING) && !r->srv->closing;
   uv_mutex_unlock(&r->srv->mu);
   lua_pushboolean(L, open);
   return 1;
@@ -486,7 +487,7 @@ static int l_req_index(lua_State *L)
   return 1;
 }
 
-/* -- Server ------------------------------------------------------------------ */
+/* -- Server -------------------------------------------------------------- */
 
 typedef struct {
   hsrv_t *s;
@@ -662,7 +663,7 @@ static int l_srv_gc(lua_State *L)
   return 0;
 }
 
-/* -- The embedded page ------------------------------------------------------- */
+/* -- The embedded page --------------------------------------------------- */
 
 extern const char _binary_core_dash_page_html_start[];
 extern const char _binary_core_dash_page_html_end[];
