@@ -28,8 +28,9 @@ local next_num = 0
 M.tasks = tasks
 M.on_worker_ready = nil -- set by actors: function(worker) -> handled?
 -- Observability hooks (set by events.lua): observe(task, "submit"|"start"|
--- "retry"|"fail"|"finish", worker); observe_output(worker, stream, data).
-M.observe, M.observe_output = nil, nil
+-- "retry"|"fail"|"finish", worker); observe_output(worker, stream, data);
+-- observe_exit(worker).
+M.observe, M.observe_output, M.observe_exit = nil, nil, nil
 
 local S                 -- the C scheduler
 
