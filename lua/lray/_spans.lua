@@ -1,30 +1,36 @@
--- A worker's record of what it ran, for `lray timeline` and the dashboard's
--- task stream: one span per task and actor call, {kind, name, id, start,
--- dur, failed} (wall-clock seconds). Spans are batched and sent to the node
--- at most twice a second (or every 256), so recording costs a table insert.
+-- A worker's record of what it ran, for `lray timeline`, `lray list tasks`
+-- (actor calls) and the dashboard's task stream: one span per task and actor
+-- call (kind, name, id, start, dur, failed; wall-clock seconds). Spans are
+-- kept in columns and sent to the node at most twice a second (or every 256),
+-- so recording one costs a few array stores.
 local core = require("lray._core")
 local runtime = require("lray.runtime")
 
+local time = core.time
+
 local M = {}
 
-local buf = {}
+local kind, name, id, start, dur, failed = {}, {}, {}, {}, {}, {}
+local n = 0
 local timer = nil
 local BATCH = 256
 
 local function flush()
   timer = nil
-  if #buf == 0 or not runtime.conn or not runtime.conn:is_open() then return end
-  local items = buf
-  buf = {}
-  runtime.send({ t = "spans", items = items })
+  if n == 0 or not runtime.conn or not runtime.conn:is_open() then return end
+  local msg = { t = "spans", kind = kind, name = name, id = id, start = start, dur = dur,
+    failed = failed }
+  kind, name, id, start, dur, failed = {}, {}, {}, {}, {}, {}
+  n = 0
+  runtime.send(msg)
 end
 M.flush = flush
 
---- Records a span that began at start (core.time()) and ends now.
-function M.record(kind, name, id, start, failed)
-  buf[#buf + 1] = { kind = kind, name = name, id = id, start = start,
-    dur = core.time() - start, failed = failed or nil }
-  if #buf >= BATCH then
+--- Records a span that began at t0 (core.time()) and ends now.
+function M.record(k, nm, i, t0, fail)
+  n = n + 1
+  kind[n], name[n], id[n], start[n], dur[n], failed[n] = k, nm, i, t0, time() - t0, fail or false
+  if n >= BATCH then
     flush()
   elseif not timer then
     timer = core.timer(0.5, 0, flush, true)

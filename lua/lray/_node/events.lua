@@ -17,59 +17,86 @@ local MAX_DONE = 10000     -- finished task records kept
 local MAX_SPANS = 100000   -- execution spans kept for the timeline
 local MAX_JOBS = 1000      -- ended jobs kept
 
-local tasks = {}           -- task id -> record
-local done_ids, done_head = {}, 0   -- ring of finished task ids
-local spans, span_head = {}, 0      -- ring of spans
+local span_head = 0                -- ring position of the last span
 local jobs = {}            -- job id -> record
 local ended_jobs, ended_head = {}, 0
 local logs = {}            -- worker id -> {f = file, path, pid}
 
-M.tasks, M.jobs = tasks, jobs
+M.jobs = jobs
 M.ended = { FINISHED = 0, FAILED = 0, CANCELLED = 0 }   -- tasks ever ended, by state
 
 -- -- Tasks -------------------------------------------------------------------
+-- Live tasks are read from the scheduler's own table when asked for; a task
+-- that ended is kept in a ring of columns (numbers in FFI arrays, strings in
+-- plain arrays), not a table each, so that keeping 10,000 of them does not
+-- slow the collector, and with it every task. The hooks do as little as they
+-- can: the scheduler calls them on every task.
 
-local function forget_later(tid)
+local ffi = require("ffi")
+local time, now = core.time, core.now
+local d_submitted = ffi.new("double[?]", MAX_DONE + 1)
+local d_started = ffi.new("double[?]", MAX_DONE + 1)
+local d_ended = ffi.new("double[?]", MAX_DONE + 1)
+local d_pid = ffi.new("int32_t[?]", MAX_DONE + 1)
+local d_tid, d_name, d_job, d_state, d_type, d_wid, d_aid, d_cs = {}, {}, {}, {}, {}, {}, {}, {}
+local done_head, ndone = 0, 0
+local sched_tasks = {}     -- the scheduler's task table (set by M.init)
+
+local function push_done(tid, name, job, state, typ, pid, wid, aid, cs, submitted, started, ended)
   done_head = done_head % MAX_DONE + 1
-  local old = done_ids[done_head]
-  if old then tasks[old] = nil end
-  done_ids[done_head] = tid
+  ndone = ndone + 1
+  local i = done_head
+  d_tid[i], d_name[i], d_job[i], d_state[i], d_type[i] = tid, name, job, state, typ
+  d_wid[i], d_aid[i], d_cs[i] = wid or false, aid or false, cs or false
+  d_pid[i] = pid or 0
+  d_submitted[i], d_started[i], d_ended[i] = submitted or 0, started or 0, ended or 0
+  M.ended[state] = M.ended[state] + 1
 end
 
 --- sched.observe(t, event, w): a task was submitted, started, failed or ended.
-function M.task(t, event, w)
-  local r = tasks[t.tid]
-  if event == "submit" then
-    r = { task_id = t.tid, name = t.name, job_id = t.job, state = "PENDING", type = "task",
-      node_id = N.node_id, parent_task_id = t.parent, submitted = core.time(),
-      call_site = t.m and t.m.cs }
-    tasks[t.tid] = r
-    return
-  end
-  if not r then return end
+function M.task(t, event)
   if event == "start" then
-    r.state, r.pid, r.worker_id, r.started = "RUNNING", w and w.pid, w and w.wid, core.time()
-    r.attempts = (r.attempts or 0) + 1
-  elseif event == "retry" then
-    r.state = "PENDING"
+    t.obs_started = time()
   elseif event == "fail" then
-    r.failed = true
+    t.obs_failed = true
   elseif event == "finish" then
-    if r.ended then return end
-    r.ended = core.time()
-    if t.cancelled or t.state == "cancelled" then r.state = "CANCELLED"
-    elseif r.failed then r.state = "FAILED"
-    else r.state = "FINISHED" end
-    M.ended[r.state] = M.ended[r.state] + 1
-    r.failed = nil
-    forget_later(t.tid)
+    if t.obs_done then return end
+    t.obs_done = true
+    local state = (t.cancelled or t.state == "cancelled") and "CANCELLED"
+      or (t.obs_failed and "FAILED" or "FINISHED")
+    local w = t.worker
+    local tnow = time()
+    push_done(t.tid, t.name, t.job, state, "task", w and w.pid, w and w.wid, nil,
+      t.m and t.m.cs, tnow - (now() - t.submitted), t.obs_started, tnow)
   end
 end
 
---- Every task record, in submission order.
+local function live_record(t, wall_of)
+  local w = t.state == "running" and t.worker
+  return { task_id = t.tid, name = t.name, job_id = t.job, type = "task", node_id = N.node_id,
+    state = w and "RUNNING" or "PENDING", pid = w and w.pid, worker_id = w and w.wid,
+    parent_task_id = t.parent, call_site = t.m and t.m.cs, submitted = wall_of(t.submitted),
+    started = w and t.obs_started or nil }
+end
+
+local function done_record(i)
+  local pid = d_pid[i]
+  local st = d_started[i]
+  return { task_id = d_tid[i], name = d_name[i], job_id = d_job[i], state = d_state[i],
+    type = d_type[i], node_id = N.node_id, pid = pid ~= 0 and pid or nil,
+    worker_id = d_wid[i] or nil, actor_id = d_aid[i] or nil, call_site = d_cs[i] or nil,
+    submitted = d_submitted[i], started = st ~= 0 and st or nil, ended = d_ended[i] }
+end
+
+--- Every task record (ended ones kept, then live ones), in submission order.
 function M.task_list()
   local out = {}
-  for _, r in pairs(tasks) do out[#out + 1] = r end
+  for i = 1, math.min(ndone, MAX_DONE) do out[#out + 1] = done_record(i) end
+  local offset = time() - now()
+  local function wall_of(mono) return mono + offset end
+  for _, t in pairs(sched_tasks) do
+    if not t.obs_done then out[#out + 1] = live_record(t, wall_of) end
+  end
   table.sort(out, function(a, b)
     if a.submitted ~= b.submitted then return a.submitted < b.submitted end
     return a.task_id < b.task_id
@@ -161,36 +188,74 @@ function M.log_list(actor_of_pid)
 end
 
 -- -- Spans ----------------------------------------------------------------------
--- Workers batch {name, kind, id, start, dur} (start: monotonic seconds) and
--- send them now and then; the timeline is made of them.
+-- Workers batch spans (kind, name, id, start, dur, failed; wall-clock
+-- seconds) in columns and send them now and then; the timeline is made of them. They are kept in
+-- columns (numbers in FFI arrays, the rest as indexes into a table of the
+-- few distinct kind/name/worker combinations), not a table each: 100,000
+-- span tables would make every collection of the node's heap slower, and
+-- with it every task.
 
+local sp_start = ffi.new("double[?]", MAX_SPANS + 1)
+local sp_dur = ffi.new("double[?]", MAX_SPANS + 1)
+local sp_meta = ffi.new("int32_t[?]", MAX_SPANS + 1)
+local sp_id = {}              -- ring index -> task or call id (a string)
+local metas, meta_of = {}, {} -- index -> {kind, name, pid, worker_id, actor_id, failed}
+local nspans = 0              -- spans stored so far (the ring holds the last MAX_SPANS)
+
+-- The index of a {kind, name, worker, failed} combination, found by nested
+-- lookups (no string is built per span).
+local function meta(kind, name, w, actor_id, failed)
+  local by_name = meta_of[name]
+  if not by_name then by_name = {}; meta_of[name] = by_name end
+  local key = w or false
+  local by_w = by_name[key]
+  if not by_w then by_w = {}; by_name[key] = by_w end
+  local f = failed and true or false
+  local i = by_w[f]
+  if not i then
+    metas[#metas + 1] = { kind = kind, name = name, pid = w and w.pid, worker_id = w and w.wid,
+      actor_id = actor_id, failed = failed or nil }
+    i = #metas
+    by_w[f] = i
+  end
+  return i
+end
+
+--- A batch of spans from a worker, in columns: kind, name, id, start, dur,
+--- failed (lists of the same length).
 function M.spans(cl, m)
   local w = cl.worker
-  for _, s in ipairs(m.items or {}) do
+  local aid = w and w.actor and w.actor.aid
+  local kind, name, id, start, dur, failed = m.kind, m.name, m.id, m.start, m.dur, m.failed
+  if not (kind and name and id and start and dur and failed) then return end
+  for k = 1, #start do
     span_head = span_head % MAX_SPANS + 1
-    s.pid, s.worker_id, s.node_id = w and w.pid, w and w.wid, N.node_id
-    s.actor_id = s.actor_id or (w and w.actor and w.actor.aid)
-    spans[span_head] = s
-    if s.kind == "actor_call" and s.id and not tasks[s.id] then
+    nspans = nspans + 1
+    local st, du, fl = start[k], dur[k], failed[k]
+    sp_start[span_head], sp_dur[span_head] = st, du
+    sp_meta[span_head] = meta(kind[k], name[k], w, aid, fl)
+    sp_id[span_head] = id[k]
+    if kind[k] == "actor_call" then
       -- Callers send actor calls straight to the actor: the node learns of
       -- them only from here, once they ended.
-      local state = s.failed and "FAILED" or "FINISHED"
-      tasks[s.id] = { task_id = s.id, name = s.name, type = "actor_call", state = state,
-        actor_id = s.actor_id, pid = s.pid, worker_id = s.worker_id, node_id = N.node_id,
-        job_id = w and w.actor and w.actor.job, submitted = s.start, started = s.start,
-        ended = s.start + s.dur }
-      M.ended[state] = M.ended[state] + 1
-      forget_later(s.id)
+      push_done(id[k], name[k], w and w.actor and w.actor.job, fl and "FAILED" or "FINISHED",
+        "actor_call", w and w.pid, w and w.wid, aid, nil, st, st, st + du)
     end
   end
 end
 
+--- The spans kept (those that ended after m.since, if given), by start.
 function M.span_list(m)
   local out = {}
   local since = m and m.since
-  for i = 1, #spans do
-    local sp = spans[i]
-    if not since or sp.start + sp.dur > since then out[#out + 1] = sp end
+  for i = 1, math.min(nspans, MAX_SPANS) do
+    local st, dur = sp_start[i], sp_dur[i]
+    if not since or st + dur > since then
+      local mt = metas[sp_meta[i]]
+      out[#out + 1] = { kind = mt.kind, name = mt.name, id = sp_id[i], start = st, dur = dur,
+        failed = mt.failed, pid = mt.pid, worker_id = mt.worker_id, actor_id = mt.actor_id,
+        node_id = N.node_id }
+    end
   end
   table.sort(out, function(a, b) return a.start < b.start end)
   return out
@@ -208,7 +273,7 @@ end
 function M.object_put(cl, m)
   local o = require("lray._node.objects").get(m.id)
   if m.cs and not o.call_site then o.call_site = m.cs end
-  if not o.owner_pid then o.owner_pid = owner_pid(cl) end
+  if not o.owner_cl then o.owner_cl = cl end
 end
 
 local function object_list()
@@ -218,7 +283,8 @@ local function object_list()
     local size = (o.data and #o.data) or (o.shm and o.shm[2]) or 0
     out[#out + 1] = { object_id = id, ready = o.st ~= nil, count = o.count, size = size,
       where = o.shm and "shm" or "inline", node_id = N.node_id, call_site = o.call_site,
-      owner_pid = o.owner_pid, state = o.st == "err" and "ERROR" or (o.st and "READY" or "PENDING") }
+      owner_pid = o.owner_cl and owner_pid(o.owner_cl),
+      state = o.st == "err" and "ERROR" or (o.st and "READY" or "PENDING") }
   end
   table.sort(out, function(a, b)
     if a.size ~= b.size then return a.size > b.size end
@@ -278,20 +344,22 @@ end
 
 function M.init()
   local sched = require("lray._node.sched")
-  sched.observe = M.task
+  local objects = require("lray._node.objects")
+  sched_tasks = sched.tasks
   sched.observe_output = M.output
   sched.observe_exit = M.worker_exited
-  -- Results of a task carry the call site of its .remote().
   local task = M.task
   sched.observe = function(t, event, w)
-    task(t, event, w)
     if event == "submit" then
-      local objects = require("lray._node.objects")
-      local pid = t.owner and owner_pid(t.owner)
+      -- Results of a task carry the call site of its .remote() and who
+      -- asked (for `lray memory`).
+      local cs = t.m.cs
       for _, id in ipairs(t.rets) do
         local o = objects.get(id)
-        o.call_site, o.owner_pid = t.m.cs, pid
+        o.call_site, o.owner_cl = cs, t.owner
       end
+    else
+      task(t, event, w)
     end
   end
 end
