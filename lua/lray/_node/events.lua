@@ -34,10 +34,30 @@ M.ended = { FINISHED = 0, FAILED = 0, CANCELLED = 0 }   -- tasks ever ended, by 
 
 local ffi = require("ffi")
 local time, now = core.time, core.now
-local d_submitted = ffi.new("double[?]", MAX_DONE + 1)
-local d_started = ffi.new("double[?]", MAX_DONE + 1)
-local d_ended = ffi.new("double[?]", MAX_DONE + 1)
-local d_pid = ffi.new("int32_t[?]", MAX_DONE + 1)
+
+-- A column of numbers that starts small and doubles up to max + 1 slots
+-- (allocating the whole ring at start would slow the node's start).
+local function column(ctype, max)
+  local c = { cap = 64, max = max, ctype = ctype }
+  c.a = ffi.new(ctype, c.cap + 1)
+  return c
+end
+
+-- Makes room for index i in the columns cs.
+local function reserve(cs, i)
+  local c1 = cs[1]
+  if i <= c1.cap then return end
+  for _, c in ipairs(cs) do
+    local cap = math.min(c.cap * 2, c.max)
+    local a = ffi.new(c.ctype, cap + 1)
+    ffi.copy(a, c.a, ffi.sizeof(c.a))
+    c.a, c.cap = a, cap
+  end
+end
+
+local c_submitted, c_started = column("double[?]", MAX_DONE), column("double[?]", MAX_DONE)
+local c_ended, c_pid = column("double[?]", MAX_DONE), column("int32_t[?]", MAX_DONE)
+local done_cols = { c_submitted, c_started, c_ended, c_pid }
 local d_tid, d_name, d_job, d_state, d_type, d_wid, d_aid, d_cs = {}, {}, {}, {}, {}, {}, {}, {}
 local done_head, ndone = 0, 0
 local sched_tasks = {}     -- the scheduler's task table (set by M.init)
@@ -48,8 +68,9 @@ local function push_done(tid, name, job, state, typ, pid, wid, aid, cs, submitte
   local i = done_head
   d_tid[i], d_name[i], d_job[i], d_state[i], d_type[i] = tid, name, job, state, typ
   d_wid[i], d_aid[i], d_cs[i] = wid or false, aid or false, cs or false
-  d_pid[i] = pid or 0
-  d_submitted[i], d_started[i], d_ended[i] = submitted or 0, started or 0, ended or 0
+  reserve(done_cols, i)
+  c_pid.a[i] = pid or 0
+  c_submitted.a[i], c_started.a[i], c_ended.a[i] = submitted or 0, started or 0, ended or 0
   M.ended[state] = M.ended[state] + 1
 end
 
@@ -80,12 +101,12 @@ local function live_record(t, wall_of)
 end
 
 local function done_record(i)
-  local pid = d_pid[i]
-  local st = d_started[i]
+  local pid = c_pid.a[i]
+  local st = c_started.a[i]
   return { task_id = d_tid[i], name = d_name[i], job_id = d_job[i], state = d_state[i],
     type = d_type[i], node_id = N.node_id, pid = pid ~= 0 and pid or nil,
     worker_id = d_wid[i] or nil, actor_id = d_aid[i] or nil, call_site = d_cs[i] or nil,
-    submitted = d_submitted[i], started = st ~= 0 and st or nil, ended = d_ended[i] }
+    submitted = c_submitted.a[i], started = st ~= 0 and st or nil, ended = c_ended.a[i] }
 end
 
 --- Every task record (ended ones kept, then live ones), in submission order.
@@ -195,9 +216,9 @@ end
 -- span tables would make every collection of the node's heap slower, and
 -- with it every task.
 
-local sp_start = ffi.new("double[?]", MAX_SPANS + 1)
-local sp_dur = ffi.new("double[?]", MAX_SPANS + 1)
-local sp_meta = ffi.new("int32_t[?]", MAX_SPANS + 1)
+local c_start, c_dur = column("double[?]", MAX_SPANS), column("double[?]", MAX_SPANS)
+local c_meta = column("int32_t[?]", MAX_SPANS)
+local span_cols = { c_start, c_dur, c_meta }
 local sp_id = {}              -- ring index -> task or call id (a string)
 local metas, meta_of = {}, {} -- index -> {kind, name, pid, worker_id, actor_id, failed}
 local nspans = 0              -- spans stored so far (the ring holds the last MAX_SPANS)
@@ -232,8 +253,9 @@ function M.spans(cl, m)
     span_head = span_head % MAX_SPANS + 1
     nspans = nspans + 1
     local st, du, fl = start[k], dur[k], failed[k]
-    sp_start[span_head], sp_dur[span_head] = st, du
-    sp_meta[span_head] = meta(kind[k], name[k], w, aid, fl)
+    reserve(span_cols, span_head)
+    c_start.a[span_head], c_dur.a[span_head] = st, du
+    c_meta.a[span_head] = meta(kind[k], name[k], w, aid, fl)
     sp_id[span_head] = id[k]
     if kind[k] == "actor_call" then
       -- Callers send actor calls straight to the actor: the node learns of
@@ -249,9 +271,9 @@ function M.span_list(m)
   local out = {}
   local since = m and m.since
   for i = 1, math.min(nspans, MAX_SPANS) do
-    local st, dur = sp_start[i], sp_dur[i]
+    local st, dur = c_start.a[i], c_dur.a[i]
     if not since or st + dur > since then
-      local mt = metas[sp_meta[i]]
+      local mt = metas[c_meta.a[i]]
       out[#out + 1] = { kind = mt.kind, name = mt.name, id = sp_id[i], start = st, dur = dur,
         failed = mt.failed, pid = mt.pid, worker_id = mt.worker_id, actor_id = mt.actor_id,
         node_id = N.node_id }
