@@ -30,10 +30,16 @@ $(BUILD)/%.o: %.c | $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LR_CFLAGS) -c $< -o $@
 
-$(BUILD)/lray: $(OBJS)
+# The dashboard page, linked into the binary as bytes (core.dashboard_page).
+PAGE_OBJ := $(BUILD)/dash_page.o
+$(PAGE_OBJ): core/dash/page.html | $(STAMP)
+	@mkdir -p $(dir $@)
+	ld -r -b binary -z noexecstack -o $@ $<
+
+$(BUILD)/lray: $(OBJS) $(PAGE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/test_c: $(LIB_OBJS) $(TEST_OBJS)
+$(BUILD)/test_c: $(LIB_OBJS) $(TEST_OBJS) $(PAGE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 run: $(BUILD)/lray

@@ -132,8 +132,10 @@ static int l_os_exit(lua_State *Ls)
   exit(code);
 }
 
-static const char *const subcommands[] = {"start", "stop", "status", "list",
-                                          "microbenchmark", NULL};
+static const char *const subcommands[] = {
+    "start",  "stop",           "status", "list",   "logs", "timeline",
+    "memory", "summary",        "help",   "--help", "-h",   "microbenchmark",
+    NULL};
 
 int main(int argc, char **argv)
 {
@@ -156,6 +158,8 @@ int main(int argc, char **argv)
     return run_module("lray._node.main", argc - 2, argv + 2);
   if (argc > 1 && !strcmp(argv[1], "_worker"))
     return run_module("lray._worker", argc - 2, argv + 2);
+  if (argc > 1 && !strcmp(argv[1], "_dashboard"))
+    return run_module("lray.dashboard", argc - 2, argv + 2);
   for (int i = 0; argc > 1 && subcommands[i]; i++)
     if (!strcmp(argv[1], subcommands[i])) {
       int rc = run_module("lray.cmd", argc - 1, argv + 1);

@@ -19,13 +19,12 @@
 #ifndef LR_MSGDEF_H
 #define LR_MSGDEF_H
 
-#define LR_PROTO_VERSION 1
+#define LR_PROTO_VERSION 2
 
 #define LR_PROTO_TYPES(T)                                                     \
   T(HELLO, hello, MSG)             /* client -> node: a driver or worker */   \
   T(REPLY, reply, MSG)             /* node -> client: answers an rpc */       \
   T(FN, fn, MSG)                   /* a function/class definition, once */    \
-  T(SUBMIT, submit, MSG)           /* caller -> node: queue a task */         \
   T(PUT, put, MSG)                 /* store an object's value */              \
   T(EXPECT, expect, MSG)           /* announce an object this process owns */ \
   T(SUB, sub, MSG)                 /* ask for objects' values */              \
@@ -34,8 +33,7 @@
   T(ALLOC, alloc, MSG)             /* a range of the shm store, please */     \
   T(BLOCKED, blocked, MSG)         /* worker waits in get: CPU is free */     \
   T(UNBLOCKED, unblocked, MSG)                                                \
-  T(DONE, done, MSG)               /* worker -> node: a task finished */      \
-  T(CANCEL, cancel, MSG)           /* cancel a task (client or node) */       \
+  T(CANCEL, cancel, MSG)           /* submitter -> worker: cancel a task */   \
   T(ACTOR_CREATE, actor_create, MSG)                                          \
   T(ACTOR_SUB, actor_sub, MSG)     /* follow an actor's state */              \
   T(ACTOR_REF, actor_ref, MSG)     /* handle counting */                      \
@@ -55,7 +53,6 @@
   T(WARN, warn, MSG)               /* node -> driver: a warning */            \
   T(GC, gc, MSG)                   /* node -> all: store short, collect */    \
   T(JOB, job, MSG)                 /* node -> worker: a job's paths */        \
-  T(EXEC, exec, MSG)               /* node -> worker: run a task */           \
   T(ACTOR, actor, MSG)             /* node -> client: an actor's state */     \
   T(ACTOR_START, actor_start, MSG) /* node -> worker: become an actor */      \
   T(CALL, call, MSG)               /* caller -> actor: a method call */       \
@@ -71,6 +68,7 @@
   T(PUSH, push, MSG)               /* submitter -> worker: run a task */      \
   T(RESULT, result, MSG)           /* worker -> submitter: a task's results */ \
   T(LEASE_WAIT, lease_wait, MSG)   /* node -> submitter: no worker free yet */ \
+  T(SPANS, spans, MSG)             /* worker -> node: what it ran, batched */ \
   T(VALUE, value, REC)             /* an object's value or failure */         \
   T(ACTOR_OPTS, actor_opts, REC)   /* what the node reads of .options */
 
@@ -142,20 +140,10 @@
   F(code, STR, ONE, NONE)                                                     \
   F(refs, STR, LIST, NONE)
 
-#define LR_FIELDS_submit(F)                                                   \
-  F(tid, STR, ONE, NONE)                                                      \
-  F(fh, STR, ONE, NONE)                                                       \
-  LR_ARGS_FIELDS_(F)                                                          \
-  F(actors, STR, LIST, NONE)                                                  \
-  F(rets, STR, LIST, NONE)                                                    \
-  F(res, INT, SMAP, NONE)                                                     \
-  F(name, STR, ONE, NONE)                                                     \
-  F(max_retries, INT, ONE, NONE)                                              \
-  F(retry_exc, BOOL, ONE, NONE)                                               \
-  F(parent, STR, ONE, NONE)                                                   \
-  F(job, STR, ONE, NONE)
-
-#define LR_FIELDS_put(F) LR_FIELDS_value(F)
+/* cs: the call site that made the object (`lray memory`). */
+#define LR_FIELDS_put(F)                                                      \
+  LR_FIELDS_value(F)                                                          \
+  F(cs, STR, ONE, NONE)
 
 #define LR_FIELDS_expect(F) F(id, STR, ONE, NONE)
 #define LR_FIELDS_sub(F) F(ids, STR, LIST, NONE)
@@ -169,18 +157,11 @@
 #define LR_FIELDS_blocked(F)
 #define LR_FIELDS_unblocked(F)
 
-#define LR_FIELDS_done(F)                                                     \
-  F(tid, STR, ONE, NONE)                                                      \
-  F(results, REC, LIST, VALUE)                                                \
-  F(lua_error, BOOL, ONE, NONE)
-
-/* From a client: cancel the task producing object id. From the node to the
- * worker running it: cancel task tid. */
+/* Submitter -> leased worker: cancel task tid (and, recursive, the tasks it
+ * submitted). */
 #define LR_FIELDS_cancel(F)                                                   \
-  F(id, STR, ONE, NONE)                                                       \
-  F(force, BOOL, ONE, NONE)                                                   \
-  F(recursive, BOOL, ONE, NONE)                                               \
-  F(tid, STR, ONE, NONE)
+  F(tid, STR, ONE, NONE)                                                      \
+  F(recursive, BOOL, ONE, NONE)
 
 #define LR_FIELDS_actor_create(F)                                             \
   F(rid, STR, ONE, NONE)                                                      \
@@ -224,7 +205,8 @@
 #define LR_FIELDS_nodes(F) F(rid, STR, ONE, NONE)
 #define LR_FIELDS_list(F)                                                     \
   F(rid, STR, ONE, NONE)                                                      \
-  F(what, STR, ONE, NONE)
+  F(what, STR, ONE, NONE)                                                     \
+  F(since, F64, ONE, NONE)
 #define LR_FIELDS_status(F) F(rid, STR, ONE, NONE)
 #define LR_FIELDS_shutdown(F) F(rid, STR, ONE, NONE)
 #define LR_FIELDS_stop(F)
@@ -245,24 +227,6 @@
   F(path, STR, ONE, NONE)                                                     \
   F(cpath, STR, ONE, NONE)                                                    \
   F(namespace, STR, ONE, NONE)
-
-/* depv: the values of ObjectRef arguments, by argument position. code: the
- * function's encoding, only the first time this worker sees fh. deps: some
- * arguments were ObjectRefs. */
-#define LR_FIELDS_exec(F)                                                     \
-  F(tid, STR, ONE, NONE)                                                      \
-  F(seq, INT, ONE, NONE)                                                      \
-  F(fh, STR, ONE, NONE)                                                       \
-  F(code, STR, ONE, NONE)                                                     \
-  F(args, STR, ONE, NONE)                                                     \
-  F(depv, REC, IMAP, VALUE)                                                   \
-  F(rets, STR, LIST, NONE)                                                    \
-  F(name, STR, ONE, NONE)                                                     \
-  F(job, STR, ONE, NONE)                                                      \
-  F(refs, STR, LIST, NONE)                                                    \
-  F(actors, STR, LIST, NONE)                                                  \
-  F(deps, BOOL, ONE, NONE)                                                    \
-  F(gpus, INT, LIST, NONE)
 
 #define LR_FIELDS_actor(F)                                                    \
   F(aid, STR, ONE, NONE)                                                      \
@@ -319,7 +283,20 @@
 #define LR_FIELDS_lease_end(F) F(lid, STR, ONE, NONE)
 #define LR_FIELDS_lease_wait(F) F(rid, STR, ONE, NONE)
 
-/* A task for a leased worker: as exec, plus its lease. */
+/* Spans a worker ran (tasks, actor calls), in columns of equal length:
+ * wall-clock start and duration in seconds; failed: it raised. */
+#define LR_FIELDS_spans(F)                                                    \
+  F(kind, STR, LIST, NONE)                                                    \
+  F(name, STR, LIST, NONE)                                                    \
+  F(id, STR, LIST, NONE)                                                      \
+  F(start, F64, LIST, NONE)                                                   \
+  F(dur, F64, LIST, NONE)                                                     \
+  F(failed, BOOL, LIST, NONE)
+
+/* A task for a leased worker. depv: the values of ObjectRef arguments, by
+ * argument position (deps: there were some). code: the function's encoding,
+ * only in the first task of fh this worker gets from this submitter. seq:
+ * names the task to the cancel signal. cs: the .remote() call site. */
 #define LR_FIELDS_push(F)                                                     \
   F(lid, STR, ONE, NONE)                                                      \
   F(tid, STR, ONE, NONE)                                                      \
@@ -333,7 +310,8 @@
   F(name, STR, ONE, NONE)                                                     \
   F(job, STR, ONE, NONE)                                                      \
   F(refs, STR, LIST, NONE)                                                    \
-  F(actors, STR, LIST, NONE)
+  F(actors, STR, LIST, NONE)                                                  \
+  F(cs, STR, ONE, NONE)
 
 /* rejected: the lease had ended before the task came (send it again);
  * dur: seconds it ran, so the submitter knows short functions. */

@@ -123,20 +123,23 @@ TEST(proto_sender_names_the_bad_field)
   ASSERT(run(L,
     "local function err(m) local ok, e = pcall(core.proto_encode, m); assert(not ok); return e end\n"
     "local function has(s, p) assert(s:find(p, 1, true), s) end\n"
-    "has(err{t = 'submit', res = {CPU = 'x'}}, \"field 'res' must be an integer (got string)\")\n"
-    "has(err{t = 'submit', res = {CPU = 1.5}}, \"field 'res' must be an integer\")\n"
-    "has(err{t = 'submit', rets = 'x'}, \"field 'rets' must be a table\")\n"
-    "has(err{t = 'submit', rets = {1}}, \"field 'rets' must be a string\")\n"
-    "has(err{t = 'submit', deps = {a = 'x'}}, \"field 'deps' must have integer keys\")\n"
-    "has(err{t = 'done', results = {{shm = {1, 'x'}}}}, \"field 'shm' must be an integer\")\n"
+    "has(err{t = 'lease', res = {CPU = 'x'}}, \"field 'res' must be an integer (got string)\")\n"
+    "has(err{t = 'lease', res = {CPU = 1.5}}, \"field 'res' must be an integer\")\n"
+    "has(err{t = 'push', rets = 'x'}, \"field 'rets' must be a table\")\n"
+    "has(err{t = 'push', rets = {1}}, \"field 'rets' must be a string\")\n"
+    "has(err{t = 'call', deps = {a = 'x'}}, \"field 'deps' must have integer keys\")\n"
+    "has(err{t = 'result', results = {{shm = {1, 'x'}}}}, \"field 'shm' must be an integer\")\n"
     "has(err{t = 'warn', text = true}, \"field 'text' must be a string (got boolean)\")\n"
     "has(err{t = 'nope'}, \"unknown message type 'nope'\")\n"
     "has(err{}, \"unknown message type '(none)'\")\n"
     "has(err{t = 'value'}, \"unknown message type 'value'\")\n"  /* a record, not a message */
     "assert(core.proto_decode(core.proto_encode{t = 'gc'}).t == 'gc')\n"
-    "local m = core.proto_decode(core.proto_encode{t = 'submit', max_retries = -1,\n"
-    "  res = {CPU = 2^40}, deps = {[3] = 'a', [-2] = 'b'}})\n"
-    "assert(m.max_retries == -1 and m.res.CPU == 2^40 and m.deps[3] == 'a' and m.deps[-2] == 'b')\n"));
+    "local m = core.proto_decode(core.proto_encode{t = 'actor', restarts = -1})\n"
+    "assert(m.restarts == -1)\n"
+    "m = core.proto_decode(core.proto_encode{t = 'call', deps = {[3] = 'a', [-2] = 'b'}})\n"
+    "assert(m.deps[3] == 'a' and m.deps[-2] == 'b')\n"
+    "m = core.proto_decode(core.proto_encode{t = 'lease', res = {CPU = 2^40}})\n"
+    "assert(m.res.CPU == 2^40)\n"));
   lua_close(L);
 }
 
@@ -204,9 +207,20 @@ TEST(proto_hostile_bytes)
   ASSERT(lr_proto_validate(a.data, a.len, NULL, 0) < 0);
   /* A string longer than the frame; a varint of 11 bytes; a field bit the
    * type has not got; trailing bytes. */
-  const char *bad[] = {"\x06\x01\x7f", "\x07\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
-                       "\x07\x02", "\x1f\x00\x00"};
-  size_t badn[] = {3, 13, 2, 3};
+  char bad[4][16];
+  size_t badn[4];
+  bad[0][0] = LR_PT_REF; /* id: 127 bytes announced, none there */
+  memcpy(bad[0] + 1, "\x01\x7f", 2);
+  badn[0] = 3;
+  bad[1][0] = LR_PT_UNREF; /* a count in an 11-byte varint */
+  memcpy(bad[1] + 1, "\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12);
+  badn[1] = 13;
+  bad[2][0] = LR_PT_REF; /* field 2 of a type with one field */
+  bad[2][1] = 2;
+  badn[2] = 2;
+  bad[3][0] = LR_PT_GC; /* trailing bytes */
+  bad[3][1] = bad[3][2] = 0;
+  badn[3] = 3;
   for (int k = 0; k < 4; k++) {
     ASSERT(lr_proto_validate(bad[k], badn[k], NULL, 0) < 0);
     check_agree(L, bad[k], badn[k]);

@@ -6,6 +6,7 @@ require("lray")   -- every decoder (refs, handles, arrays, errors) registered
 local runtime = require("lray.runtime")
 local serialize = require("lray.serialize")
 local errors = require("lray.errors")
+local spans = require("lray._spans")
 
 local decode = serialize.decode
 local pairs, ipairs, select, tostring, type, xpcall = pairs, ipairs, select, tostring, type, xpcall
@@ -68,11 +69,11 @@ end
 -- the node before the reply reaches the caller.
 local function on_node(r) return r.shm ~= nil or r.refs ~= nil end
 
-function reply_with(conn, msg)
+function reply_with(conn, msg, cs)
   for _, r in ipairs(msg.results) do
     if on_node(r) then
       runtime.send({ t = "put", id = r.id, data = r.data, shm = r.shm, arr = r.arr,
-        refs = r.refs })
+        refs = r.refs, cs = cs })
     end
   end
   runtime.flush_out()
@@ -197,6 +198,7 @@ end
 
 local function run_task(m)
   local what = "task '" .. tostring(m.name) .. "'"
+  local t0 = core.time()
   runtime.current = { task_id = m.tid, name = m.name, job_id = m.job, gpu_ids = m.gpus,
     conn = m.conn }
   set_label(m.name)
@@ -230,6 +232,7 @@ local function run_task(m)
     -- node hears this worker let go (it would wait for Lua's next cycle).
     collectgarbage()
   end
+  spans.record("task", m.name, m.tid, t0, lua_error)
   return results, lua_error
 end
 
@@ -293,7 +296,7 @@ local function run_pushed(m)
   local t0 = core.now()
   local results, lua_error = run_task(m)
   reply_with(m.conn, { t = "result", tid = m.tid, results = results, lua_error = lua_error,
-    dur = core.now() - t0 })
+    dur = core.now() - t0 }, m.cs)
   lease_idle()
 end
 
@@ -360,9 +363,10 @@ end
 
 local function serve_call(conn, m)
   local what = "actor method '" .. actor.cname .. "." .. tostring(m.m) .. "'"
+  local t0 = core.time()
   runtime.current = { task_id = m.cid, name = what, actor_id = actor.aid, job_id = actor.job,
     gpu_ids = actor_gpus }
-  local results
+  local results, failed
   local fn = actor.instance[m.m]
   if type(fn) ~= "function" then
     results = error_results(m.rets, errors.new("TaskError", ("actor %s has no method '%s'")
@@ -391,9 +395,10 @@ local function serve_call(conn, m)
     elseif not args then
       results = error_results(m.rets, derr)
     else
-      results = invoke(fn, actor.instance, args, m.rets, what)
+      results, failed = invoke(fn, actor.instance, args, m.rets, what)
     end
   end
+  spans.record("actor_call", actor.cname .. "." .. tostring(m.m), m.cid, t0, failed)
   runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
   reply_with(conn, { t = "ret", cid = m.cid, results = results })
 end

@@ -230,6 +230,18 @@ function M.figures(lray, seconds)
       return 1
     end, seconds)
   end)
+  -- What recording the call site of each .remote/lray.put costs (one
+  -- debug.getinfo; LRAY_CALL_SITES=0 turns it off).
+  add("call_site_record_us", "us", function()
+    local callsite = require("lray.remote").callsite
+    local out = {}
+    for r = 1, 5 do
+      local t = lray.now()
+      for _ = 1, 100000 do callsite(1) end
+      out[r] = (lray.now() - t) * 1e6 / 100000
+    end
+    return out
+  end)
   add("init_to_first_result_ms", "ms", function()
     local exe = core.exe_path()
     local out = {}

@@ -40,11 +40,31 @@ function M.node_args(o)
   add("port", o.port)
   add("host", o.host)
   add("prestart", o.prestart)
+  add("dashboard-fd", o.dashboard_fd)
   if o.resources then
     local cjson = require("cjson")
     add("resources", type(o.resources) == "string" and o.resources or cjson.encode(o.resources))
   end
   return args
+end
+
+M.DASHBOARD_PORT = 8265
+
+--- Binds the dashboard's socket at host:port, or the next free port above
+--- it when the port was not chosen (fixed false). Returns the listening fd
+--- (children inherit it) and the URL; nil, nil, why when no port is free.
+function M.dashboard_bind(host, port, fixed)
+  host = host or "127.0.0.1"
+  port = port or M.DASHBOARD_PORT
+  local fd, got, err
+  for p = port, port + (fixed and 0 or 99) do
+    fd, got = core.http_bind(host, p)
+    if fd then break end
+    err = got
+  end
+  if not fd then return nil, nil, "the dashboard cannot listen: " .. tostring(err) end
+  local shown = host == "0.0.0.0" and "127.0.0.1" or host
+  return fd, ("http://%s:%d"):format(shown, got)
 end
 
 --- Connects to the node at addr, retrying while it starts up.
@@ -78,15 +98,25 @@ function M.start_embedded(o, hello)
   core.mkdir(M.BASE)
   M.sweep_sessions()
   local session = M.BASE .. "/s-" .. core.getpid() .. "-" .. core.random_hex(3)
+  -- The dashboard's socket is bound here, so its URL is known at once; the
+  -- node starts the dashboard process on it once its own start is over.
+  local dash_fd, dash_url
+  if o.include_dashboard ~= false and o.dashboard_port ~= 0 then
+    local why
+    dash_fd, dash_url, why = M.dashboard_bind(o.dashboard_host, o.dashboard_port,
+      o.dashboard_port ~= nil)
+    if not dash_fd then io.stderr:write("lray: ", tostring(why), "\n") end
+  end
   local args = M.node_args({ session = session, owner = core.getpid(),
     num_cpus = o.num_cpus, num_gpus = o.num_gpus, resources = o.resources,
-    object_store_memory = o.object_store_memory, prestart = o._prestart })
+    object_store_memory = o.object_store_memory, prestart = o._prestart, dashboard_fd = dash_fd })
   local this = { exited = false }
   node = this
   -- Its own session: a Ctrl-C meant for the driver's REPL must not reach
   -- the node or its workers. It still dies with us (parent-death signal).
   local pid, proc = core.spawn({ file = core.exe_path(), args = args, detached = true,
     on_exit = function() this.exited = true end })
+  if dash_fd then core.close_fd(dash_fd) end
   if not pid then error("lray.init: could not start the local cluster: " .. tostring(proc), 3) end
   node_proc = proc
   local w, err = connect_retry("unix:" .. session .. "/node.sock", hello, 10, this)
@@ -94,18 +124,89 @@ function M.start_embedded(o, hello)
     proc:kill(9)
     error("lray.init: the local cluster did not come up: " .. tostring(err), 3)
   end
+  if dash_url then
+    w.dashboard_url = dash_url
+    if core.isatty(2) then io.stderr:write("lray: dashboard at ", dash_url, "\n") end
+  end
   return w
+end
+
+-- $LRAY_ADDRESS, unless unset, empty or "auto".
+local function env_address()
+  local env = os.getenv("LRAY_ADDRESS")
+  if env and env ~= "" and env ~= "auto" then return env end
+  return nil
 end
 
 --- The address `lray start` left for "auto".
 function M.auto_address()
-  local env = os.getenv("LRAY_ADDRESS")
-  if env and env ~= "" and env ~= "auto" then return env end
+  local env = env_address()
+  if env then return env end
   local f = io.open(M.ADDRESS_FILE, "r")
   if not f then return nil end
   local a = f:read("*l")
   f:close()
   return a
+end
+
+--- The dashboard URL `lray start` left beside the address, or nil.
+function M.auto_dashboard_url()
+  local f = io.open(M.ADDRESS_FILE, "r")
+  if not f then return nil end
+  f:read("*l"); f:read("*l")
+  local url = f:read("*l")
+  f:close()
+  return url ~= "" and url or nil
+end
+
+local function cmdline(pid)
+  local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
+  if not f then return "?" end
+  local s = f:read("*a"):gsub("%z$", ""):gsub("%z", " ")
+  f:close()
+  return s
+end
+
+--- The clusters running on this machine: {address, pid, kind, session}, the
+--- one `lray start` started first, then those of drivers' lray.init().
+function M.local_clusters()
+  local out = {}
+  local f = io.open(M.BASE .. "/head.pid", "r")
+  local hpid = f and tonumber(f:read("*l"))
+  if f then f:close() end
+  if hpid and core.kill(hpid, 0) ~= nil then
+    local a = M.auto_address()
+    if a then out[1] = { address = a, pid = hpid, kind = "lray start" } end
+  end
+  local names = core.readdir(M.BASE) or {}
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local pid = tonumber(name:match("^s%-(%d+)%-"))
+    local sock = M.BASE .. "/" .. name .. "/node.sock"
+    if pid and core.kill(pid, 0) ~= nil and core.exists(sock) then
+      out[#out + 1] = { address = "unix:" .. sock, pid = pid, session = M.BASE .. "/" .. name,
+        kind = "driver pid " .. pid .. ": " .. cmdline(pid) }
+    end
+  end
+  return out
+end
+
+--- The address the CLI talks to: $LRAY_ADDRESS, the cluster of `lray start`,
+--- or the one embedded cluster a running script started. nil and why else.
+function M.find_address()
+  local env = env_address()
+  if env then return env end
+  local all = M.local_clusters()
+  if #all == 0 then
+    return nil, "no lray cluster is running on this machine (`lray start --head` starts one;"
+      .. " a script's lray.init() runs one while it runs)"
+  end
+  if all[1].kind == "lray start" or #all == 1 then return all[1].address end
+  local lines = { "several lray clusters run on this machine; choose one with LRAY_ADDRESS=...:" }
+  for _, c in ipairs(all) do
+    lines[#lines + 1] = ("  LRAY_ADDRESS=%s   (%s)"):format(c.address, c.kind)
+  end
+  return nil, table.concat(lines, "\n")
 end
 
 function M.join(addr, hello)
@@ -118,6 +219,7 @@ function M.join(addr, hello)
     addr = a
   end
   local w, err = runtime.connect(addr, hello)
+  if w and addr == M.auto_address() then w.dashboard_url = M.auto_dashboard_url() end
   if not w then
     error(("lray.init: cannot reach the cluster at %s (%s); is `lray start --head`"
       .. " running there?"):format(addr, tostring(err)), 3)

@@ -4,6 +4,7 @@
 local core = require("lray._core")
 local cluster = require("lray.cluster")
 local runtime = require("lray.runtime")
+local state = require("lray.state")
 
 local tostring, tonumber, pairs, ipairs, type = tostring, tonumber, pairs, ipairs, type
 
@@ -34,7 +35,12 @@ local function parse(argv, first, spec)
           v = tonumber(v)
           if not v or v < 0 then return nil, "option --" .. k:gsub("_", "-") .. " needs a non-negative number" end
         end
-        o[k] = v
+        if spec[k] == "list" then
+          o[k] = o[k] or {}
+          o[k][#o[k] + 1] = v
+        else
+          o[k] = v
+        end
       end
     else
       rest[#rest + 1] = a
@@ -43,6 +49,8 @@ local function parse(argv, first, spec)
   end
   return o, rest
 end
+
+M.parse = parse
 
 local function read_pid()
   local f = io.open(PIDFILE, "r")
@@ -57,7 +65,7 @@ local function alive(pid) return pid and core.kill(pid, 0) ~= nil end
 -- -- start -------------------------------------------------------------------
 
 local START = { head = "flag", port = "number", host = "string", num_cpus = "number", num_gpus = "number",
-  resources = "string", dashboard_port = "number", address = "string",
+  resources = "string", dashboard_port = "number", dashboard_host = "string", address = "string",
   object_store_memory = "number", block = "flag" }
 
 local function start(argv)
@@ -114,13 +122,38 @@ local function start(argv)
   local st = runtime.state({ t = "status" })
   conn:close()
   local f = io.open(PIDFILE, "w"); f:write(npid, "\n"); f:close()
-  f = io.open(cluster.ADDRESS_FILE, "w"); f:write(addr, "\n", tostring(st.address), "\n"); f:close()
+  local url, dpid
+  if o.dashboard_port ~= 0 then
+    local dash = require("lray.dashboard")
+    local token
+    if not dash.is_loopback(o.dashboard_host) then
+      token = core.random_hex(16)
+      local tf = io.open(cluster.BASE .. "/dashboard_token", "w")
+      tf:write(token, "\n")
+      tf:close()
+      os.execute("chmod 600 '" .. cluster.BASE .. "/dashboard_token'")
+    end
+    url, dpid = dash.spawn({ node = addr, host = o.dashboard_host, port = o.dashboard_port,
+      port_fixed = o.dashboard_port ~= nil, token_file = token and cluster.BASE .. "/dashboard_token",
+      log = cluster.BASE .. "/dashboard.log" })
+    if not url then io.stderr:write("lray: ", tostring(dpid), "\n") end
+  end
+  f = io.open(cluster.ADDRESS_FILE, "w")
+  f:write(addr, "\n", tostring(st.address), "\n", url or "", "\n")
+  f:close()
   local tcp = st.address
   io.stdout:write(("Started an lray cluster (node %s, pid %d).\n"):format(st.node_id, npid))
   io.stdout:write(("  Address on this machine: %s\n"):format(addr))
   io.stdout:write(("  Address for other machines: %s\n"):format(tcp))
   io.stdout:write("Connect a driver on this machine with:\n")
   io.stdout:write("  lray.init{address = \"auto\"}\n")
+  if url then
+    io.stdout:write(("Dashboard: %s\n"):format(url))
+    if not require("lray.dashboard").is_loopback(o.dashboard_host) then
+      io.stdout:write(("  (requests need the token in %s/dashboard_token:"
+        .. " Authorization: Bearer <token>)\n"):format(cluster.BASE))
+    end
+  end
   io.stdout:write("Stop it with: lray stop\n")
   io.stdout:flush()
   return 0
@@ -149,8 +182,8 @@ end
 -- -- status and list -----------------------------------------------------------
 
 local function connect_auto()
-  local addr = cluster.auto_address()
-  if not addr then return nil, "no lray cluster is running on this machine (`lray start --head` starts one)" end
+  local addr, why = cluster.find_address()
+  if not addr then return nil, why end
   local conn, err = core.connect(addr)
   if not conn then return nil, "cannot reach the cluster at " .. addr .. ": " .. tostring(err) end
   runtime.conn = conn
@@ -186,6 +219,10 @@ local function status()
   out:write(("Object store: %d objects, %d bytes in shared memory (%d bytes capacity)\n")
     :format(st.objects, st.store.used, st.store.capacity))
   out:write(("Workers: %d   Queued tasks: %d\n"):format(st.workers, st.queued))
+  local url = cluster.auto_dashboard_url()
+  if url and cluster.find_address() == cluster.auto_address() then
+    out:write(("Dashboard: %s\n"):format(url))
+  end
   if st.demand and #st.demand > 0 then
     out:write("Pending demand:\n")
     for _, d in ipairs(st.demand) do
@@ -200,51 +237,83 @@ end
 
 local COLUMNS = {
   actors = { "actor_id", "class_name", "name", "namespace", "state", "pid", "restarts", "cause" },
-  tasks = { "task_id", "name", "state", "job" },
-  objects = { "object_id", "size", "where", "count", "ready" },
+  tasks = { "task_id", "name", "state", "type", "pid", "job_id" },
+  objects = { "object_id", "size", "where", "count", "ready", "call_site" },
   workers = { "worker_id", "pid", "state" },
   nodes = { "node_id", "address", "alive" },
+  jobs = { "job_id", "namespace", "pid", "alive", "start_time" },
 }
 
 local function list(argv)
   local what = argv[2]
+  if what == "--help" then return M.help({ "help", "list" }) end
   if not COLUMNS[what] then
-    return die("usage: lray list actors|tasks|objects|nodes|workers [--format json]")
+    return die("usage: lray list actors|tasks|objects|nodes|workers|jobs"
+      .. " [--filter KEY=VALUE]... [--limit N] [--format table|json]")
   end
-  local o, err = parse(argv, 3, { format = "string" })
+  local o, err = parse(argv, 3, { format = "string", filter = "list", limit = "number" })
   if not o then return die(err) end
+  if o.format and o.format ~= "json" and o.format ~= "table" then
+    return die("--format is table or json, not " .. o.format)
+  end
+  local filters, ferr = state.parse_filters(o.filter)
+  if not filters then return die(ferr) end
   local conn, cerr = connect_auto()
   if not conn then return die(cerr) end
-  local items
-  if what == "nodes" then
-    items = runtime.state({ t = "nodes" }).nodes
-  else
-    items = runtime.state({ t = "list", what = what }).items or {}
-  end
+  local items = state.list(runtime.rpc, what, filters, o.limit)
   conn:close()
   if o.format == "json" then
-    io.stdout:write(require("cjson").encode(items), "\n")
+    io.stdout:write(state.encode_list(items), "\n")
     return 0
   end
   local cols = COLUMNS[what]
-  io.stdout:write(table.concat(cols, "\t"):upper(), "\n")
+  local rows = { {} }
+  for i, c in ipairs(cols) do rows[1][i] = c:upper() end
   for _, it in ipairs(items) do
     local row = {}
     for i, c in ipairs(cols) do row[i] = it[c] == nil and "-" or tostring(it[c]) end
-    io.stdout:write(table.concat(row, "\t"), "\n")
+    rows[#rows + 1] = row
   end
+  io.stdout:write(state.columns(rows))
+  return 0
+end
+
+local COMMANDS = { start = start, stop = stop, status = status, list = list }
+for _, name in ipairs({ "logs", "timeline", "memory", "summary" }) do
+  COMMANDS[name] = function(argv)
+    local conn, cerr = connect_auto()
+    if not conn then return die(cerr) end
+    local rc = require("lray.observe")[name](argv, runtime.rpc, conn)
+    conn:close()
+    return rc
+  end
+end
+
+--- `lray help [CMD]`, `lray --help`, `lray CMD --help`.
+function M.help(argv)
+  local which = argv[2]
+  if which == "--help" or which == "-h" then which = "help" end
+  local h = require("lray.help")
+  if which == nil then
+    io.stdout:write(h.overview())
+    return 0
+  end
+  local text = h.command(which)
+  if not text then return die("no such command: " .. tostring(which) .. " (`lray --help` lists them)") end
+  io.stdout:write(text)
   return 0
 end
 
 function M.main(argv)
   local cmd = argv[1]
-  if cmd == "start" then return start(argv)
-  elseif cmd == "stop" then return stop()
-  elseif cmd == "status" then return status()
-  elseif cmd == "list" then return list(argv)
-  elseif cmd == "microbenchmark" then return require("lray.bench").main(argv)
+  if cmd == "help" or cmd == "--help" or cmd == "-h" then return M.help(argv) end
+  for i = 2, #argv do
+    if argv[i] == "--help" or argv[i] == "-h" then return M.help({ "help", cmd }) end
   end
-  return die("unknown command " .. tostring(cmd))
+  if cmd == "microbenchmark" then return require("lray.bench").main(argv) end
+  local f = COMMANDS[cmd]
+  if f then return f(argv) end
+  return die("unknown command " .. tostring(cmd) .. " (`lray --help` lists the commands)")
 end
 
 return M

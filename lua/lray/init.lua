@@ -27,6 +27,7 @@ local INIT_OPTS = {
   address = "string", num_cpus = "number", num_gpus = "number", resources = "table",
   object_store_memory = "number", namespace = "string", log_to_driver = "boolean",
   ignore_reinit_error = "boolean", _prestart = "number",
+  include_dashboard = "boolean", dashboard_port = "number", dashboard_host = "string",
 }
 
 local function check_init_opts(opts)
@@ -83,6 +84,9 @@ function lray.init(opts)
   local hello = { role = "driver", pid = core.getpid(), path = path, cpath = cpath,
     namespace = opts.namespace, log_to_driver = opts.log_to_driver ~= false }
   runtime.role = "driver"
+  -- Lines the driver and its workers print reach a pipe as they are
+  -- printed: nothing waits in a buffer to be lost if the driver is killed.
+  core.line_buffered()
   local w
   if opts.address == nil then
     w = cluster().start_embedded(opts, hello)
@@ -99,7 +103,7 @@ function lray.init(opts)
   remote.session = remote.session + 1
   require("lray.serialize").refresh()   -- modules required so far travel by name
   ctx = { address = w.address, node_id = w.node_id, session_dir = w.session_dir,
-    namespace = w.namespace, dashboard_url = "", job_id = w.job_id }
+    namespace = w.namespace, dashboard_url = w.dashboard_url or "", job_id = w.job_id }
   return ctx
 end
 
@@ -244,7 +248,7 @@ function lray.put(value)
     misuse("lray.put of an ObjectRef is not allowed: pass the ObjectRef itself", 2)
   end
   ensure_init()
-  return runtime.put(value)
+  return runtime.put(value, remote.callsite(2))
 end
 
 -- A soft cancel stops a task at the next instruction the Lua interpreter
@@ -362,6 +366,11 @@ require("lray.serialize").register("array", function(p)
 end)
 -- Utilities load on first use (Queue and Pool are built on actors).
 lray.util = setmetatable({}, { __index = function(t, k)
+  if k == "progress" then
+    local v = require("lray.util.progress").progress
+    rawset(t, k, v)
+    return v
+  end
   local mod = ({ ActorPool = "lray.util.actor_pool", Queue = "lray.util.queue",
     Pool = "lray.util.pool" })[k]
   if not mod then return nil end

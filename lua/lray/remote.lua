@@ -119,6 +119,19 @@ function RemoteFunction:_what()
   return "the remote function at " .. self._where
 end
 
+-- Call sites ("file:line" of the user's .remote() or lray.put) label the
+-- objects they create in `lray memory` and the dashboard. One debug.getinfo
+-- per call; LRAY_CALL_SITES=0 turns it off.
+local CALL_SITES = os.getenv("LRAY_CALL_SITES") ~= "0"
+
+--- "file:line" of the function `level` levels above the caller, or nil.
+function M.callsite(level)
+  if not CALL_SITES then return nil end
+  local i = getinfo(level + 1, "Sl")
+  if not i then return nil end
+  return i.short_src .. ":" .. i.currentline
+end
+
 local function submit(rf, ...)
   if not runtime.conn then
     require("lray").init()
@@ -140,7 +153,7 @@ local function submit(rf, ...)
     actors = actors, rets = rets, res = rf._req, name = name,
     retries = opts.max_retries or 3, retry_exc = opts.retry_exceptions,
     parent = runtime.current.task_id, job = runtime.current.job_id or runtime.job_id,
-    keep = (deps or refs or actors) and { ... } or nil })
+    keep = (deps or refs or actors) and { ... } or nil, cs = M.callsite(2) })
   runtime.submitted()
   return unpack(out, 1, nret)
 end

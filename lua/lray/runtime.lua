@@ -444,12 +444,13 @@ function M.is_big_array(v)
   return array.kind(v) ~= nil and v:nbytes() > M.INLINE_MAX
 end
 
-function M.put(value)
+--- cs: the call site that made it ("file:line"), for `lray memory`.
+function M.put(value, cs)
   serialize.refresh()
   if M.is_big_array(value) then
     local id = M.new_id()
     local loc, ctype = M.store_array(value)
-    M.send({ t = "put", id = id, shm = loc, arr = ctype })
+    M.send({ t = "put", id = id, shm = loc, arr = ctype, cs = cs })
     local e = M.expect(id, "node")
     e.shm, e.arr, e.st = loc, ctype, "ok"
     M.submitted()
@@ -459,11 +460,11 @@ function M.put(value)
   local id = M.new_id()
   local e = M.expect(id, "node")
   if #blob <= M.INLINE_MAX then
-    M.send({ t = "put", id = id, data = blob, refs = refs })
+    M.send({ t = "put", id = id, data = blob, refs = refs, cs = cs })
     e.data = blob
   else
     local loc = M.store_blob(blob)
-    M.send({ t = "put", id = id, shm = loc, refs = refs })
+    M.send({ t = "put", id = id, shm = loc, refs = refs, cs = cs })
     e.shm = loc
   end
   e.st = "ok"

@@ -107,7 +107,7 @@ local function push(L, t)
   end
   L.conn:send({ t = "push", lid = L.lid, tid = t.tid, seq = t.seq, fh = t.fh, code = code,
     args = t.args, depv = dep_values(t.deps), deps = t.deps and true or nil, rets = t.rets,
-    name = t.name, job = t.job, refs = t.refs, actors = t.actors })
+    name = t.name, job = t.job, refs = t.refs, actors = t.actors, cs = t.cs })
 end
 
 local function request_lease(sh)

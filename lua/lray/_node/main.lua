@@ -7,6 +7,7 @@ local N = require("lray._node.state")
 local objects = require("lray._node.objects")
 local sched = require("lray._node.sched")
 local actors = require("lray._node.actors")
+local events = require("lray._node.events")
 
 local pairs, ipairs, tostring, tonumber = pairs, ipairs, tostring, tonumber
 local units = sched.units
@@ -52,6 +53,7 @@ H.hello = function(cl, m)
   local ns = m.namespace or ("anon-" .. job .. "-" .. core.random_hex(4))
   N.jobs[job] = { conn = cl.conn, namespace = ns, path = m.path, cpath = m.cpath,
     log = m.log_to_driver, pid = m.pid, started = core.time() }
+  events.job_started(job, N.jobs[job])
   reply(cl, m, { node_id = N.node_id, job_id = job, shm = N.shm_name,
     session_dir = N.session_dir, namespace = ns, address = N.tcp_addr or ("unix:" .. N.sock) })
 end
@@ -63,6 +65,7 @@ H.lease_return = function(cl, m) sched.lease_return(cl, m) end
 H.lease_cancel = function(cl, m) sched.lease_cancel(cl, m) end
 
 H.put = function(cl, m)
+  events.object_put(cl, m)
   objects.hold(cl, m.id)
   if m.shm and cl.allocs then cl.allocs[m.shm[1]] = nil end
   objects.store(m.id, m)
@@ -168,19 +171,12 @@ H.nodes = function(cl, m)
     alive = true, resources = sched.total() } } })
 end
 
+-- Tasks, actors, objects, jobs, logs and spans are events.lua's records.
 H.list = function(cl, m)
-  local r = {}
-  if m.what == "actors" then r.items = actors.list()
-  elseif m.what == "tasks" then
-    r.items = sched.list()
-  elseif m.what == "objects" then
-    r.items = {}
-    for id, o in pairs(objects.objects) do
-      r.items[#r.items + 1] = { object_id = id, ready = o.st ~= nil, count = o.count,
-        size = (o.data and #o.data) or (o.shm and o.shm[2]) or 0,
-        where = o.shm and "shm" or "inline" }
-    end
-  elseif m.what == "workers" then
+  local r = events.list(m)
+  if r then return reply_state(cl, m, r) end
+  r = {}
+  if m.what == "workers" then
     r.items = {}
     for wid, w in pairs(N.workers) do
       r.items[#r.items + 1] = { worker_id = wid, pid = w.pid, state = w.state }
@@ -210,6 +206,7 @@ H.shutdown = function(cl, m)
   end)
 end
 H.stop = function() M.cleanup(0) end
+H.spans = function(cl, m) events.spans(cl, m) end
 
 -- -- Connections ----------------------------------------------------------
 
@@ -221,6 +218,7 @@ local function on_close(cl)
   if cl.kind == "driver" then
     local job = N.jobs[cl.job]
     N.jobs[cl.job] = nil
+    events.job_ended(cl.job)
     actors.drop_job(cl.job)
     sched.drop_job(cl.job)
     if job and N.owner_pid and job.pid == N.owner_pid then M.cleanup(0) end
@@ -254,6 +252,7 @@ function M.cleanup(code)
   if N.region then N.region:close() end
   if N.shm_name then core.shm_unlink(N.shm_name) end
   if N.session_dir then
+    events.remove_logs()
     -- A node that failed keeps its log: whoever started it reads it.
     local files = { "node.sock", "address" }
     if (code or 0) == 0 then files[#files + 1] = "node.log" end
@@ -281,6 +280,7 @@ end
 
 function M.main(argv)
   local o = parse(argv)
+  if o.dashboard_fd then events.start_dashboard(tonumber(o.dashboard_fd)) end
   -- LRAY_PROFILE_NODE=FILE: LuaJIT's sampling profiler over the node's life.
   local prof = os.getenv("LRAY_PROFILE_NODE")
   if prof then
@@ -312,6 +312,7 @@ function M.main(argv)
     if v == 0 and k ~= "CPU" then N.total[k] = nil end
   end
   N.fns = {}
+  events.init()
   sched.init()
   core.shm_sweep("lray-")
   N.shm_name = "lray-" .. core.getpid() .. "-" .. core.random_hex(4)

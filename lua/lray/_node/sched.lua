@@ -22,6 +22,9 @@ local starting = 0      -- workers spawned, not yet connected
 local nblocked = 0      -- workers blocked in get/wait
 local next_num = 0
 M.on_worker_ready = nil -- set by actors: function(worker) -> handled?
+-- Observability hooks (set by events.lua): observe_output(worker, stream,
+-- data); observe_exit(worker).
+M.observe_output, M.observe_exit = nil, nil
 
 local S                 -- the C scheduler
 
@@ -101,6 +104,7 @@ end
 local MARK = "%z" .. "lray:label ([^\n]*)\n"
 
 local function on_output(w, stream, data)
+  if M.observe_output then M.observe_output(w, stream, data) end
   local buf = (w.partial[stream] or "") .. data
   while true do
     local s, e, name = buf:find(MARK)
@@ -426,6 +430,7 @@ function M.worker_exited(w, status, sig)
   if w.lease then end_lease(w.lease) end
   if w.addr then core.unlink(w.addr:sub(6)) end
   if M.on_worker_exit then M.on_worker_exit(w, status, sig) end
+  if M.observe_exit then M.observe_exit(w) end
   M.dispatch()
 end
 
@@ -446,16 +451,6 @@ function M.counts()
     if L.state == "PENDING" then n = n + 1 end
   end
   return n, starting, nblocked
-end
-
---- Leases, for `lray list tasks`: one entry per worker lent or asked for.
-function M.list()
-  local out = {}
-  for lid, L in pairs(leases) do
-    out[#out + 1] = { task_id = lid, name = L.name, state = L.state == "GRANTED" and "RUNNING"
-      or "PENDING", job = L.job, pid = L.worker and L.worker.pid }
-  end
-  return out
 end
 
 return M
