@@ -458,3 +458,75 @@ describe("Freeing objects", function()
     assert.is_true(ok, tostring(err))
   end)
 end)
+
+-- Ownership (issue #9): the process that makes an actor call owns its
+-- result; a result sent on before it arrived, or after the caller dropped
+-- it, must still reach whoever it was sent to.
+describe("Ownership of actor call results", function()
+  local Keeper = {}
+  function Keeper:val(v, delay) if delay then lray.sleep(delay) end return v end
+  function Keeper:take(x) if type(x) == "table" then x = lray.get(x[1]) end return x end
+  function Keeper:keep(t) self.t = t; return true end
+  function Keeper:kept() return self.t end
+
+  it("a result passed on to a task or actor resolves (20 rounds, every combination)", function()
+    local RK = lray.remote(Keeper)
+    local a, b = RK.remote(), RK.remote()
+    local take = lray.remote(function(x) if type(x) == "table" then x = lray.get(x[1]) end return x end)
+    local make = lray.remote(function(v) return v end)
+    local bad = {}
+    for round = 1, 20 do
+      for _, src in ipairs({ "actor", "task" }) do
+        for _, dst in ipairs({ "actor", "task" }) do
+          for _, size in ipairs({ "small", "large" }) do
+            for _, nested in ipairs({ false, true }) do
+              local v = size == "small" and round or string.rep("x", 200 * 1024) .. round
+              local r = src == "actor" and a.val.remote(v) or make.remote(v)
+              local x = nested and { r } or r
+              r = nil -- luacheck: ignore 311 (the caller lets go at once)
+              local out = dst == "actor" and b.take.remote(x) or take.remote(x)
+              x = nil -- luacheck: ignore 311
+              collectgarbage()
+              local ok, got = pcall(lray.get, out, { timeout = 10 })
+              if not ok or got ~= v then
+                bad[#bad + 1] = ("round %d %s->%s %s%s: %s"):format(round, src, dst, size,
+                  nested and " nested" or "", ok and "wrong value" or msg(got))
+              end
+            end
+          end
+        end
+      end
+    end
+    assert.are.same({}, bad)
+  end)
+
+  it("a task returning an actor call's ref that has not finished gives a ref that resolves", function()
+    local h = lray.remote(Keeper).remote()
+    local t = lray.remote(function(k, i, wrap)
+      local r = k.val.remote(i, 0.05)
+      if wrap then return { r } end
+      return r
+    end)
+    for i = 1, 10 do
+      local r = lray.get(t.remote(h, i, false), { timeout = 10 })
+      assert.are.equal(i, lray.get(r, { timeout = 10 }))
+      local w = lray.get(t.remote(h, i, true), { timeout = 10 })
+      assert.are.equal(i, lray.get(w[1], { timeout = 10 }))
+    end
+  end)
+
+  it("a result whose owner exited before it arrived raises OwnerDiedError", function()
+    local RK = lray.remote(Keeper)
+    local slow, keeper = RK.remote(), RK.remote()
+    local owner = lray.remote({ max_retries = 0 }, function(s, k)
+      local r = s.val.remote(1, 1.0)
+      lray.get(k.keep.remote({ r }))
+      os.exit(1)
+    end)
+    local e = fails(lray.get, owner.remote(slow, keeper), { timeout = 20 })
+    assert.is_true(lray.is_error(e, "WorkerCrashedError"), msg(e))
+    local kept = lray.get(keeper.kept.remote())
+    e = fails(lray.get, kept[1], { timeout = 20 })
+    assert.is_true(lray.is_error(e, "OwnerDiedError"), msg(e))
+  end)
+end)

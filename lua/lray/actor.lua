@@ -81,9 +81,10 @@ local function on_ret(m)
       for i, r in ipairs(m.results) do
         local id = call.rets[i]
         if r.shm then
-          -- Stored on the node by the actor: we hold it from now on.
+          -- Stored on the node by the actor: we hold it from now on, if
+          -- anything here still wants it.
+          if runtime.objs[id] then runtime.queue({ t = "ref", id = id }) end
           runtime.fill(id, r, "node")
-          runtime.queue({ t = "ref", id = id })
         else
           runtime.fill(id, r, "local")
         end

@@ -74,6 +74,13 @@ local function drop(id)
   if n > 0 then counts[id] = n; return end
   counts[id] = nil
   local e = objs[id]
+  if e and e.promote_on_arrival then
+    -- An actor call's result that was sent on before it arrived: the node
+    -- expects this process to store it, so the entry stays until it has
+    -- (fill then lets go of it).
+    e.orphan = true
+    return
+  end
   objs[id] = nil
   subscribed[id] = nil
   if e and e.loc == "local" and not e.promoted then return end
@@ -172,7 +179,17 @@ function M.fill(id, msg, loc)
   if loc then e.loc = loc end
   if e.promote_on_arrival then
     e.promote_on_arrival = nil
-    queue({ t = "put", id = id, data = e.data, err = e.err, shm = e.shm, arr = e.arr })
+    -- A large result arrives already stored on the node (the actor put it
+    -- there): only an inline one needs storing.
+    if not e.shm then queue({ t = "put", id = id, data = e.data, err = e.err }) end
+    if e.orphan then
+      -- No ObjectRef to it is left here: the node's copy is all there is.
+      objs[id], subscribed[id] = nil, nil
+      queue({ t = "unref", ids = { id } })
+    end
+    -- Out now: whoever it was sent to waits for it, and this process may be
+    -- about to sleep in the loop.
+    if M.conn then flush_queue() end
   end
 end
 
@@ -320,7 +337,9 @@ function M.wait_until(done, deadline, hold)
       -- costs no wake-up of this process.
       local spin_until = now() + SPIN
       repeat poll() until done() or now() >= spin_until
-      if not done() then run_once() end
+      -- What the handlers queued (a promoted result, a subscription) goes
+      -- out before this process sleeps: someone may be waiting for it.
+      if not done() and #outq == 0 then run_once() end
     end
     return true
   end)
@@ -448,6 +467,7 @@ end
 function M.pump()
   if #outq > 0 then flush_queue() end
   poll()
+  if #outq > 0 and M.conn then flush_queue() end
 end
 
 -- -- Messages from the node ----------------------------------------------

@@ -26,6 +26,7 @@ end
 -- -- Clients --------------------------------------------------------------
 
 H.hello = function(cl, m)
+  cl.pid = m.pid
   if m.role == "worker" then
     local w = N.workers[m.wid]
     if not w then cl.conn:close(); return end

@@ -111,7 +111,11 @@ function M.drop_client(cl)
   for id, o in pairs(objects) do
     if o.waiters then o.waiters[cl] = nil end
     if o.expected_from == cl and not o.st then
-      M.fail(id, { lost = "the process that owned it exited before it was stored" })
+      -- Its owner (the actor's caller) was to store it and is gone.
+      local errors = require("lray.errors")
+      M.store(id, { err = core.encode(errors.new("OwnerDiedError", ("object %s is lost:"
+        .. " the process that owned it (pid %s, which made the actor call that returns it)"
+        .. " exited before it was stored"):format(id, tostring(cl.pid or "?")))) })
     end
   end
 end
@@ -138,8 +142,9 @@ end
 function M.store(id, v)
   local o = M.get(id)
   if o.st then
-    -- Already stored (a retried task finishing twice): keep the first.
-    if v.shm then N.region:free(v.shm[1], v.shm[2]) end
+    -- Already stored (a retried task finishing twice): keep the first,
+    -- and free the second copy's range (never the stored one's).
+    if v.shm and not (o.shm and o.shm[1] == v.shm[1]) then N.region:free(v.shm[1], v.shm[2]) end
     return
   end
   o.data, o.shm, o.err, o.arr = v.data, v.shm, v.err, v.arr
