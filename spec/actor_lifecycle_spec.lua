@@ -156,6 +156,16 @@ describe("max_restarts", function()
     assert.are.equal(6, lray.get(c.next.remote()))
   end)
 
+  it("calls that finished before a method's os.exit keep their results (100 calls, call 51 exits)", function()
+    local Crash = {}
+    function Crash:f(i) if i == 51 then os.exit(1) end return i end
+    local h = lray.remote({ max_restarts = 1 }, Crash).remote()
+    local refs = {}
+    for i = 1, 100 do refs[i] = h.f.remote(i) end
+    for i = 1, 50 do assert.are.equal(i, lray.get(refs[i], { timeout = 20 })) end
+    assert_error_type("ActorDiedError", get_error(refs[51], 20))
+  end)
+
   it("max_restarts = -1 restarts without limit", function()
     local c = lray.remote({ max_restarts = -1 }, Counter).remote()
     for _ = 1, 4 do

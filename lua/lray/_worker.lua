@@ -438,6 +438,13 @@ end
 
 function M.main(argv)
   local o = parse(argv)
+  -- A method or task that ends the process lets what this worker already
+  -- finished (replies of earlier calls, queued in their connections) out first.
+  local c_exit = os.exit
+  os.exit = function(...) -- luacheck: ignore 122
+    runtime.flush_out()
+    return c_exit(...)
+  end
   core.pdeathsig(9)
   core.line_buffered()
   core.cancel_setup(CANCEL)
@@ -456,6 +463,7 @@ function M.main(argv)
   runtime.conn:on_close(function() core.exit(0) end)
   runtime.worker_id = o.wid
   runtime.node_id = w.node_id
+  local last_flush = core.now()
   while true do
     if #work > 0 then
       local m = remove(work, 1)
@@ -465,6 +473,10 @@ function M.main(argv)
     elseif #calls > 0 then
       local c = remove(calls, 1)
       serve_call(c[1], c[2])
+      -- Replies of a burst of quick calls go out together; after a slow one
+      -- they go at once (the process may die before the burst ends).
+      local t = core.now()
+      if t - last_flush > 0.001 then core.flush(); last_flush = t end
     else
       -- An idle actor polls for a moment (the next call of a caller's burst
       -- is usually on its way), then sleeps in the kernel. Pooled task

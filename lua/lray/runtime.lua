@@ -463,6 +463,16 @@ function M.rpc(msg)
   return r
 end
 
+--- Hands everything queued on every connection to the kernel: called
+--- before the process exits, so replies and results it finished reach
+--- their callers.
+function M.flush_out()
+  if M.conn and not M.lost and #outq > 0 then flush_queue() end
+  core.flush()
+  -- A write the socket could not take at once completes in the loop.
+  for _ = 1, 3 do poll() end
+end
+
 --- Lets queued messages out and handles what came in, without blocking.
 function M.pump()
   if #outq > 0 then flush_queue() end
