@@ -515,6 +515,34 @@ describe("bad resource options raise at remote/options time", function()
     assert.matches("max_retries", msg(e), 1, true)
   end)
 
+  it("more than 16 resource kinds (issue #9: the task was dropped and its get hung)", function()
+    local res = {}
+    for i = 1, 17 do res["R" .. i] = 1 end
+    refused({ resources = res }, { "resource kinds", "16" })
+    -- 15 custom kinds plus CPU fit; GPU added by a later options() does not.
+    local res15 = {}
+    for i = 1, 15 do res15["R" .. i] = 1 end
+    local f = lray.remote({ resources = res15 }, fn)
+    local e = fails(f.options, { num_gpus = 1 })
+    assert.matches("17 resource kinds", msg(e), 1, true)
+  end)
+
+  it("a request with too many kinds that reaches the node fails its task, never drops it", function()
+    lray = cluster.start({ num_cpus = 1, num_gpus = 0 })
+    local ok, err = pcall(function()
+      local f = lray.remote(fn)
+      -- Past the caller's check, as another client could send it.
+      f._req = {}
+      for i = 1, 20 do f._req["R" .. i] = 10000 end
+      local e = fails(lray.get, f.remote(), { timeout = 10 })
+      assert.is_true(lray.is_error(e, "ValueError"), msg(e))
+      assert.matches("resource kinds", msg(e), 1, true)
+      assert_all_free()
+    end)
+    cluster.stop()
+    assert(ok, err)
+  end)
+
   it("nothing is queued by a refused definition", function()
     lray = cluster.start({ num_cpus = 1, num_gpus = 0 })
     local ok, err = pcall(function()

@@ -387,8 +387,10 @@ local function make_class(cls, opts, ex, name)
     local o = ...
     if rawequal(o, rc) then o = select(2, ...) end
     options.check(o, options.actor, "actor class " .. rc:_label(), 2)
+    local merged = options.merge(opts, o)
+    options.check_kinds(merged, "actor class " .. rc:_label(), 2)
     if not rc._name then rc._name = remote.guess_name(rc) end
-    return make_class(cls, options.merge(opts, o), ex, rc._name)
+    return make_class(cls, merged, ex, rc._name)
   end
   return rc
 end

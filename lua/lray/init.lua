@@ -130,9 +130,11 @@ function lray.remote(a, b)
   if b ~= nil then opts, def = a, b end
   if type(def) == "function" then
     options.check(opts, options.task, "lray.remote", 2)
+    options.check_kinds(opts, "lray.remote", 2)
     return remote.remote_function(def, opts, remote.guess_name(def))
   elseif type(def) == "table" then
     options.check(opts, options.actor, "lray.remote", 2)
+    options.check_kinds(opts, "lray.remote", 2)
     return actor.remote_class(def, opts, remote.guess_name(def))
   end
   misuse("lray.remote expects a function or a class table (optionally after an options"

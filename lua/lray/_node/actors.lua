@@ -129,7 +129,11 @@ function M.create(cl, m)
   for _, id in pairs(m.deps or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
   for _, id in ipairs(m.refs or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
   a.num = sched.number()
-  local missing = sched.infeasible(a.place) or sched.infeasible(a.res)
+  local ok, missing = pcall(function() return sched.infeasible(a.place) or sched.infeasible(a.res) end)
+  if not ok then
+    set_dead(a, "it cannot be placed: " .. tostring(missing):gsub("^.-: ", ""))
+    return nil, a
+  end
   if missing then
     local j = job and N.jobs[job]
     if j then

@@ -224,7 +224,15 @@ function M.submit(cl, m)
     t.actor_holds = m.actors
     M.hold_actors(m.actors, 1)
   end
-  local missing = M.infeasible(t.res)
+  local ok, missing = pcall(M.infeasible, t.res)
+  if not ok then
+    -- A request the scheduler cannot take (the caller checks this too):
+    -- the task fails, it is never dropped.
+    fail_task(t, errors.new("ValueError", ("task '%s' cannot be scheduled: %s"):format(
+      tostring(t.name), tostring(missing):gsub("^.-: ", ""))))
+    finish(t)
+    return
+  end
   if missing then
     t.infeasible = missing
     M.warn_infeasible(t, missing)
