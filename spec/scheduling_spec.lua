@@ -474,6 +474,108 @@ describe("nested tasks on a 1-CPU node", function()
     assert.are.equal((2 + 3 + 4 + 5) * 10, lray.get(fan.remote(), { timeout = 20 }))
     assert_all_free()
   end)
+
+  -- Issue #9: the pool stopped at 4 x CPUs + 8 workers, all blocked in get.
+  it("20 tasks that each wait on a nested task all finish", function()
+    local inner = lray.remote(function(i) return i * 2 end)
+    local outer = lray.remote(function(i) return lray.get(inner.remote(i)) end)
+    local refs = {}
+    for i = 1, 20 do refs[i] = outer.remote(i) end
+    local got = lray.get(refs, { timeout = 60 })
+    for i = 1, 20 do assert.are.equal(i * 2, got[i]) end
+    assert_all_free()
+  end)
+
+  -- Ray's test_fair_queueing (ray-project/ray#3644), with 1000 chains.
+  it("1000 chains f -> g -> h, each blocked in get, all finish", function()
+    local h = lray.remote(function() return 0 end)
+    local g = lray.remote(function() return lray.get(h.remote()) end)
+    local f = lray.remote(function() return lray.get(g.remote()) end)
+    local refs = {}
+    for i = 1, 1000 do refs[i] = f.remote() end
+    local ready = lray.wait(refs, { num_returns = 1000, timeout = 120 })
+    assert.are.equal(1000, #ready)
+  end)
+
+  -- Ray's test_blocking_tasks.
+  it("tasks blocked in get and in wait on their own nested tasks finish", function()
+    local f = lray.remote(function(i, j) return { i, j } end)
+    local g = lray.remote(function(i) return lray.get({ f.remote(i, 0), f.remote(i, 1) }) end)
+    local h = lray.remote(function(i)
+      local ready = lray.wait({ f.remote(i, 0), f.remote(i, 1) }, { num_returns = 2 })
+      return #ready
+    end)
+    local gs, hs = {}, {}
+    for i = 1, 4 do gs[i], hs[i] = g.remote(i), h.remote(i) end
+    for i, v in ipairs(lray.get(gs, { timeout = 60 })) do assert.are.same({ { i, 0 }, { i, 1 } }, v) end
+    for _, v in ipairs(lray.get(hs, { timeout = 60 })) do assert.are.equal(2, v) end
+    local nap = lray.remote(function(i) lray.sleep(0.01); return i end)
+    local sleeper = lray.remote(function()
+      local refs = {}
+      for i = 1, 10 do refs[i] = nap.remote(i) end
+      return #lray.get(refs)
+    end)
+    assert.are.equal(10, lray.get(sleeper.remote(), { timeout = 60 }))
+    assert_all_free()
+  end)
+end)
+
+-- -- Deep recursion ------------------------------------------------------------------
+
+-- Issue #9: fib(7) and a parallel quicksort of 3,000 items hung once every
+-- worker of the pool was blocked in get. Workers blocked in get do not count
+-- against the pool's bound, and nested tasks run depth-first, so a recursion
+-- as deep as the user writes it runs on a few dozen processes.
+describe("deep recursion on 2 CPUs", function()
+  setup(function() lray = cluster.start({ num_cpus = 2, num_gpus = 0 }) end)
+  teardown(function() cluster.stop() end)
+
+  local function live_workers()
+    return #require("lray.runtime").rpc({ t = "list", what = "workers" }).items
+  end
+
+  it("fib(15) with one task per call (1,973 tasks)", function()
+    local fib
+    fib = lray.remote(function(n)
+      if n < 2 then return n end
+      local a, b = fib.remote(n - 1), fib.remote(n - 2)
+      return lray.get(a) + lray.get(b)
+    end)
+    assert.are.equal(610, lray.get(fib.remote(15), { timeout = 120 }))
+    -- Depth-first: the pool stays small (breadth-first needed ~700).
+    assert.is_true(live_workers() <= 100, "workers: " .. live_workers())
+    assert_all_free()
+  end)
+
+  it("a parallel quicksort of 100,000 numbers down to 1,000-number leaves", function()
+    local qsort
+    qsort = lray.remote(function(xs)
+      if #xs <= 1000 then table.sort(xs); return xs end
+      local pivot = xs[math.floor(#xs / 2)]
+      local lo, eq, hi = {}, {}, {}
+      for _, x in ipairs(xs) do
+        if x < pivot then lo[#lo + 1] = x elseif x > pivot then hi[#hi + 1] = x else eq[#eq + 1] = x end
+      end
+      local parts = lray.get({ qsort.remote(lo), qsort.remote(hi) })
+      local out = parts[1]
+      for _, x in ipairs(eq) do out[#out + 1] = x end
+      for _, x in ipairs(parts[2]) do out[#out + 1] = x end
+      return out
+    end)
+    local rng = 12345
+    local xs = {}
+    for i = 1, 100000 do
+      rng = (rng * 1103515245 + 12345) % 2147483648
+      xs[i] = rng % 1000000
+    end
+    local sorted = lray.get(qsort.remote(xs), { timeout = 120 })
+    assert.are.equal(#xs, #sorted)
+    table.sort(xs)
+    for i = 1, #xs do
+      if xs[i] ~= sorted[i] then error("not sorted at " .. i) end
+    end
+    assert_all_free()
+  end)
 end)
 
 -- -- Options checked at definition time ----------------------------------------------

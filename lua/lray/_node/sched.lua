@@ -68,21 +68,25 @@ function M.shapes() return S:shapes() end
 local next_wid = 0
 -- Processes on this node: task workers are bounded by pool_limit(); this
 -- bound covers actors too (each has its own process).
-local MAX_WORKERS = 4096
+local MAX_WORKERS = tonumber(os.getenv("LRAY_MAX_WORKERS")) or 4096
 
 local function ncpu() return floor((N.total.CPU or 0) / M.UNIT) end
 
 local function pool_limit()
   -- Workers are started only for tasks the scheduler already let in, so the
-  -- resources are the real limit; this bound only stops deep recursion of
-  -- nested tasks from forking the machine to death.
+  -- resources are the real limit; this soft bound only keeps bursts of
+  -- fractional-CPU tasks from forking too many processes at once. Workers
+  -- blocked in get/wait do not count (as in Ray): a task they wait for must
+  -- be able to start, however deep the recursion.
   return math.max(ncpu(), 1) * 4 + 8
 end
+M.MAX_WORKERS = MAX_WORKERS
 
+-- Task workers that count against pool_limit: every live one not blocked.
 local function count_task_workers()
   local n = 0
   for _, w in pairs(N.workers) do
-    if not w.actor and w.state ~= "dead" then n = n + 1 end
+    if not w.actor and w.state ~= "dead" and not w.blocked then n = n + 1 end
   end
   return n
 end
@@ -199,6 +203,12 @@ function M.submit(cl, m)
     res = m.res or { CPU = M.UNIT }, retries = m.max_retries or 3,
     name = m.name, job = cl.job or m.job, holds = {}, parent = m.parent,
     num = M.number(), submitted = core.now() }
+  -- The queue's order key. A nested task goes just ahead of its parent's
+  -- generation: the deepest work runs first (depth-first), so a recursion
+  -- finishes its leaves and frees blocked parents instead of starting every
+  -- branch at once, each blocking a worker of its own.
+  local p = m.parent and tasks[m.parent]
+  t.key = p and p.key and (p.key - 1e-6) or t.submitted
   tasks[t.tid] = t
   by_num[t.num] = t
   for _, id in ipairs(m.rets) do
@@ -255,7 +265,7 @@ function M.enqueue(t)
     end
     if (t.waiting or 0) > 0 then return end
   end
-  S:submit(t.num, req_of(t.res), t.submitted)
+  S:submit(t.num, req_of(t.res), t.key)
 end
 
 -- objects.lua calls this when an object becomes ready.
@@ -267,7 +277,7 @@ objects.on_ready = function(id)
   for _, t in ipairs(w) do
     t.waiting = t.waiting - 1
     if t.waiting == 0 and t.state == "queued" then
-      S:submit(t.num, req_of(t.res), t.submitted)
+      S:submit(t.num, req_of(t.res), t.key)
     end
   end
   M.dispatch()
