@@ -403,6 +403,34 @@ describe("available_resources / cluster_resources and actors (num_cpus = 2, num_
       "the killed actor's CPU did not come back: " .. fmt_res(lray.available_resources()))
   end)
 
+  -- Issue #9: the actor gave its CPU back while blocked in get.
+  it("an actor with num_cpus = 1 keeps its CPU while blocked in lray.get", function()
+    local flag = os.tmpname()
+    os.remove(flag)
+    local busy = lray.remote(function(path)
+      -- Holds its CPU (lray.sleep does not give it back) until told to stop.
+      local deadline = lray.now() + 30
+      while lray.now() < deadline do
+        local f = io.open(path)
+        if f then f:close(); return "done" end
+        lray.sleep(0.01)
+      end
+      return "timed out"
+    end)
+    local A = lray.remote({ num_cpus = 1 }, { wait_on = function(_, path) return lray.get(busy.remote(path)) end })
+    local a = A.remote()
+    local r = a.wait_on.remote(flag)
+    -- The actor holds 1 CPU and its task the other: none is left. (Had the
+    -- blocked actor given its CPU back, one would stay free.)
+    local zero = eventually(function() return avail("CPU") == 0 end, 10)
+    io.open(flag, "w"):close()
+    assert.is_true(zero, "a CPU stayed free: " .. fmt_res(lray.available_resources()))
+    assert.are.equal("done", lray.get(r, { timeout = 30 }))
+    os.remove(flag)
+    lray.kill(a)
+    assert(eventually(function() return avail("CPU") == 2 end, 3))
+  end)
+
   it("an actor with resources = {Custom = 1} holds it for life; lray.kill gives it back", function()
     local A = lray.remote({ resources = { Custom = 1 } }, { ping = function() return "pong" end })
     local a = A.remote()

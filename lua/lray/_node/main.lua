@@ -104,7 +104,6 @@ H.alloc = function(cl, m) try_alloc(cl, m, 0) end
 
 H.blocked = function(cl) if cl.worker then sched.blocked(cl.worker, true) end end
 H.unblocked = function(cl) if cl.worker then sched.blocked(cl.worker, false) end end
--- (an actor's worker blocked in get gives back the CPUs the actor holds)
 H.done = function(cl, m) if cl.worker then sched.done(cl.worker, m) end end
 
 H.cancel = function(_, m) sched.cancel(m.id, m.force, m.recursive) end

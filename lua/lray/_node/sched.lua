@@ -406,19 +406,10 @@ function M.done(w, m)
 end
 
 function M.blocked(w, on)
-  local a = w.actor
-  if a and a.placed and a.num then
-    if on and not w.blocked then
-      w.blocked = true
-      S:block(a.num)
-      M.dispatch()
-    elseif not on and w.blocked then
-      w.blocked = false
-      S:unblock(a.num)
-    end
-    return
-  end
-  if not w.task then return end
+  -- An actor keeps what it holds while it waits: it asked for it for its
+  -- whole life (API.md; Ray's test_blocking_actor_task). One that asked for
+  -- nothing holds nothing to give back.
+  if w.actor or not w.task then return end
   if on and not w.blocked then
     w.blocked = true
     nblocked = nblocked + 1
