@@ -439,6 +439,58 @@ describe("actor handles", function()
     assert.are.equal("ALIVE", krow.state)
     assert.are.equal(2, lray.get(kept.next.remote()))
   end)
+
+  -- Waits (bounded) until the actor aid is listed DEAD; returns its row.
+  local function wait_dead(aid)
+    local deadline = lray.now() + 10
+    local row = actor_row(aid)
+    while row and row.state ~= "DEAD" and lray.now() < deadline do
+      lray.sleep(0.05)
+      row = actor_row(aid)
+    end
+    return row
+  end
+
+  -- Issue #9: the handle, collected while its call was in flight, was
+  -- kept by that call until Lua's next cycle, so the actor and its name lived on.
+  it("a named actor whose only handle is collected while a call is in flight ends; its name is free", function()
+    local actor = require("lray.actor")
+    local h = lray.remote(Counter).options({ name = "dropped-named" }).remote()
+    local aid = actor.handle_info(h).aid
+    assert.are.equal(1, lray.get(h.next.remote()))
+    h.next.remote()   -- result dropped at once, call still in flight
+    h = nil -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    -- The user collected once; no later cycle may be needed.
+    collectgarbage("stop")
+    local ok, row = pcall(wait_dead, aid)
+    collectgarbage("restart")
+    assert(ok, row)
+    assert.are.equal("DEAD", row and row.state)
+    local again = lray.remote(Counter).options({ name = "dropped-named" }).remote(5)
+    assert.are.equal(6, lray.get(again.next.remote()))
+    lray.kill(again)
+  end)
+
+  it("an actor created by an actor ends when its creator is killed, though the driver holds its handle", function()
+    local actor = require("lray.actor")
+    local Maker = {}
+    function Maker:make() self.child = lray.remote(Counter).remote(); return self.child end
+    local RM = lray.remote({ max_restarts = 1 }, Maker)
+    for _, no_restart in ipairs({ false, true }) do
+      local m = RM.remote()
+      local child = lray.get(m.make.remote())
+      assert.are.equal(1, lray.get(child.next.remote()))
+      lray.kill(m, { no_restart = no_restart })
+      local row = wait_dead(actor.handle_info(child).aid)
+      assert.are.equal("DEAD", row and row.state)
+      assert.matches("owner", tostring(row.cause), 1, true)
+      local e = get_error(child.next.remote())
+      assert_error_type("ActorDiedError", e)
+      if not no_restart then lray.kill(m) end
+    end
+  end)
 end)
 
 -- -- init failures ----------------------------------------------------------------

@@ -31,7 +31,13 @@ local function died_error(st, cname, aid, why)
     why and "failed" or "died", tostring(why or st.cause or "its process exited")), fields)
 end
 
+-- A pending call keeps its actor alive (it counts as a handle here, see
+-- M.handle) until it ends, whether the user's handle is collected meanwhile
+-- or not; call_ended lets go of that count exactly once.
+local call_ended
+
 local function fail_call(st, aid, call, why)
+  call_ended(call)
   local blob = serialize.encode(died_error(st, st.cname, aid, why))
   for _, id in ipairs(call.rets) do
     runtime.fill(id, { err = blob }, "local")
@@ -78,6 +84,7 @@ local function on_ret(m)
     local call = st.inflight[m.cid]
     if call then
       st.inflight[m.cid] = nil
+      call_ended(call)
       for i, r in ipairs(m.results) do
         local id = call.rets[i]
         if r.shm then
@@ -219,7 +226,8 @@ local function call_method(h, mname, mopts, ...)
   local call = { rets = rets, seq = call_seq, tries = 0, msg = { t = "call", cid = runtime.new_id(), m = mname,
     args = blob, deps = deps, refs = refs, rets = rets },
     keep = { ... }, -- arguments stay referenced until the call returns
-    handle = h }    -- and so does the actor: a pending call keeps it alive
+    aid = aid }
+  M.pin(aid)        -- and the actor stays alive until it returns
   local out = {}
   for i = 1, nret do
     runtime.expect(rets[i], "local")
@@ -291,6 +299,17 @@ local function handle_gone(aid)
   if n > 0 then hcounts[aid] = n; return end
   hcounts[aid] = nil
   if runtime.conn then runtime.queue({ t = "actor_unref", aid = aid }) end
+end
+
+--- Counts one more reference to actor aid here (a handle already exists).
+function M.pin(aid) hcounts[aid] = (hcounts[aid] or 0) + 1 end
+
+function call_ended(call)
+  if call.aid then
+    local aid = call.aid
+    call.aid = nil
+    handle_gone(aid)
+  end
 end
 
 --- A handle for actor aid. held: the node already counts this process.
@@ -409,6 +428,7 @@ function M.cancel(id)
       for _, rid in ipairs(call.rets) do
         if rid == id then
           table.remove(st.queue, i)
+          call_ended(call)
           local blob = serialize.encode(errors.new("TaskCancelledError",
             "the call of actor " .. tostring(st.cname) .. " was cancelled before it was sent"))
           for _, r in ipairs(call.rets) do runtime.fill(r, { err = blob }, "local") end
