@@ -689,6 +689,56 @@ describe("bad resource options raise at remote/options time", function()
   end)
 end)
 
+-- -- Stuck work is explained ---------------------------------------------------------
+
+-- Issue #9: nothing that could not make progress said anything. Each case
+-- is a driver script run as a user would, with its stderr read.
+describe("a get that cannot make progress is explained on the driver's stderr", function()
+  local function run_script(env, body)
+    local path = os.tmpname() .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write('local lray = require("lray")\n', body)
+    f:close()
+    local out = run(env .. " LRAY_GET_WARN_S=0.3 " .. q(BIN) .. " " .. q(path))
+    os.remove(path)
+    return out
+  end
+
+  it("names the task queued for busy resources, the object nobody produces, and the unplaced actor", function()
+    local out = run_script("", [[
+lray.init{num_cpus = 1, resources = {Custom = 1}}
+local A = lray.remote({resources = {Custom = 1}}, {ping = function() return 1 end})
+local a = A.remote()
+lray.get(a.ping.remote())
+local needs = lray.remote({resources = {Custom = 1}}, function() return 1 end)
+local pass = lray.remote(function(x) return x end)
+print(pcall(lray.get, pass.remote(needs.remote()), {timeout = 2}))
+local ghost = require("lray.runtime").new_ref(string.rep("0", 29) .. "abc", false)
+print(pcall(lray.get, ghost, {timeout = 2}))
+local b = lray.remote({resources = {Custom = 1}}, {ping = function() return 1 end}).remote()
+print(pcall(lray.get, b.ping.remote(), {timeout = 2}))
+]])
+    assert.matches("task 'needs' is queued: it needs {CPU = 1, Custom = 1} and this node's resources"
+      .. " are busy (available now: {CPU = 1, Custom = 0})", out, 1, true)
+    assert.matches("nothing is producing it", out, 1, true)
+    assert.matches("which is PENDING: it has no process to run on yet", out, 1, true)
+    -- Once per cause.
+    local _, n = out:gsub("task 'needs' is queued", "")
+    assert.are.equal(1, n)
+  end)
+
+  it("warns when tasks wait because the node runs its limit of worker processes", function()
+    local out = run_script("LRAY_MAX_WORKERS=3", [[
+lray.init{num_cpus = 1}
+local deep
+deep = lray.remote(function(n) if n == 0 then return 0 end return lray.get(deep.remote(n - 1)) + 1 end)
+print(pcall(lray.get, deep.remote(6), {timeout = 2}))
+]])
+    assert.matches("already runs its limit of 3 (LRAY_MAX_WORKERS)", out, 1, true)
+    assert.matches("GetTimeoutError", out, 1, true)
+  end)
+end)
+
 -- -- lray status ------------------------------------------------------------------------
 
 -- `lray start` is machine-wide (head.pid, address file under $LRAY_TMPDIR,

@@ -186,6 +186,26 @@ runtime.handlers.actor = function(m)
   end
 end
 
+-- A get has waited long for the result id of an actor call: say so when
+-- the actor is not serving (not placed yet, restarting, unreachable).
+runtime.explain_call = function(id, after)
+  for aid, st in pairs(actors) do
+    local function mine(call)
+      for _, r in ipairs(call.rets) do if r == id then return true end end
+      return false
+    end
+    local found = false
+    for _, call in pairs(st.inflight) do if mine(call) then found = true end end
+    for _, call in ipairs(st.queue) do if mine(call) then found = true end end
+    if found and st.state ~= "ALIVE" then
+      runtime.handlers.warn({ text = ("lray.get has waited %g s for a call to actor %s(%s), which is"
+        .. " %s: it has no process to run on yet (it waits for the resources it needs, or for"
+        .. " its restart)"):format(after, tostring(st.cname), aid, tostring(st.state or "PENDING")) })
+      return
+    end
+  end
+end
+
 runtime.dump_hook = function(out)
   for aid, st in pairs(actors) do
     local n = 0

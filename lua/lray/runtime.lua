@@ -349,6 +349,32 @@ function M.wait_until(done, deadline, hold)
   return err
 end
 
+-- After this many seconds a get or wait that is still waiting asks why, and
+-- what holds it up is printed once per cause (0: never).
+M.GET_WARN = tonumber(os.getenv("LRAY_GET_WARN_S") or "10") or 10
+
+--- Arms the "still waiting" notice for a get/wait on ids (entries es) that
+--- ends at deadline (nil: none). Returns a timer to stop, or nil.
+function M.watch_wait(ids, es, deadline)
+  local after = M.GET_WARN
+  if after <= 0 or (deadline and deadline - now() <= after) then return nil end
+  return core.timer(after, 0, function()
+    local ask
+    for i = 1, #ids do
+      local e = es[i]
+      if not e.st then
+        if e.loc == "local" then
+          if M.explain_call then M.explain_call(ids[i], after) end
+        else
+          ask = ask or {}
+          ask[#ask + 1] = ids[i]
+        end
+      end
+    end
+    if ask and M.conn then queue({ t = "why", ids = ask, after = after }) end
+  end)
+end
+
 --- Asks the node for objects this process has not heard of.
 function M.subscribe(ids)
   local want

@@ -108,6 +108,26 @@ H.done = function(cl, m) if cl.worker then sched.done(cl.worker, m) end end
 
 H.cancel = function(_, m) sched.cancel(m.id, m.force, m.recursive) end
 
+-- A driver's get has waited long for these objects: say what holds each
+-- one up (following queued tasks to the arguments they wait for), as warns.
+H.why = function(cl, m)
+  local seen, todo = {}, {}
+  for _, id in ipairs(m.ids or {}) do todo[#todo + 1] = id end
+  local n = 0
+  while #todo > 0 and n < 1000 do
+    local id = table.remove(todo)
+    if not seen[id] then
+      seen[id] = true
+      n = n + 1
+      local text = sched.why_pending(id)
+      if text then
+        cl.conn:send({ t = "warn", text = ("lray.get has waited %g s: %s"):format(m.after or 0, text) })
+      end
+      for _, d in ipairs(sched.waiting_on(id) or {}) do todo[#todo + 1] = d end
+    end
+  end
+end
+
 H.actor_create = function(cl, m)
   local err, a = actors.create(cl, m)
   if m.rid then

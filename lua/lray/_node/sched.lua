@@ -366,9 +366,78 @@ function M.dispatch()
     if w.state == "starting" and not w.for_actor then want = want - 1 end
   end
   while want > 0 and count_task_workers() < pool_limit() do
-    if not M.spawn_worker(false) then break end
+    if not M.spawn_worker(false) then
+      M.warn_pool_full()
+      break
+    end
     want = want - 1
   end
+end
+
+-- Tells the drivers of tasks that wait for a worker that none can start
+-- (the driver prints each text once).
+function M.warn_pool_full()
+  local n = 0
+  for _ in pairs(N.workers) do n = n + 1 end
+  if n < MAX_WORKERS then return end
+  local told = {}
+  for _, g in ipairs(granted) do
+    local job = g.t.job and N.jobs[g.t.job]
+    if job and not told[job] and job.conn:is_open() then
+      told[job] = true
+      job.conn:send({ t = "warn", text = ("tasks are waiting for a worker process, but this node"
+        .. " already runs its limit of %d (LRAY_MAX_WORKERS), most of them blocked in lray.get;"
+        .. " they start only as others finish"):format(MAX_WORKERS) })
+    end
+  end
+end
+
+local function fmt_units(units)
+  local parts = {}
+  for k, v in pairs(units) do parts[#parts + 1] = ("%s = %g"):format(k, v / M.UNIT) end
+  table.sort(parts)
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+--- Why object id is not ready, as a sentence, or nil when it is on its way
+--- (ready, its task running, or an actor call promised it).
+function M.why_pending(id)
+  local o = objects.objects[id]
+  if o and o.st then return nil end
+  local t = o and o.producing and tasks[o.producing]
+  if not t then
+    if o and o.expected_from then return nil end
+    return ("object %s: nothing is producing it (no queued or running task makes it and no"
+      .. " process has promised it); it may have been freed before this reference to it was"
+      .. " registered"):format(id)
+  end
+  if t.state ~= "queued" then return nil end
+  if (t.waiting or 0) > 0 then return nil end   -- its arguments are asked about on their own
+  if t.infeasible then
+    return ("task '%s' cannot be scheduled: no node has the %s it needs"):format(tostring(t.name), t.infeasible)
+  end
+  if t.granted then
+    return ("task '%s' has its resources but waits for a worker process (%d workers run on this"
+      .. " node)"):format(tostring(t.name), (function() local n = 0 for _ in pairs(N.workers) do n = n + 1 end
+        return n end)())
+  end
+  local avail = {}
+  for k, v in pairs(S:available()) do if t.res[k] then avail[k] = M.units(v) end end
+  return ("task '%s' is queued: it needs %s and this node's resources are busy (available now:"
+    .. " %s), held by running tasks and by actors that hold resources for their life"):format(
+      tostring(t.name), fmt_units(t.res), fmt_units(avail))
+end
+
+--- The deps a queued task waits for (so a caller can explain those too).
+function M.waiting_on(id)
+  local o = objects.objects[id]
+  local t = o and o.producing and tasks[o.producing]
+  if not t or t.state ~= "queued" or (t.waiting or 0) == 0 then return nil end
+  local out = {}
+  for _, d in pairs(t.m.deps or {}) do
+    if not objects.ready(d) then out[#out + 1] = d end
+  end
+  return out
 end
 
 -- Output a task left without a final newline still reaches its driver.
