@@ -515,6 +515,22 @@ describe("Ownership of actor call results", function()
     end
   end)
 
+  it("a ref handed nested to an actor that keeps it outlives the sender's copy", function()
+    local k = lray.remote(Keeper).remote()
+    for i = 1, 3 do
+      local r = lray.put(i)
+      assert.is_true(lray.get(k.keep.remote({ r })))
+      r = nil -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      -- Longer than the node's grace for unreferenced objects: only the
+      -- actor's own registration keeps the object now.
+      lray.sleep(0.8)
+      local kept = lray.get(k.kept.remote())
+      assert.are.equal(i, lray.get(kept[1], { timeout = 10 }))
+    end
+  end)
+
   it("a result whose owner exited before it arrived raises OwnerDiedError", function()
     local RK = lray.remote(Keeper)
     local slow, keeper = RK.remote(), RK.remote()

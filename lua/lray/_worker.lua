@@ -269,6 +269,9 @@ local function serve_call(conn, m)
       runtime.send({ t = "put", id = r.id, shm = r.shm, arr = r.arr, refs = r.refs })
     end
   end
+  -- The references this call's arguments brought (and its results hold)
+  -- are registered with the node before the caller hears it may let go.
+  runtime.flush_queued()
   if conn:is_open() then
     conn:send({ t = "ret", cid = m.cid, results = results })
   end

@@ -489,6 +489,12 @@ function M.rpc(msg)
   return r
 end
 
+--- Sends the queued reference changes now (before a reply that lets the
+--- sender of those references let go of them).
+function M.flush_queued()
+  if M.conn and not M.lost and #outq > 0 then flush_queue() end
+end
+
 --- Hands everything queued on every connection to the kernel: called
 --- before the process exits, so replies and results it finished reach
 --- their callers.
