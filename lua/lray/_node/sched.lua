@@ -469,7 +469,8 @@ function M.done(w, m)
     finish(t)
   end
   w.state = "idle"
-  w.label = nil
+  -- w.label stays: what the task printed comes through a pipe and may be
+  -- read after its "done"; it still carries the task's name.
   idle[#idle + 1] = w
   M.dispatch()
 end
