@@ -209,6 +209,7 @@ local function cancel_queued(conn, cid)
       if c[1] == conn and c[2].cid == cid then
         table.remove(q, i)
         local m = c[2]
+        if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
         local err = errors.new("TaskCancelledError", "actor method '" .. tostring(actor and actor.cname)
           .. "." .. tostring(m.m) .. "' was cancelled before it started")
         conn:send({ t = "ret", cid = cid, results = error_results(m.rets, err) })
@@ -262,21 +263,32 @@ local function serve_call(conn, m)
     end
   end
   runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
-  -- Large results go to the node's store: this worker holds them until the
-  -- caller has taken them over (it sends "ref" when the reply arrives).
+  -- Large results go to the node's store. They and the ObjectRefs inside
+  -- results are lent to the caller: the node keeps them until the caller,
+  -- holding them itself, claims the lend.
+  local lent
   for _, r in ipairs(results) do
     if r.shm then
       runtime.send({ t = "put", id = r.id, shm = r.shm, arr = r.arr, refs = r.refs })
+      lent = lent or {}
+      lent[#lent + 1] = r.id
+    end
+    for _, id in ipairs(r.refs or {}) do
+      lent = lent or {}
+      lent[#lent + 1] = id
     end
   end
-  -- The references this call's arguments brought (and its results hold)
-  -- are registered with the node before the caller hears it may let go.
+  local token = lent and (m.cid .. ":ret") or nil
+  if lent then runtime.queue({ t = "lend", token = token, ids = lent }) end
+  -- What the arguments brought is registered (ref) before the caller's lend
+  -- of them is claimed, and both before the reply.
+  if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
   runtime.flush_queued()
   if conn:is_open() then
-    conn:send({ t = "ret", cid = m.cid, results = results })
+    conn:send({ t = "ret", cid = m.cid, results = results, lend = token })
   end
   for _, r in ipairs(results) do
-    if r.shm then runtime.queue({ t = "unref", ids = { r.id } }) end
+    if r.shm then runtime.queue_unref(r.id) end
   end
 end
 

@@ -38,6 +38,8 @@ local call_ended
 
 local function fail_call(st, aid, call, why)
   call_ended(call)
+  -- The actor never replied: take back what the arguments lent it.
+  if call.msg.lend then runtime.queue({ t = "unlend", token = call.msg.lend }) end
   local blob = serialize.encode(died_error(st, st.cname, aid, why))
   for _, id in ipairs(call.rets) do
     runtime.fill(id, { err = blob }, "local")
@@ -79,7 +81,15 @@ local function settle_orphans(st, aid, max_retries, cause)
   st.queue = keep
 end
 
+local take_results
 local function on_ret(m)
+  take_results(m)
+  -- Whatever the reply lent us is claimed once we hold it ourselves: the
+  -- refs take_results queued go out first.
+  if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+end
+
+function take_results(m)
   for _, st in pairs(actors) do
     local call = st.inflight[m.cid]
     if call then
@@ -243,8 +253,13 @@ local function call_method(h, mname, mopts, ...)
   local st = state_of(aid)
   st.cname = st.cname or d.cname
   call_seq = call_seq + 1
-  local call = { rets = rets, seq = call_seq, tries = 0, msg = { t = "call", cid = runtime.new_id(), m = mname,
-    args = blob, deps = deps, refs = refs, rets = rets },
+  local cid = runtime.new_id()
+  -- ObjectRefs inside the arguments are lent to the actor: the node keeps
+  -- them until the actor, holding them itself, claims the lend.
+  local lend = refs and #refs > 0 and cid or nil
+  if lend then runtime.queue({ t = "lend", token = lend, ids = refs }) end
+  local call = { rets = rets, seq = call_seq, tries = 0, msg = { t = "call", cid = cid, m = mname,
+    args = blob, deps = deps, refs = refs, rets = rets, lend = lend },
     keep = { ... }, -- arguments stay referenced until the call returns
     aid = aid }
   M.pin(aid)        -- and the actor stays alive until it returns
@@ -449,6 +464,7 @@ function M.cancel(id)
         if rid == id then
           table.remove(st.queue, i)
           call_ended(call)
+          if call.msg.lend then runtime.queue({ t = "unlend", token = call.msg.lend }) end
           local blob = serialize.encode(errors.new("TaskCancelledError",
             "the call of actor " .. tostring(st.cname) .. " was cancelled before it was sent"))
           for _, r in ipairs(call.rets) do runtime.fill(r, { err = blob }, "local") end

@@ -45,31 +45,83 @@ end
 
 -- -- Outgoing bookkeeping --------------------------------------------------
 -- Reference changes happen inside the collector and inside encoding, where
--- writing a frame is not safe. They queue here and go out, in order, ahead of
--- the next message this process sends.
+-- writing a frame is not safe. They queue here and go out ahead of the next
+-- message this process sends, except that letting go ("unref") always goes
+-- last, after that message: a message that hands references on (a task's
+-- results, a put of a table holding refs) reaches the node before this
+-- process's own hold on them ends, so no reference is ever dropped in flight.
 
-local outq, unref_batch = {}, nil
+local outq = {}                 -- messages, in order
+local unrefs, unref_set = {}, {} -- ids to let go of, sent after everything else
 
 local function queue(msg) outq[#outq + 1] = msg end
 
-local function flush_queue()
+local function has_queued() return #outq > 0 or #unrefs > 0 end
+
+-- Sends what is queued, then msg (if any), then the unrefs.
+local function flush_queue(msg)
   while #outq > 0 do
     local q = outq
-    outq, unref_batch = {}, nil
+    outq = {}
     for i = 1, #q do M.conn:send(q[i]) end
+  end
+  if msg then M.conn:send(msg) end
+  while #unrefs > 0 or #outq > 0 do
+    while #outq > 0 do
+      local q = outq
+      outq = {}
+      for i = 1, #q do M.conn:send(q[i]) end
+    end
+    local ids = {}
+    for i = 1, #unrefs do
+      local id = unrefs[i]
+      if unref_set[id] then ids[#ids + 1] = id; unref_set[id] = nil end
+    end
+    unrefs = {}
+    if #ids > 0 then M.conn:send({ t = "unref", ids = ids }) end
   end
 end
 
---- Sends msg to the node, after any queued reference changes.
+--- Sends msg to the node, after any queued reference changes (unrefs after it).
 function M.send(msg)
   if M.lost then errors.raise("RayError", M.lost) end
-  if #outq > 0 then flush_queue() end
-  M.conn:send(msg)
+  flush_queue(msg)
 end
 
 -- -- Reference counting -----------------------------------------------------
 
-local function drop(id)
+local function queue_unref(id)
+  if not M.conn or unref_set[id] then return end
+  unref_set[id] = true
+  unrefs[#unrefs + 1] = id
+end
+
+-- This process holds id (a new ObjectRef, or an object it keeps for one):
+-- the node hears it unless it already counts us (held), or we were about
+-- to let go (the unref is then simply not sent).
+local function take_hold(id, held)
+  local n = counts[id]
+  if n then counts[id] = n + 1; return end
+  counts[id] = 1
+  if unref_set[id] then unref_set[id] = nil; return end
+  if not held then queue({ t = "ref", id = id }) end
+end
+
+local drop
+
+-- An entry leaves the table: what it pinned (the refs inside an actor
+-- call's inline result) is let go too.
+local function forget(id, e)
+  objs[id] = nil
+  subscribed[id] = nil
+  if e and e.pins then
+    local pins = e.pins
+    e.pins = nil
+    for i = 1, #pins do drop(pins[i]) end
+  end
+end
+
+function drop(id)
   local n = (counts[id] or 1) - 1
   if n > 0 then counts[id] = n; return end
   counts[id] = nil
@@ -81,28 +133,20 @@ local function drop(id)
     e.orphan = true
     return
   end
-  objs[id] = nil
-  subscribed[id] = nil
+  forget(id, e)
   if e and e.loc == "local" and not e.promoted then return end
-  if not M.conn then return end
-  if not unref_batch then
-    unref_batch = { t = "unref", ids = {} }
-    outq[#outq + 1] = unref_batch
-  end
-  local ids = unref_batch.ids
-  ids[#ids + 1] = id
+  queue_unref(id)
 end
+
+--- This process keeps id alive for something other than an ObjectRef (the
+--- refs inside an actor call's result it holds); drop(id) ends it.
+M.pin = function(id) take_hold(id, false) end
+M.queue_unref = queue_unref
 
 --- A new ObjectRef to id. held: the node already counts this process as a
 --- holder (it created the object for us), so no message is needed.
 function M.new_ref(id, held)
-  local n = counts[id]
-  if n then
-    counts[id] = n + 1
-  else
-    counts[id] = 1
-    if not held then queue({ t = "ref", id = id }) end
-  end
+  take_hold(id, held)
   return object.new(id)
 end
 
@@ -114,7 +158,7 @@ local function escape(id)
   if e and e.loc == "local" and not e.promoted then
     e.promoted = true
     if e.st then
-      queue({ t = "put", id = id, data = e.data, err = e.err })
+      queue({ t = "put", id = id, data = e.data, err = e.err, refs = e.refs })
     else
       e.promote_on_arrival = true
       queue({ t = "expect", id = id })
@@ -176,16 +220,26 @@ function M.fill(id, msg, loc)
   if e.st then return end
   e.data, e.shm, e.err, e.arr = msg.data, msg.shm, msg.err, msg.arr
   e.st = msg.err and "err" or "ok"
+  if msg.refs and #msg.refs > 0 and loc == "local" then
+    -- An actor call's inline result holding ObjectRefs: this process keeps
+    -- them alive for as long as it keeps the value (it may decode it late).
+    e.refs = msg.refs
+    e.pins = {}
+    for i = 1, #msg.refs do
+      M.pin(msg.refs[i])
+      e.pins[i] = msg.refs[i]
+    end
+  end
   if loc then e.loc = loc end
   if e.promote_on_arrival then
     e.promote_on_arrival = nil
     -- A large result arrives already stored on the node (the actor put it
     -- there): only an inline one needs storing.
-    if not e.shm then queue({ t = "put", id = id, data = e.data, err = e.err }) end
+    if not e.shm then queue({ t = "put", id = id, data = e.data, err = e.err, refs = e.refs }) end
     if e.orphan then
       -- No ObjectRef to it is left here: the node's copy is all there is.
-      objs[id], subscribed[id] = nil, nil
-      queue({ t = "unref", ids = { id } })
+      forget(id, e)
+      queue_unref(id)
     end
     -- Out now: whoever it was sent to waits for it, and this process may be
     -- about to sleep in the loop.
@@ -311,7 +365,7 @@ function M.wait_until(done, deadline, hold)
   if done() then return true end
   local co = coroutine.running()
   if co and M.async_cos[co] then return wait_yielding(done, deadline) end
-  if #outq > 0 then flush_queue() end
+  if has_queued() then flush_queue() end
   local timer, fired
   -- The loop's timers count whole milliseconds and may fire a little
   -- early: re-arm until the deadline has really passed.
@@ -332,14 +386,14 @@ function M.wait_until(done, deadline, hold)
         if fired then arm() end
       end
       check_cancelled()
-      if #outq > 0 then flush_queue() end
+      if has_queued() then flush_queue() end
       -- Spin briefly before sleeping: a reply due in microseconds then
       -- costs no wake-up of this process.
       local spin_until = now() + SPIN
       repeat poll() until done() or now() >= spin_until
       -- What the handlers queued (a promoted result, a subscription) goes
       -- out before this process sleeps: someone may be waiting for it.
-      if not done() and #outq == 0 then run_once() end
+      if not done() and not has_queued() then run_once() end
     end
     return true
   end)
@@ -492,14 +546,14 @@ end
 --- Sends the queued reference changes now (before a reply that lets the
 --- sender of those references let go of them).
 function M.flush_queued()
-  if M.conn and not M.lost and #outq > 0 then flush_queue() end
+  if M.conn and not M.lost and has_queued() then flush_queue() end
 end
 
 --- Hands everything queued on every connection to the kernel: called
 --- before the process exits, so replies and results it finished reach
 --- their callers.
 function M.flush_out()
-  if M.conn and not M.lost and #outq > 0 then flush_queue() end
+  if M.conn and not M.lost and has_queued() then flush_queue() end
   core.flush()
   -- A write the socket could not take at once completes in the loop.
   for _ = 1, 3 do poll() end
@@ -507,9 +561,9 @@ end
 
 --- Lets queued messages out and handles what came in, without blocking.
 function M.pump()
-  if #outq > 0 then flush_queue() end
+  if has_queued() then flush_queue() end
   poll()
-  if #outq > 0 and M.conn then flush_queue() end
+  if has_queued() and M.conn then flush_queue() end
 end
 
 -- -- Messages from the node ----------------------------------------------
@@ -548,7 +602,7 @@ local function dump_state()
       if pending <= 5 then out[#out + 1] = "pending " .. id .. (e.loc and (" (" .. e.loc .. ")") or "") end
     end
   end
-  out[#out + 1] = ("%d objects pending, %d queued out"):format(pending, #outq)
+  out[#out + 1] = ("%d objects pending, %d queued out"):format(pending, #outq + #unrefs)
   if M.dump_hook then M.dump_hook(out) end
   io.stderr:write(table.concat(out, "\n  "), "\n")
 end
@@ -583,7 +637,7 @@ function M.reset()
   for k in pairs(counts) do counts[k] = nil end
   for k in pairs(subscribed) do subscribed[k] = nil end
   for k in pairs(replies) do replies[k] = nil end
-  outq, unref_batch = {}, nil
+  outq, unrefs, unref_set = {}, {}, {}
   M.lost, M.leaving = nil, nil
   if region then region:close(); region = nil end
   M.conn, M.info = nil, nil

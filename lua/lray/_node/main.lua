@@ -68,6 +68,9 @@ H.sub = function(cl, m)
 end
 
 H.ref = function(cl, m) objects.hold(cl, m.id) end
+H.lend = function(_, m) objects.lend(m.token, m.ids) end
+H.claim = function(_, m) objects.claim(m.token) end
+H.unlend = function(_, m) objects.unlend(m.token) end
 H.unref = function(cl, m)
   for _, id in ipairs(m.ids) do objects.unhold(cl, id) end
 end

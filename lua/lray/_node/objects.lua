@@ -5,9 +5,8 @@
 -- An object lives while its count is above zero. The count is the number of
 -- processes holding an ObjectRef to it (each counts once), plus objects that
 -- contain its id, plus queued or running tasks that take it as an argument.
--- At zero it is freed after a short grace period, so a reference that is
--- being handed from one process to another (whose "ref" may arrive just
--- after the sender's "unref") is not lost.
+-- At zero it is freed at the next turn of the loop (unless a task is still
+-- producing it: then once it is stored).
 local core = require("lray._core")
 local N = require("lray._node.state")
 
@@ -17,7 +16,12 @@ local M = {}
 local objects = {}
 M.objects = objects
 
-local GRACE = 0.5                 -- seconds an unreferenced object lingers
+-- Seconds an unreferenced object lingers. No hand-off relies on it: every
+-- reference sent on is held by its sender (or lent, see Hand-offs) until
+-- the receiver's own hold is in, and a process lets go only after the
+-- message that hands references on. Freeing waits for the next turn of the
+-- loop all the same, so what arrived together is counted together.
+local GRACE = tonumber(os.getenv("LRAY_FREE_GRACE_S") or "0") or 0
 local doomed = {}                 -- id -> time its count reached zero
 local sweeping = false
 
@@ -43,9 +47,10 @@ local function sweep()
   local t = core.now()
   for id, since in pairs(doomed) do
     local o = objects[id]
-    if not o or o.count > 0 then
+    if not o or o.count > 0 or o.producing then
+      -- Wanted again, or still being made (store dooms it again once made).
       doomed[id] = nil
-    elseif t - since >= GRACE and not o.producing then
+    elseif t - since >= GRACE then
       doomed[id] = nil
       free(id, o)
     end
@@ -80,6 +85,42 @@ function M.decref(id)
   end
 end
 
+-- -- Hand-offs ---------------------------------------------------------------
+-- A process that sends references straight to another (an actor call's
+-- arguments, an actor's reply) lends them first: the node counts the lend
+-- until the receiver, having registered its own hold, claims it. Lend and
+-- claim come over different connections, so either may arrive first.
+-- Known gap: a lend an actor made for a reply whose caller died before
+-- claiming it stays until the node ends.
+
+local lends = {}      -- token -> {cl = lender, ids = {...}}
+local claimed = {}    -- token -> true: claimed before its lend arrived
+
+function M.lend(token, ids)
+  if claimed[token] then claimed[token] = nil; return end
+  for i = 1, #ids do M.incref(ids[i]) end
+  lends[token] = { ids = ids }
+end
+
+local function release_lend(token, l)
+  lends[token] = nil
+  for i = 1, #l.ids do M.decref(l.ids[i]) end
+end
+
+function M.claim(token)
+  local l = lends[token]
+  if not l then claimed[token] = true; return end
+  release_lend(token, l)
+end
+
+--- The lender takes a lend back (the receiver died before it could claim
+--- it). It comes after the lend on the same connection, so a token that is
+--- gone was claimed already.
+function M.unlend(token)
+  local l = lends[token]
+  if l then release_lend(token, l) end
+end
+
 --- Frees every unreferenced object now (the store is short of space).
 function M.collect_now()
   for id in pairs(doomed) do
@@ -106,6 +147,8 @@ end
 function M.drop_client(cl)
   for id in pairs(cl.held) do M.decref(id) end
   cl.held = {}
+  -- (Its lends stay: a receiver may still claim them. A lender whose
+  -- receiver died takes its lend back with unlend.)
   for off, size in pairs(cl.allocs or {}) do N.region:free(off, size) end
   cl.allocs = nil
   for id, o in pairs(objects) do
