@@ -51,8 +51,9 @@ end
 -- results, a put of a table holding refs) reaches the node before this
 -- process's own hold on them ends, so no reference is ever dropped in flight.
 
-local outq = {}                 -- messages, in order
-local unrefs, unref_set = {}, {} -- ids to let go of, sent after everything else
+local outq = {}      -- messages, in order
+local unrefs = {}    -- ids to let go of, sent after everything else; an id
+                     -- waiting here has counts[id] == 0
 
 local function queue(msg) outq[#outq + 1] = msg end
 
@@ -72,13 +73,15 @@ local function flush_queue(msg)
       outq = {}
       for i = 1, #q do M.conn:send(q[i]) end
     end
-    local ids = {}
-    for i = 1, #unrefs do
-      local id = unrefs[i]
-      if unref_set[id] then ids[#ids + 1] = id; unref_set[id] = nil end
-    end
+    local ids, n = unrefs, 0
     unrefs = {}
-    if #ids > 0 then M.conn:send({ t = "unref", ids = ids }) end
+    for i = 1, #ids do
+      local id = ids[i]
+      -- Held again since (counts above 0): the node never heard we let go.
+      if counts[id] == 0 then counts[id] = nil; n = n + 1; ids[n] = id end
+    end
+    for i = #ids, n + 1, -1 do ids[i] = nil end
+    if n > 0 then M.conn:send({ t = "unref", ids = ids }) end
   end
 end
 
@@ -91,8 +94,8 @@ end
 -- -- Reference counting -----------------------------------------------------
 
 local function queue_unref(id)
-  if not M.conn or unref_set[id] then return end
-  unref_set[id] = true
+  if not M.conn or counts[id] then return end
+  counts[id] = 0
   unrefs[#unrefs + 1] = id
 end
 
@@ -101,9 +104,8 @@ end
 -- to let go (the unref is then simply not sent).
 local function take_hold(id, held)
   local n = counts[id]
-  if n then counts[id] = n + 1; return end
+  if n then counts[id] = n + 1; return end   -- 0: its unref is not sent yet
   counts[id] = 1
-  if unref_set[id] then unref_set[id] = nil; return end
   if not held then queue({ t = "ref", id = id }) end
 end
 
@@ -124,6 +126,7 @@ end
 function drop(id)
   local n = (counts[id] or 1) - 1
   if n > 0 then counts[id] = n; return end
+  if n < 0 then return end   -- already let go (waiting in unrefs)
   counts[id] = nil
   local e = objs[id]
   if e and e.promote_on_arrival then
@@ -213,7 +216,7 @@ end
 function M.fill(id, msg, loc)
   local e = objs[id]
   if not e then
-    if not counts[id] then return end   -- nobody here wants it any more
+    if (counts[id] or 0) == 0 then return end   -- nobody here wants it any more
     e = {}
     objs[id] = e
   end
@@ -393,7 +396,9 @@ function M.wait_until(done, deadline, hold)
       repeat poll() until done() or now() >= spin_until
       -- What the handlers queued (a promoted result, a subscription) goes
       -- out before this process sleeps: someone may be waiting for it.
-      if not done() and not has_queued() then run_once() end
+      -- Unrefs wait for the next turn: nobody waits for them, and sending
+      -- them in bigger batches spares the node.
+      if not done() and #outq == 0 then run_once() end
     end
     return true
   end)
@@ -563,7 +568,7 @@ end
 function M.pump()
   if has_queued() then flush_queue() end
   poll()
-  if has_queued() and M.conn then flush_queue() end
+  if #outq > 0 and M.conn then flush_queue() end
 end
 
 -- -- Messages from the node ----------------------------------------------
@@ -637,7 +642,7 @@ function M.reset()
   for k in pairs(counts) do counts[k] = nil end
   for k in pairs(subscribed) do subscribed[k] = nil end
   for k in pairs(replies) do replies[k] = nil end
-  outq, unrefs, unref_set = {}, {}, {}
+  outq, unrefs = {}, {}
   M.lost, M.leaving = nil, nil
   if region then region:close(); region = nil end
   M.conn, M.info = nil, nil
