@@ -345,6 +345,20 @@ describe("lray.kill", function()
     assert.are.equal(21, v)
     assert.are_not.equal(pid1, lray.get(c.pid.remote()))
   end)
+
+  -- The restart's notices could be handled while kill waited for its reply;
+  -- kill then marked the new incarnation RESTARTING and the next call hung.
+  it("the first call after lray.kill(h, {no_restart = false}) works (20 rounds)", function()
+    for round = 1, 20 do
+      local c = lray.remote({ max_restarts = 1 }, Counter).remote(round)
+      assert.are.equal(round + 1, lray.get(c.next.remote()))
+      lray.kill(c, { no_restart = false })
+      local ok, v = pcall(lray.get, c.next.remote(), { timeout = 10 })
+      assert(ok, ("round %d: %s"):format(round, tostring(v)))
+      assert.are.equal(round + 1, v)
+      lray.kill(c)
+    end
+  end)
 end)
 
 -- -- Names ------------------------------------------------------------------------

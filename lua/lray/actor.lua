@@ -490,8 +490,16 @@ function M.kill(h, no_restart)
   local d = M.handle_info(h)
   -- Waits until the actor is dead, so its name is free and no later call
   -- can reach it when lray.kill returns.
+  local st0 = actors[d.aid]
+  local key0 = st0 and st0.key
   runtime.rpc({ t = "kill_actor", aid = d.aid, no_restart = no_restart })
   local st = actors[d.aid]
+  if st and no_restart == false and st.key ~= key0 then
+    -- The node's notices of the restart (RESTARTING, then ALIVE in a new
+    -- process) were handled while we waited for the reply: they are newer
+    -- than anything we would set here.
+    return
+  end
   if st and no_restart ~= false then
     st.state, st.cause = "DEAD", st.cause or "it was killed by lray.kill"
     if st.conn then st.conn:close(); st.conn = nil end
