@@ -199,6 +199,7 @@ end
 -- -- Actors ----------------------------------------------------------------
 
 local calls = {}     -- {conn, msg} waiting to run, in arrival order
+local callers = setmetatable({}, { __mode = "k" })  -- connections of callers
 
 -- A caller cancelled call cid: drop it if it has not started (a running
 -- method is not interrupted). Queued calls sit in `calls` or, for concurrent
@@ -329,6 +330,7 @@ local function become_actor(m)
   local addr = "unix:" .. m.session .. "/a-" .. m.aid .. ".sock"
   core.unlink(addr:sub(6))
   local srv, err = core.listen(addr, function(conn)
+    callers[conn] = true
     conn:on_message(function(c, msg)
       if msg.t == "cancel_call" then return cancel_queued(c, msg.cid) end
       calls[#calls + 1] = { c, msg }
@@ -457,7 +459,7 @@ function M.main(argv)
   -- finished (replies of earlier calls, queued in their connections) out first.
   local c_exit = os.exit
   os.exit = function(...) -- luacheck: ignore 122
-    runtime.flush_out()
+    runtime.flush_out(callers)
     return c_exit(...)
   end
   core.pdeathsig(9)

@@ -130,26 +130,45 @@ local function connect(st, aid)
         io.stderr:write(("actor %s conn %s closed (current %s)\n"):format(
           aid:sub(-4), tostring(conn), tostring(st.conn)))
       end
-      if st.conn ~= conn then return end   -- already replaced
-      st.conn = nil
-      -- The process behind this connection is gone, whatever the node
-      -- still says: only a new incarnation (or DEAD) settles its calls.
-      st.dead_key = st.conn_key
+      -- Everything the process answered has been read by now: the calls
+      -- sent on this connection that are still in flight died with it.
       for cid, call in pairs(st.inflight) do
-        st.inflight[cid] = nil
-        st.orphans[#st.orphans + 1] = call
+        if call.conn == conn then
+          st.inflight[cid] = nil
+          st.orphans[#st.orphans + 1] = call
+        end
       end
-      -- Ask the node what happened; calls in flight fail once it says DEAD.
-      st.state = "UNKNOWN"
-      runtime.queue({ t = "actor_sub", aid = aid })
+      if st.conn == conn then
+        st.conn = nil
+        -- The process behind this connection is gone, whatever the node
+        -- still says: only a new incarnation (or DEAD) settles its calls.
+        st.dead_key = st.conn_key
+        if st.state == "DEAD" then return fail_all(st, aid) end
+        -- Ask the node what happened; calls in flight fail once it says DEAD.
+        st.state = "UNKNOWN"
+        runtime.queue({ t = "actor_sub", aid = aid })
+      elseif st.state == "DEAD" then
+        fail_all(st, aid)
+      else
+        -- An old incarnation's connection, drained after the node said a
+        -- new one serves the actor: re-send or fail its unanswered calls.
+        settle_orphans(st, aid, st.max_task_retries or 0, st.cause)
+        if st.conn and st.conn:is_open() then M.send_queued(st) end
+      end
     end)
-    local q = st.queue
-    st.queue = {}
-    for i = 1, #q do
-      st.inflight[q[i].msg.cid] = q[i]
-      conn:send(q[i].msg)
-    end
+    M.send_queued(st)
   end)
+end
+
+--- Sends the calls waiting in st.queue on st.conn.
+function M.send_queued(st)
+  local q = st.queue
+  st.queue = {}
+  for i = 1, #q do
+    st.inflight[q[i].msg.cid] = q[i]
+    q[i].conn = st.conn
+    st.conn:send(q[i].msg)
+  end
 end
 
 runtime.handlers.actor = function(m)
@@ -169,19 +188,15 @@ runtime.handlers.actor = function(m)
   if m.state == "ALIVE" or m.state == "RESTARTING" then
     settle_orphans(st, m.aid, m.max_task_retries or 0, m.cause)
   end
+  st.max_task_retries = m.max_task_retries or 0
   if m.state == "ALIVE" then
     local key = tostring(m.addr) .. "#" .. tostring(m.pid)
     if st.conn and st.conn_key ~= key then
       -- A new process serves the actor (it restarted) before we saw the old
-      -- connection close: calls on it were lost with the old process.
-      local old = st.conn
+      -- connection close. What the old process answered before it died may
+      -- still be unread: the old connection drains to its end, and its
+      -- close settles the calls it did not answer.
       st.conn = nil
-      for cid, call in pairs(st.inflight) do
-        st.inflight[cid] = nil
-        st.orphans[#st.orphans + 1] = call
-      end
-      old:close()
-      settle_orphans(st, m.aid, m.max_task_retries or 0, m.cause)
     end
     if st.state ~= "ALIVE" or st.key ~= key then
       st.state, st.addr, st.key = "ALIVE", m.addr, key
@@ -189,8 +204,18 @@ runtime.handlers.actor = function(m)
     end
   elseif m.state == "DEAD" then
     st.state, st.cause, st.init_error = "DEAD", m.cause, m.init_error
-    if st.conn then st.conn:close(); st.conn = nil end
-    fail_all(st, m.aid)
+    local old = st.conn
+    st.conn = nil
+    if old and old:is_open() then
+      -- Its process is gone; what it answered before is still to be read.
+      -- The connection's close fails the calls it did not answer.
+      local inflight = st.inflight
+      st.inflight = {}
+      fail_all(st, m.aid)
+      st.inflight = inflight
+    else
+      fail_all(st, m.aid)
+    end
   else
     st.state = m.state
   end
@@ -268,11 +293,15 @@ local function call_method(h, mname, mopts, ...)
     runtime.expect(rets[i], "local")
     out[i] = runtime.new_ref(rets[i], true)
   end
+  -- The node hears of the arguments' objects before the actor does.
+  if st.conn and (deps or (refs and #refs > 0)) then runtime.pump() end
   if st.state == "DEAD" then
     fail_call(st, aid, call)
-  elseif st.conn then
+  elseif st.conn and st.conn:is_open() then
+    -- (A connection the actor's exit closed, whose close callback has not
+    -- run yet, is not open: the call waits in the queue for what follows.)
     st.inflight[call.msg.cid] = call
-    if deps or (refs and #refs > 0) then runtime.pump() end  -- node first
+    call.conn = st.conn
     st.conn:send(call.msg)
     runtime.submitted()
   else
@@ -475,7 +504,7 @@ function M.cancel(id)
     for cid, call in pairs(st.inflight) do
       for _, rid in ipairs(call.rets) do
         if rid == id then
-          if st.conn then st.conn:send({ t = "cancel_call", cid = cid }) end
+          if st.conn and st.conn:is_open() then st.conn:send({ t = "cancel_call", cid = cid }) end
           runtime.pump()
           return true
         end

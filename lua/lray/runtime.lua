@@ -557,11 +557,21 @@ end
 --- Hands everything queued on every connection to the kernel: called
 --- before the process exits, so replies and results it finished reach
 --- their callers.
-function M.flush_out()
+function M.flush_out(conns)
   if M.conn and not M.lost and has_queued() then flush_queue() end
-  core.flush()
-  -- A write the socket could not take at once completes in the loop.
-  for _ = 1, 3 do poll() end
+  -- A write the socket could not take at once completes in the loop: run
+  -- it until every connection has written all it holds (bounded).
+  local deadline = now() + 2
+  repeat
+    core.flush()
+    poll()
+    local left = M.conn and M.conn:is_open() and M.conn:pending() or 0
+    for c in pairs(conns or {}) do
+      if c:is_open() then left = left + c:pending() end
+    end
+    if left == 0 then return end
+    core.usleep(0.0005)
+  until now() > deadline
 end
 
 --- Lets queued messages out and handles what came in, without blocking.
