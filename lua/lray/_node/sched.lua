@@ -68,7 +68,10 @@ function M.shapes() return S:shapes() end
 local next_wid = 0
 -- Processes on this node: task workers are bounded by pool_limit(); this
 -- bound covers actors too (each has its own process).
-local MAX_WORKERS = tonumber(os.getenv("LRAY_MAX_WORKERS")) or 4096
+-- The default keeps the processes' memory (~5 MB each when idle) well
+-- under the machine's: one per 32 MB of RAM, between 64 and 4096.
+local MAX_WORKERS = tonumber(os.getenv("LRAY_MAX_WORKERS"))
+  or math.max(64, math.min(4096, floor(core.total_memory() / (32 * 1024 * 1024))))
 
 local function ncpu() return floor((N.total.CPU or 0) / M.UNIT) end
 
