@@ -8,12 +8,16 @@ local MB = 1024 * 1024
 local lray
 
 setup(function()
+  -- The node frees an unreferenced object at once (no batching delay): no
+  -- hand-off between processes may rely on time.
+  require("lray._core").setenv("LRAY_FREE_GRACE_S", "0")
   -- A small store, so that objects not freed when their refs drop fill it.
   lray = cluster.start({ object_store_memory = 64 * MB })
 end)
 
 teardown(function()
   cluster.stop()
+  require("lray._core").setenv("LRAY_FREE_GRACE_S", nil)
 end)
 
 
