@@ -8,12 +8,16 @@ local MB = 1024 * 1024
 local lray
 
 setup(function()
+  -- The node frees an unreferenced object at once (no batching delay): no
+  -- hand-off between processes may rely on time.
+  require("lray._core").setenv("LRAY_FREE_GRACE_S", "0")
   -- A small store, so that objects not freed when their refs drop fill it.
   lray = cluster.start({ object_store_memory = 64 * MB })
 end)
 
 teardown(function()
   cluster.stop()
+  require("lray._core").setenv("LRAY_FREE_GRACE_S", nil)
 end)
 
 
@@ -532,5 +536,148 @@ describe("Freeing objects", function()
     end)
     collectgarbage("restart")
     assert.is_true(ok, tostring(err))
+  end)
+end)
+
+-- Ownership (issue #9): the process that makes an actor call owns its
+-- result; a result sent on before it arrived, or after the caller dropped
+-- it, must still reach whoever it was sent to.
+describe("Ownership of actor call results", function()
+  local Keeper = {}
+  function Keeper:val(v, delay) if delay then lray.sleep(delay) end return v end
+  function Keeper:take(x) if type(x) == "table" then x = lray.get(x[1]) end return x end
+  function Keeper:keep(t) self.t = t; return true end
+  function Keeper:kept() return self.t end
+
+  it("a result passed on to a task or actor resolves (20 rounds, every combination)", function()
+    local RK = lray.remote(Keeper)
+    local a, b = RK.remote(), RK.remote()
+    local take = lray.remote(function(x) if type(x) == "table" then x = lray.get(x[1]) end return x end)
+    local make = lray.remote(function(v) return v end)
+    local bad = {}
+    for round = 1, 20 do
+      for _, src in ipairs({ "actor", "task" }) do
+        for _, dst in ipairs({ "actor", "task" }) do
+          for _, size in ipairs({ "small", "large" }) do
+            for _, nested in ipairs({ false, true }) do
+              local v = size == "small" and round or string.rep("x", 200 * 1024) .. round
+              local r = src == "actor" and a.val.remote(v) or make.remote(v)
+              local x = nested and { r } or r
+              r = nil -- luacheck: ignore 311 (the caller lets go at once)
+              local out = dst == "actor" and b.take.remote(x) or take.remote(x)
+              x = nil -- luacheck: ignore 311
+              collectgarbage()
+              local ok, got = pcall(lray.get, out, { timeout = 10 })
+              if not ok or got ~= v then
+                bad[#bad + 1] = ("round %d %s->%s %s%s: %s"):format(round, src, dst, size,
+                  nested and " nested" or "", ok and "wrong value" or msg(got))
+              end
+            end
+          end
+        end
+      end
+    end
+    assert.are.same({}, bad)
+  end)
+
+  it("a task returning an actor call's ref that has not finished gives a ref that resolves", function()
+    local h = lray.remote(Keeper).remote()
+    local t = lray.remote(function(k, i, wrap)
+      local r = k.val.remote(i, 0.05)
+      if wrap then return { r } end
+      return r
+    end)
+    for i = 1, 10 do
+      local r = lray.get(t.remote(h, i, false), { timeout = 10 })
+      assert.are.equal(i, lray.get(r, { timeout = 10 }))
+      local w = lray.get(t.remote(h, i, true), { timeout = 10 })
+      assert.are.equal(i, lray.get(w[1], { timeout = 10 }))
+    end
+  end)
+
+  it("a ref handed nested to an actor that keeps it outlives the sender's copy", function()
+    local k = lray.remote(Keeper).remote()
+    for i = 1, 3 do
+      local r = lray.put(i)
+      assert.is_true(lray.get(k.keep.remote({ r })))
+      r = nil -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      -- Longer than the node's grace for unreferenced objects: only the
+      -- actor's own registration keeps the object now.
+      lray.sleep(0.8)
+      local kept = lray.get(k.kept.remote())
+      assert.are.equal(i, lray.get(kept[1], { timeout = 10 }))
+    end
+  end)
+
+  it("an actor call's result holding refs is readable long after the actor dropped them", function()
+    local Maker = {}
+    function Maker:make(v) return { lray.put(v) } end
+    function Maker:gc() collectgarbage(); collectgarbage(); return true end
+    local m = lray.remote(Maker).remote()
+    for i = 1, 3 do
+      local r = m.make.remote(i)
+      lray.get(m.gc.remote())
+      -- Longer than any grace the node could give an unreferenced object:
+      -- only this process's hold on the result's refs keeps them.
+      lray.sleep(0.8)
+      assert.are.equal(i, lray.get(lray.get(r)[1], { timeout = 10 }))
+    end
+  end)
+
+  -- No hand-off relies on time (the node frees an unreferenced object at
+  -- once): every process collects garbage right after handing refs on.
+  it("refs handed on through tasks and actors stay valid while anything holds them (20 rounds)", function()
+    local Box = {}
+    function Box:make(v) local t = { lray.put(v) }; collectgarbage(); return t end
+    function Box:keep(t) self.t = t; collectgarbage(); return true end
+    function Box:kept() collectgarbage(); return self.t end
+    function Box:forward(other, t) lray.get(other.keep.remote(t)); collectgarbage(); return true end
+    function Box:gc() collectgarbage(); collectgarbage(); return true end
+    local RB = lray.remote(Box)
+    local a, b = RB.remote(), RB.remote()
+    local wrap = lray.remote(function(t, v)
+      local out = { t[1], lray.put(v) }
+      collectgarbage()
+      return out
+    end)
+    for round = 1, 20 do
+      -- actor result holding a ref the actor itself drops at once
+      local made = a.make.remote(round)
+      lray.get(a.gc.remote())
+      collectgarbage()
+      assert.are.equal(round, lray.get(lray.get(made)[1], { timeout = 10 }))
+      made = nil -- luacheck: ignore 311
+      -- a task result holding the driver's ref and one the task made
+      local w = lray.get(wrap.remote({ lray.put(round) }, -round), { timeout = 10 })
+      collectgarbage()
+      assert.are.equal(round, lray.get(w[1], { timeout = 10 }))
+      assert.are.equal(-round, lray.get(w[2], { timeout = 10 }))
+      -- actor to actor, the driver letting go at once
+      local r = lray.put(round * 10)
+      assert.is_true(lray.get(a.forward.remote(b, { r })))
+      r, w = nil, nil -- luacheck: ignore 311
+      collectgarbage()
+      lray.get(a.gc.remote())
+      local kept = lray.get(b.kept.remote())
+      collectgarbage()
+      assert.are.equal(round * 10, lray.get(kept[1], { timeout = 10 }))
+    end
+  end)
+
+  it("a result whose owner exited before it arrived raises OwnerDiedError", function()
+    local RK = lray.remote(Keeper)
+    local slow, keeper = RK.remote(), RK.remote()
+    local owner = lray.remote({ max_retries = 0 }, function(s, k)
+      local r = s.val.remote(1, 1.0)
+      lray.get(k.keep.remote({ r }))
+      os.exit(1)
+    end)
+    local e = fails(lray.get, owner.remote(slow, keeper), { timeout = 20 })
+    assert.is_true(lray.is_error(e, "WorkerCrashedError"), msg(e))
+    local kept = lray.get(keeper.kept.remote())
+    e = fails(lray.get, kept[1], { timeout = 20 })
+    assert.is_true(lray.is_error(e, "OwnerDiedError"), msg(e))
   end)
 end)

@@ -424,6 +424,34 @@ describe("available_resources / cluster_resources and actors (num_cpus = 2, num_
       "the killed actor's CPU did not come back: " .. fmt_res(lray.available_resources()))
   end)
 
+  -- Issue #9: the actor gave its CPU back while blocked in get.
+  it("an actor with num_cpus = 1 keeps its CPU while blocked in lray.get", function()
+    local flag = os.tmpname()
+    os.remove(flag)
+    local busy = lray.remote(function(path)
+      -- Holds its CPU (lray.sleep does not give it back) until told to stop.
+      local deadline = lray.now() + 30
+      while lray.now() < deadline do
+        local f = io.open(path)
+        if f then f:close(); return "done" end
+        lray.sleep(0.01)
+      end
+      return "timed out"
+    end)
+    local A = lray.remote({ num_cpus = 1 }, { wait_on = function(_, path) return lray.get(busy.remote(path)) end })
+    local a = A.remote()
+    local r = a.wait_on.remote(flag)
+    -- The actor holds 1 CPU and its task the other: none is left. (Had the
+    -- blocked actor given its CPU back, one would stay free.)
+    local zero = eventually(function() return avail("CPU") == 0 end, 10)
+    io.open(flag, "w"):close()
+    assert.is_true(zero, "a CPU stayed free: " .. fmt_res(lray.available_resources()))
+    assert.are.equal("done", lray.get(r, { timeout = 30 }))
+    os.remove(flag)
+    lray.kill(a)
+    assert(eventually(function() return avail("CPU") == 2 end, 3))
+  end)
+
   it("an actor with resources = {Custom = 1} holds it for life; lray.kill gives it back", function()
     local A = lray.remote({ resources = { Custom = 1 } }, { ping = function() return "pong" end })
     local a = A.remote()
@@ -495,6 +523,108 @@ describe("nested tasks on a 1-CPU node", function()
     assert.are.equal((2 + 3 + 4 + 5) * 10, lray.get(fan.remote(), { timeout = 20 }))
     assert_all_free()
   end)
+
+  -- Issue #9: the pool stopped at 4 x CPUs + 8 workers, all blocked in get.
+  it("20 tasks that each wait on a nested task all finish", function()
+    local inner = lray.remote(function(i) return i * 2 end)
+    local outer = lray.remote(function(i) return lray.get(inner.remote(i)) end)
+    local refs = {}
+    for i = 1, 20 do refs[i] = outer.remote(i) end
+    local got = lray.get(refs, { timeout = 60 })
+    for i = 1, 20 do assert.are.equal(i * 2, got[i]) end
+    assert_all_free()
+  end)
+
+  -- Ray's test_fair_queueing (ray-project/ray#3644), with 1000 chains.
+  it("1000 chains f -> g -> h, each blocked in get, all finish", function()
+    local h = lray.remote(function() return 0 end)
+    local g = lray.remote(function() return lray.get(h.remote()) end)
+    local f = lray.remote(function() return lray.get(g.remote()) end)
+    local refs = {}
+    for i = 1, 1000 do refs[i] = f.remote() end
+    local ready = lray.wait(refs, { num_returns = 1000, timeout = 120 })
+    assert.are.equal(1000, #ready)
+  end)
+
+  -- Ray's test_blocking_tasks.
+  it("tasks blocked in get and in wait on their own nested tasks finish", function()
+    local f = lray.remote(function(i, j) return { i, j } end)
+    local g = lray.remote(function(i) return lray.get({ f.remote(i, 0), f.remote(i, 1) }) end)
+    local h = lray.remote(function(i)
+      local ready = lray.wait({ f.remote(i, 0), f.remote(i, 1) }, { num_returns = 2 })
+      return #ready
+    end)
+    local gs, hs = {}, {}
+    for i = 1, 4 do gs[i], hs[i] = g.remote(i), h.remote(i) end
+    for i, v in ipairs(lray.get(gs, { timeout = 60 })) do assert.are.same({ { i, 0 }, { i, 1 } }, v) end
+    for _, v in ipairs(lray.get(hs, { timeout = 60 })) do assert.are.equal(2, v) end
+    local nap = lray.remote(function(i) lray.sleep(0.01); return i end)
+    local sleeper = lray.remote(function()
+      local refs = {}
+      for i = 1, 10 do refs[i] = nap.remote(i) end
+      return #lray.get(refs)
+    end)
+    assert.are.equal(10, lray.get(sleeper.remote(), { timeout = 60 }))
+    assert_all_free()
+  end)
+end)
+
+-- -- Deep recursion ------------------------------------------------------------------
+
+-- Issue #9: fib(7) and a parallel quicksort of 3,000 items hung once every
+-- worker of the pool was blocked in get. Workers blocked in get do not count
+-- against the pool's bound, and nested tasks run depth-first, so a recursion
+-- as deep as the user writes it runs on a few dozen processes.
+describe("deep recursion on 2 CPUs", function()
+  setup(function() lray = cluster.start({ num_cpus = 2, num_gpus = 0 }) end)
+  teardown(function() cluster.stop() end)
+
+  local function live_workers()
+    return #require("lray.runtime").state({ t = "list", what = "workers" }).items
+  end
+
+  it("fib(15) with one task per call (1,973 tasks)", function()
+    local fib
+    fib = lray.remote(function(n)
+      if n < 2 then return n end
+      local a, b = fib.remote(n - 1), fib.remote(n - 2)
+      return lray.get(a) + lray.get(b)
+    end)
+    assert.are.equal(610, lray.get(fib.remote(15), { timeout = 120 }))
+    -- Depth-first: the pool stays small (breadth-first needed ~700).
+    assert.is_true(live_workers() <= 100, "workers: " .. live_workers())
+    assert_all_free()
+  end)
+
+  it("a parallel quicksort of 100,000 numbers down to 1,000-number leaves", function()
+    local qsort
+    qsort = lray.remote(function(xs)
+      if #xs <= 1000 then table.sort(xs); return xs end
+      local pivot = xs[math.floor(#xs / 2)]
+      local lo, eq, hi = {}, {}, {}
+      for _, x in ipairs(xs) do
+        if x < pivot then lo[#lo + 1] = x elseif x > pivot then hi[#hi + 1] = x else eq[#eq + 1] = x end
+      end
+      local parts = lray.get({ qsort.remote(lo), qsort.remote(hi) })
+      local out = parts[1]
+      for _, x in ipairs(eq) do out[#out + 1] = x end
+      for _, x in ipairs(parts[2]) do out[#out + 1] = x end
+      return out
+    end)
+    local rng = 12345
+    local xs = {}
+    for i = 1, 100000 do
+      rng = (rng * 1103515245 + 12345) % 2147483648
+      xs[i] = rng % 1000000
+    end
+    local sorted = lray.get(qsort.remote(xs), { timeout = 120 })
+    assert.are.equal(#xs, #sorted)
+    table.sort(xs)
+    for i = 1, #xs do
+      if xs[i] ~= sorted[i] then error("not sorted at " .. i) end
+    end
+    assert_all_free()
+  end)
 end)
 
 -- -- Options checked at definition time ----------------------------------------------
@@ -536,6 +666,34 @@ describe("bad resource options raise at remote/options time", function()
     assert.matches("max_retries", msg(e), 1, true)
   end)
 
+  it("more than 16 resource kinds (issue #9: the task was dropped and its get hung)", function()
+    local res = {}
+    for i = 1, 17 do res["R" .. i] = 1 end
+    refused({ resources = res }, { "resource kinds", "16" })
+    -- 15 custom kinds plus CPU fit; GPU added by a later options() does not.
+    local res15 = {}
+    for i = 1, 15 do res15["R" .. i] = 1 end
+    local f = lray.remote({ resources = res15 }, fn)
+    local e = fails(f.options, { num_gpus = 1 })
+    assert.matches("17 resource kinds", msg(e), 1, true)
+  end)
+
+  it("a request with too many kinds that reaches the node fails its task, never drops it", function()
+    lray = cluster.start({ num_cpus = 1, num_gpus = 0 })
+    local ok, err = pcall(function()
+      local f = lray.remote(fn)
+      -- Past the caller's check, as another client could send it.
+      f._req = {}
+      for i = 1, 20 do f._req["R" .. i] = 10000 end
+      local e = fails(lray.get, f.remote(), { timeout = 10 })
+      assert.is_true(lray.is_error(e, "ValueError"), msg(e))
+      assert.matches("resource kinds", msg(e), 1, true)
+      assert_all_free()
+    end)
+    cluster.stop()
+    assert(ok, err)
+  end)
+
   it("nothing is queued by a refused definition", function()
     lray = cluster.start({ num_cpus = 1, num_gpus = 0 })
     local ok, err = pcall(function()
@@ -549,6 +707,56 @@ describe("bad resource options raise at remote/options time", function()
     end)
     cluster.stop()
     assert(ok, err)
+  end)
+end)
+
+-- -- Stuck work is explained ---------------------------------------------------------
+
+-- Issue #9: nothing that could not make progress said anything. Each case
+-- is a driver script run as a user would, with its stderr read.
+describe("a get that cannot make progress is explained on the driver's stderr", function()
+  local function run_script(env, body)
+    local path = os.tmpname() .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write('local lray = require("lray")\n', body)
+    f:close()
+    local out = run(env .. " LRAY_GET_WARN_S=0.3 " .. q(BIN) .. " " .. q(path))
+    os.remove(path)
+    return out
+  end
+
+  it("names the task queued for busy resources, the object nobody produces, and the unplaced actor", function()
+    local out = run_script("", [[
+lray.init{num_cpus = 1, resources = {Custom = 1}}
+local A = lray.remote({resources = {Custom = 1}}, {ping = function() return 1 end})
+local a = A.remote()
+lray.get(a.ping.remote())
+local needs = lray.remote({resources = {Custom = 1}}, function() return 1 end)
+local pass = lray.remote(function(x) return x end)
+print(pcall(lray.get, pass.remote(needs.remote()), {timeout = 2}))
+local ghost = require("lray.runtime").new_ref(string.rep("0", 29) .. "abc", false)
+print(pcall(lray.get, ghost, {timeout = 2}))
+local b = lray.remote({resources = {Custom = 1}}, {ping = function() return 1 end}).remote()
+print(pcall(lray.get, b.ping.remote(), {timeout = 2}))
+]])
+    assert.matches("task 'needs' is queued: it needs {CPU = 1, Custom = 1} and this node's resources"
+      .. " are busy (available now: {CPU = 1, Custom = 0})", out, 1, true)
+    assert.matches("nothing is producing it", out, 1, true)
+    assert.matches("which is PENDING: it has no process to run on yet", out, 1, true)
+    -- Once per cause.
+    local _, n = out:gsub("task 'needs' is queued", "")
+    assert.are.equal(1, n)
+  end)
+
+  it("warns when tasks wait because the node runs its limit of worker processes", function()
+    local out = run_script("LRAY_MAX_WORKERS=3", [[
+lray.init{num_cpus = 1}
+local deep
+deep = lray.remote(function(n) if n == 0 then return 0 end return lray.get(deep.remote(n - 1)) + 1 end)
+print(pcall(lray.get, deep.remote(6), {timeout = 2}))
+]])
+    assert.matches("already runs its limit of 3 (LRAY_MAX_WORKERS)", out, 1, true)
+    assert.matches("GetTimeoutError", out, 1, true)
   end)
 end)
 

@@ -69,6 +69,10 @@
   T(RESULT, result, MSG)           /* worker -> submitter: a task's results */ \
   T(LEASE_WAIT, lease_wait, MSG)   /* node -> submitter: no worker free yet */ \
   T(SPANS, spans, MSG)             /* worker -> node: what it ran, batched */ \
+  T(LEND, lend, MSG)               /* refs handed on directly: keep them */   \
+  T(CLAIM, claim, MSG)             /* the receiver holds them: lend is over */ \
+  T(UNLEND, unlend, MSG)           /* never received: take the lend back */   \
+  T(WHY, why, MSG)                 /* a get waits long: explain these ids */  \
   T(VALUE, value, REC)             /* an object's value or failure */         \
   T(ACTOR_OPTS, actor_opts, REC)   /* what the node reads of .options */
 
@@ -255,13 +259,30 @@
   F(cid, STR, ONE, NONE)                                                      \
   F(m, STR, ONE, NONE)                                                        \
   LR_ARGS_FIELDS_(F)                                                          \
-  F(rets, STR, LIST, NONE)
+  F(rets, STR, LIST, NONE)                                                    \
+  F(lend, STR, ONE, NONE)
 
 #define LR_FIELDS_ret(F)                                                      \
   F(cid, STR, ONE, NONE)                                                      \
-  F(results, REC, LIST, VALUE)
+  F(results, REC, LIST, VALUE)                                                \
+  F(lend, STR, ONE, NONE)
 
 #define LR_FIELDS_cancel_call(F) F(cid, STR, ONE, NONE)
+
+/* ObjectRefs sent straight from one process to another (in a call, a push,
+ * a reply) are lent: the sender asks the node to keep ids under token before
+ * it sends them, and the receiver claims the token once it holds what it
+ * keeps; a message that never arrived is unlent by its sender. */
+#define LR_FIELDS_lend(F)                                                     \
+  F(token, STR, ONE, NONE)                                                    \
+  F(ids, STR, LIST, NONE)
+#define LR_FIELDS_claim(F) F(token, STR, ONE, NONE)
+#define LR_FIELDS_unlend(F) F(token, STR, ONE, NONE)
+
+/* A get or wait has waited `after` seconds for ids: the node warns why. */
+#define LR_FIELDS_why(F)                                                      \
+  F(ids, STR, LIST, NONE)                                                     \
+  F(after, F64, ONE, NONE)
 
 /* Leases. A submitter asks for a worker for a resource shape (name: its
  * first task's, for warnings); the reply has the lease id (lid), the
@@ -311,7 +332,8 @@
   F(job, STR, ONE, NONE)                                                      \
   F(refs, STR, LIST, NONE)                                                    \
   F(actors, STR, LIST, NONE)                                                  \
-  F(cs, STR, ONE, NONE)
+  F(cs, STR, ONE, NONE)                                                       \
+  F(lend, STR, ONE, NONE)
 
 /* rejected: the lease had ended before the task came (send it again);
  * dur: seconds it ran, so the submitter knows short functions. */
@@ -320,6 +342,7 @@
   F(results, REC, LIST, VALUE)                                                \
   F(lua_error, BOOL, ONE, NONE)                                               \
   F(rejected, BOOL, ONE, NONE)                                                \
-  F(dur, F64, ONE, NONE)
+  F(dur, F64, ONE, NONE)                                                      \
+  F(lend, STR, ONE, NONE)
 
 #endif

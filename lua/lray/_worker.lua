@@ -61,25 +61,34 @@ local function result_entry(id, blob, refs)
   return { id = id, shm = { r.off, #blob }, refs = refs }
 end
 
--- Sends a task's or call's results to whoever asked, straight. Results that
--- must live on the node go there first: large ones (in its store) and ones
--- holding ObjectRefs (the node keeps those alive while the value lives).
--- This worker holds them until the caller has taken them over (it sends
--- "ref" when the reply arrives). What the code did to references reaches
--- the node before the reply reaches the caller.
-local function on_node(r) return r.shm ~= nil or r.refs ~= nil end
-
-function reply_with(conn, msg, cs)
+-- Sends a task's or call's results (msg: a ret or a result) to whoever
+-- asked, straight. Large results go to the node's store first. They and the
+-- ObjectRefs inside results are lent to the caller: the node keeps them
+-- until the caller, holding them itself, claims the lend (token base..":ret").
+-- What the arguments brought is registered (ref) before the caller's lend of
+-- them is claimed (claim), and both before the reply. cs: the call site that
+-- made the results (`lray memory`).
+function reply_with(conn, msg, base, claim, cs)
+  local lent
   for _, r in ipairs(msg.results) do
-    if on_node(r) then
-      runtime.send({ t = "put", id = r.id, data = r.data, shm = r.shm, arr = r.arr,
-        refs = r.refs, cs = cs })
+    if r.shm then
+      runtime.send({ t = "put", id = r.id, shm = r.shm, arr = r.arr, refs = r.refs, cs = cs })
+      lent = lent or {}
+      lent[#lent + 1] = r.id
+    end
+    for _, id in ipairs(r.refs or {}) do
+      lent = lent or {}
+      lent[#lent + 1] = id
     end
   end
-  runtime.flush_out()
+  local token = lent and (base .. ":ret") or nil
+  if lent then runtime.queue({ t = "lend", token = token, ids = lent }) end
+  if claim then runtime.queue({ t = "claim", token = claim }) end
+  runtime.flush_queued()
+  msg.lend = token
   if conn:is_open() then conn:send(msg) end
   for _, r in ipairs(msg.results) do
-    if on_node(r) then runtime.queue({ t = "unref", ids = { r.id } }) end
+    if r.shm then runtime.queue_unref(r.id) end
   end
 end
 
@@ -296,7 +305,7 @@ local function run_pushed(m)
   local t0 = core.now()
   local results, lua_error = run_task(m)
   reply_with(m.conn, { t = "result", tid = m.tid, results = results, lua_error = lua_error,
-    dur = core.now() - t0 }, m.cs)
+    dur = core.now() - t0 }, m.tid, m.lend, m.cs)
   lease_idle()
 end
 
@@ -314,10 +323,13 @@ local function on_submitter_gone(conn)
   if lease and lease.conn == conn then end_lease() end
 end
 
+local callers = setmetatable({}, { __mode = "k" })  -- connections of callers (and submitters)
+
 local function serve_submitters(session, wid)
   local addr = "unix:" .. session .. "/w-" .. wid .. ".sock"
   core.unlink(addr:sub(6))
   local srv = core.listen(addr, function(conn)
+    callers[conn] = true
     conn:on_message(function(c, msg)
       if msg.t == "push" then
         on_push(c, msg)
@@ -345,6 +357,7 @@ local function cancel_queued(conn, cid)
       if c[1] == conn and c[2].cid == cid then
         table.remove(q, i)
         local m = c[2]
+        if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
         local err = errors.new("TaskCancelledError", "actor method '" .. tostring(actor and actor.cname)
           .. "." .. tostring(m.m) .. "' was cancelled before it started")
         conn:send({ t = "ret", cid = cid, results = error_results(m.rets, err) })
@@ -400,7 +413,7 @@ local function serve_call(conn, m)
   end
   spans.record("actor_call", actor.cname .. "." .. tostring(m.m), m.cid, t0, failed)
   runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
-  reply_with(conn, { t = "ret", cid = m.cid, results = results })
+  reply_with(conn, { t = "ret", cid = m.cid, results = results }, m.cid, m.lend)
 end
 
 local function become_actor(m)
@@ -441,6 +454,7 @@ local function become_actor(m)
   local addr = "unix:" .. m.session .. "/a-" .. m.aid .. ".sock"
   core.unlink(addr:sub(6))
   local srv, err = core.listen(addr, function(conn)
+    callers[conn] = true
     conn:on_message(function(c, msg)
       if msg.t == "cancel_call" then return cancel_queued(c, msg.cid) end
       calls[#calls + 1] = { c, msg }
@@ -578,6 +592,13 @@ end
 
 function M.main(argv)
   local o = parse(argv)
+  -- A method or task that ends the process lets what this worker already
+  -- finished (replies of earlier calls, queued in their connections) out first.
+  local c_exit = os.exit
+  os.exit = function(...) -- luacheck: ignore 122
+    runtime.flush_out(callers)
+    return c_exit(...)
+  end
   core.pdeathsig(9)
   core.line_buffered()
   core.cancel_setup(CANCEL)
@@ -602,7 +623,7 @@ function M.main(argv)
   runtime.conn:on_close(function() core.exit(0) end)
   runtime.worker_id = o.wid
   runtime.node_id = w.node_id
-
+  local last_flush = core.now()
   while true do
     if #work > 0 then
       local m = remove(work, 1)
@@ -612,6 +633,10 @@ function M.main(argv)
     elseif #calls > 0 then
       local c = remove(calls, 1)
       serve_call(c[1], c[2])
+      -- Replies of a burst of quick calls go out together; after a slow one
+      -- they go at once (the process may die before the burst ends).
+      local t = core.now()
+      if t - last_flush > 0.001 then core.flush(); last_flush = t end
     else
       -- An idle actor polls for a moment (the next call of a caller's burst
       -- is usually on its way), then sleeps in the kernel. Pooled task

@@ -31,7 +31,15 @@ local function died_error(st, cname, aid, why)
     why and "failed" or "died", tostring(why or st.cause or "its process exited")), fields)
 end
 
+-- A pending call keeps its actor alive (it counts as a handle here, see
+-- M.handle) until it ends, whether the user's handle is collected meanwhile
+-- or not; call_ended lets go of that count exactly once.
+local call_ended
+
 local function fail_call(st, aid, call, why)
+  call_ended(call)
+  -- The actor never replied: take back what the arguments lent it.
+  if call.msg.lend then runtime.queue({ t = "unlend", token = call.msg.lend }) end
   local blob = serialize.encode(died_error(st, st.cname, aid, why))
   for _, id in ipairs(call.rets) do
     runtime.fill(id, { err = blob }, "local")
@@ -73,11 +81,20 @@ local function settle_orphans(st, aid, max_retries, cause)
   st.queue = keep
 end
 
+local take_results
 local function on_ret(m)
+  take_results(m)
+  -- Whatever the reply lent us is claimed once we hold it ourselves: the
+  -- refs take_results queued go out first.
+  if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+end
+
+function take_results(m)
   for _, st in pairs(actors) do
     local call = st.inflight[m.cid]
     if call then
       st.inflight[m.cid] = nil
+      call_ended(call)
       runtime.take_results(call.rets, m.results)
       return
     end
@@ -103,26 +120,45 @@ local function connect(st, aid)
         io.stderr:write(("actor %s conn %s closed (current %s)\n"):format(
           aid:sub(-4), tostring(conn), tostring(st.conn)))
       end
-      if st.conn ~= conn then return end   -- already replaced
-      st.conn = nil
-      -- The process behind this connection is gone, whatever the node
-      -- still says: only a new incarnation (or DEAD) settles its calls.
-      st.dead_key = st.conn_key
+      -- Everything the process answered has been read by now: the calls
+      -- sent on this connection that are still in flight died with it.
       for cid, call in pairs(st.inflight) do
-        st.inflight[cid] = nil
-        st.orphans[#st.orphans + 1] = call
+        if call.conn == conn then
+          st.inflight[cid] = nil
+          st.orphans[#st.orphans + 1] = call
+        end
       end
-      -- Ask the node what happened; calls in flight fail once it says DEAD.
-      st.state = "UNKNOWN"
-      runtime.queue({ t = "actor_sub", aid = aid })
+      if st.conn == conn then
+        st.conn = nil
+        -- The process behind this connection is gone, whatever the node
+        -- still says: only a new incarnation (or DEAD) settles its calls.
+        st.dead_key = st.conn_key
+        if st.state == "DEAD" then return fail_all(st, aid) end
+        -- Ask the node what happened; calls in flight fail once it says DEAD.
+        st.state = "UNKNOWN"
+        runtime.queue({ t = "actor_sub", aid = aid })
+      elseif st.state == "DEAD" then
+        fail_all(st, aid)
+      else
+        -- An old incarnation's connection, drained after the node said a
+        -- new one serves the actor: re-send or fail its unanswered calls.
+        settle_orphans(st, aid, st.max_task_retries or 0, st.cause)
+        if st.conn and st.conn:is_open() then M.send_queued(st) end
+      end
     end)
-    local q = st.queue
-    st.queue = {}
-    for i = 1, #q do
-      st.inflight[q[i].msg.cid] = q[i]
-      conn:send(q[i].msg)
-    end
+    M.send_queued(st)
   end)
+end
+
+--- Sends the calls waiting in st.queue on st.conn.
+function M.send_queued(st)
+  local q = st.queue
+  st.queue = {}
+  for i = 1, #q do
+    st.inflight[q[i].msg.cid] = q[i]
+    q[i].conn = st.conn
+    st.conn:send(q[i].msg)
+  end
 end
 
 runtime.handlers.actor = function(m)
@@ -142,19 +178,15 @@ runtime.handlers.actor = function(m)
   if m.state == "ALIVE" or m.state == "RESTARTING" then
     settle_orphans(st, m.aid, m.max_task_retries or 0, m.cause)
   end
+  st.max_task_retries = m.max_task_retries or 0
   if m.state == "ALIVE" then
     local key = tostring(m.addr) .. "#" .. tostring(m.pid)
     if st.conn and st.conn_key ~= key then
       -- A new process serves the actor (it restarted) before we saw the old
-      -- connection close: calls on it were lost with the old process.
-      local old = st.conn
+      -- connection close. What the old process answered before it died may
+      -- still be unread: the old connection drains to its end, and its
+      -- close settles the calls it did not answer.
       st.conn = nil
-      for cid, call in pairs(st.inflight) do
-        st.inflight[cid] = nil
-        st.orphans[#st.orphans + 1] = call
-      end
-      old:close()
-      settle_orphans(st, m.aid, m.max_task_retries or 0, m.cause)
     end
     if st.state ~= "ALIVE" or st.key ~= key then
       st.state, st.addr, st.key = "ALIVE", m.addr, key
@@ -162,10 +194,40 @@ runtime.handlers.actor = function(m)
     end
   elseif m.state == "DEAD" then
     st.state, st.cause, st.init_error = "DEAD", m.cause, m.init_error
-    if st.conn then st.conn:close(); st.conn = nil end
-    fail_all(st, m.aid)
+    local old = st.conn
+    st.conn = nil
+    if old and old:is_open() then
+      -- Its process is gone; what it answered before is still to be read.
+      -- The connection's close fails the calls it did not answer.
+      local inflight = st.inflight
+      st.inflight = {}
+      fail_all(st, m.aid)
+      st.inflight = inflight
+    else
+      fail_all(st, m.aid)
+    end
   else
     st.state = m.state
+  end
+end
+
+-- A get has waited long for the result id of an actor call: say so when
+-- the actor is not serving (not placed yet, restarting, unreachable).
+runtime.explainers[#runtime.explainers + 1] = function(id, after)
+  for aid, st in pairs(actors) do
+    local function mine(call)
+      for _, r in ipairs(call.rets) do if r == id then return true end end
+      return false
+    end
+    local found = false
+    for _, call in pairs(st.inflight) do if mine(call) then found = true end end
+    for _, call in ipairs(st.queue) do if mine(call) then found = true end end
+    if found and st.state ~= "ALIVE" then
+      runtime.handlers.warn({ text = ("lray.get has waited %g s for a call to actor %s(%s), which is"
+        .. " %s: it has no process to run on yet (it waits for the resources it needs, or for"
+        .. " its restart)"):format(after, tostring(st.cname), aid, tostring(st.state or "PENDING")) })
+      return true
+    end
   end
 end
 
@@ -206,20 +268,30 @@ local function call_method(h, mname, mopts, ...)
   local st = state_of(aid)
   st.cname = st.cname or d.cname
   call_seq = call_seq + 1
-  local call = { rets = rets, seq = call_seq, tries = 0, msg = { t = "call", cid = runtime.new_id(), m = mname,
-    args = blob, deps = deps, refs = refs, rets = rets },
+  local cid = runtime.new_id()
+  -- ObjectRefs inside the arguments are lent to the actor: the node keeps
+  -- them until the actor, holding them itself, claims the lend.
+  local lend = refs and #refs > 0 and cid or nil
+  if lend then runtime.queue({ t = "lend", token = lend, ids = refs }) end
+  local call = { rets = rets, seq = call_seq, tries = 0, msg = { t = "call", cid = cid, m = mname,
+    args = blob, deps = deps, refs = refs, rets = rets, lend = lend },
     keep = { ... }, -- arguments stay referenced until the call returns
-    handle = h }    -- and so does the actor: a pending call keeps it alive
+    aid = aid }
+  M.pin(aid)        -- and the actor stays alive until it returns
   local out = {}
   for i = 1, nret do
     runtime.expect(rets[i], "local")
     out[i] = runtime.new_ref(rets[i], true)
   end
+  -- The node hears of the arguments' objects before the actor does.
+  if st.conn and (deps or (refs and #refs > 0)) then runtime.pump() end
   if st.state == "DEAD" then
     fail_call(st, aid, call)
-  elseif st.conn then
+  elseif st.conn and st.conn:is_open() then
+    -- (A connection the actor's exit closed, whose close callback has not
+    -- run yet, is not open: the call waits in the queue for what follows.)
     st.inflight[call.msg.cid] = call
-    if deps or (refs and #refs > 0) then runtime.pump() end  -- node first
+    call.conn = st.conn
     st.conn:send(call.msg)
     runtime.submitted()
   else
@@ -281,6 +353,17 @@ local function handle_gone(aid)
   if n > 0 then hcounts[aid] = n; return end
   hcounts[aid] = nil
   if runtime.conn then runtime.queue({ t = "actor_unref", aid = aid }) end
+end
+
+--- Counts one more reference to actor aid here (a handle already exists).
+function M.pin(aid) hcounts[aid] = (hcounts[aid] or 0) + 1 end
+
+function call_ended(call)
+  if call.aid then
+    local aid = call.aid
+    call.aid = nil
+    handle_gone(aid)
+  end
 end
 
 --- A handle for actor aid. held: the node already counts this process.
@@ -377,8 +460,10 @@ local function make_class(cls, opts, ex, name)
     local o = ...
     if rawequal(o, rc) then o = select(2, ...) end
     options.check(o, options.actor, "actor class " .. rc:_label(), 2)
+    local merged = options.merge(opts, o)
+    options.check_kinds(merged, "actor class " .. rc:_label(), 2)
     if not rc._name then rc._name = remote.guess_name(rc) end
-    return make_class(cls, options.merge(opts, o), ex, rc._name)
+    return make_class(cls, merged, ex, rc._name)
   end
   return rc
 end
@@ -397,6 +482,8 @@ function M.cancel(id)
       for _, rid in ipairs(call.rets) do
         if rid == id then
           table.remove(st.queue, i)
+          call_ended(call)
+          if call.msg.lend then runtime.queue({ t = "unlend", token = call.msg.lend }) end
           local blob = serialize.encode(errors.new("TaskCancelledError",
             "the call of actor " .. tostring(st.cname) .. " was cancelled before it was sent"))
           for _, r in ipairs(call.rets) do runtime.fill(r, { err = blob }, "local") end
@@ -407,7 +494,7 @@ function M.cancel(id)
     for cid, call in pairs(st.inflight) do
       for _, rid in ipairs(call.rets) do
         if rid == id then
-          if st.conn then st.conn:send({ t = "cancel_call", cid = cid }) end
+          if st.conn and st.conn:is_open() then st.conn:send({ t = "cancel_call", cid = cid }) end
           runtime.pump()
           return true
         end
@@ -422,8 +509,16 @@ function M.kill(h, no_restart)
   local d = M.handle_info(h)
   -- Waits until the actor is dead, so its name is free and no later call
   -- can reach it when lray.kill returns.
+  local st0 = actors[d.aid]
+  local key0 = st0 and st0.key
   runtime.rpc({ t = "kill_actor", aid = d.aid, no_restart = no_restart })
   local st = actors[d.aid]
+  if st and no_restart == false and st.key ~= key0 then
+    -- The node's notices of the restart (RESTARTING, then ALIVE in a new
+    -- process) were handled while we waited for the reply: they are newer
+    -- than anything we would set here.
+    return
+  end
   if st and no_restart ~= false then
     st.state, st.cause = "DEAD", st.cause or "it was killed by lray.kill"
     if st.conn then st.conn:close(); st.conn = nil end

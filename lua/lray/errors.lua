@@ -18,7 +18,7 @@ M.Error = Error
 
 M.types = {
   TaskError = true, ActorDiedError = true, WorkerCrashedError = true,
-  ObjectLostError = true, GetTimeoutError = true, TaskCancelledError = true,
+  ObjectLostError = true, OwnerDiedError = true, GetTimeoutError = true, TaskCancelledError = true,
   RayError = true, Empty = true, Full = true, ObjectStoreFullError = true, ValueError = true,
 }
 

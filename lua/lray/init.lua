@@ -136,9 +136,11 @@ function lray.remote(a, b)
   if b ~= nil then opts, def = a, b end
   if type(def) == "function" then
     options.check(opts, options.task, "lray.remote", 2)
+    options.check_kinds(opts, "lray.remote", 2)
     return remote.remote_function(def, opts, remote.guess_name(def))
   elseif type(def) == "table" then
     options.check(opts, options.actor, "lray.remote", 2)
+    options.check_kinds(opts, "lray.remote", 2)
     return actor.remote_class(def, opts, remote.guess_name(def))
   end
   misuse("lray.remote expects a function or a class table (optionally after an options"
@@ -187,7 +189,7 @@ function lray.get(x, opts)
   local es = runtime.entries(ids)
   local deadline = timeout and core.now() + timeout
   -- Done when all are ready, or as soon as any one is known to have failed.
-  local ok = runtime.wait_until(function()
+  local function done()
     local all = true
     for i = 1, #es do
       local st = es[i].st
@@ -195,7 +197,11 @@ function lray.get(x, opts)
       if not st then all = false end
     end
     return all
-  end, deadline)
+  end
+  local watch = not done() and runtime.watch_wait(ids, es, deadline)
+  local okw, ok = pcall(runtime.wait_until, done, deadline)
+  if watch then watch:stop() end
+  if not okw then error(ok, 0) end
   if not ok then
     local n = 0
     for i = 1, #es do if not es[i].st then n = n + 1 end end
@@ -229,11 +235,15 @@ function lray.wait(refs, opts)
   runtime.subscribe(ids)
   local es = runtime.entries(ids)
   local deadline = timeout and core.now() + timeout
-  runtime.wait_until(function()
+  local function done()
     local n = 0
     for i = 1, #es do if es[i].st then n = n + 1 end end
     return n >= want
-  end, deadline)
+  end
+  local watch = not done() and runtime.watch_wait(ids, es, deadline)
+  local okw, err = pcall(runtime.wait_until, done, deadline)
+  if watch then watch:stop() end
+  if not okw then error(err, 0) end
   local ready, not_ready = {}, {}
   for i = 1, #es do
     if es[i].st and #ready < want then ready[#ready + 1] = refs[i]

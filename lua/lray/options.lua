@@ -138,6 +138,21 @@ function M.check(opts, spec, what, level)
   return opts
 end
 
+-- The scheduler takes at most this many resource kinds in one request
+-- (LR_RES_REQMAX in core/raylet/raylet.h).
+M.MAX_KINDS = 16
+
+--- Raises (a ValueError at the caller's caller) when the request opts make
+--- names more resource kinds than the scheduler takes.
+function M.check_kinds(opts, what, level)
+  local n = 0
+  for _ in pairs(M.request(opts, 1)) do n = n + 1 end
+  if n > M.MAX_KINDS then
+    misuse(("%s asks for %d resource kinds (CPU, GPU, memory and each custom resource"
+      .. " count); at most %d are supported"):format(what, n, M.MAX_KINDS), (level or 2) + 1)
+  end
+end
+
 --- opts with over's keys replacing them (tables replaced whole).
 function M.merge(opts, over)
   local out = {}

@@ -170,8 +170,10 @@ local function make(fn, opts, ex, where, name)
     local o = ...
     if rawequal(o, rf) then o = select(2, ...) end
     options.check(o, options.task, rf:_what(), 2)
+    local merged = options.merge(opts, o)
+    options.check_kinds(merged, rf:_what(), 2)
     if not rf._name then rf._name = M.guess_name(rf) end
-    return make(fn, options.merge(opts, o), ex, where, rf._name)
+    return make(fn, merged, ex, where, rf._name)
   end
   return rf
 end

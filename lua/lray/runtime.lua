@@ -26,6 +26,7 @@ M.namespace = nil
 M.current = {}        -- task being run here: task_id, actor_id, name, job_id
 M.handlers = {}       -- message type -> function(msg, conn)
 M.dump_hooks = {}     -- function(lines): add to the SIGUSR2 dump
+M.explainers = {}     -- function(id, seconds) -> true once it said why id is late
 
 local objs = {}       -- id -> {st=nil|"ok"|"err", data=, shm=, err=, loc=}
 local counts = {}     -- id -> live ObjectRefs to it in this process
@@ -48,57 +49,111 @@ end
 
 -- -- Outgoing bookkeeping --------------------------------------------------
 -- Reference changes happen inside the collector and inside encoding, where
--- writing a frame is not safe. They queue here and go out, in order, ahead of
--- the next message this process sends.
+-- writing a frame is not safe. They queue here and go out ahead of the next
+-- message this process sends, except that letting go ("unref") always goes
+-- last, after that message: a message that hands references on (a task's
+-- results, a put of a table holding refs) reaches the node before this
+-- process's own hold on them ends, so no reference is ever dropped in flight.
 
-local outq, unref_batch = {}, nil
+local outq = {}      -- messages, in order
+local unrefs = {}    -- ids to let go of, sent after everything else; an id
+                     -- waiting here has counts[id] == 0
 
 local function queue(msg) outq[#outq + 1] = msg end
 
-local function flush_queue()
+local function has_queued() return #outq > 0 or #unrefs > 0 end
+
+-- Sends what is queued, then msg (if any), then the unrefs.
+local function flush_queue(msg)
   while #outq > 0 do
     local q = outq
-    outq, unref_batch = {}, nil
+    outq = {}
     for i = 1, #q do M.conn:send(q[i]) end
+  end
+  if msg then M.conn:send(msg) end
+  while #unrefs > 0 or #outq > 0 do
+    while #outq > 0 do
+      local q = outq
+      outq = {}
+      for i = 1, #q do M.conn:send(q[i]) end
+    end
+    local ids, n = unrefs, 0
+    unrefs = {}
+    for i = 1, #ids do
+      local id = ids[i]
+      -- Held again since (counts above 0): the node never heard we let go.
+      if counts[id] == 0 then counts[id] = nil; n = n + 1; ids[n] = id end
+    end
+    for i = #ids, n + 1, -1 do ids[i] = nil end
+    if n > 0 then M.conn:send({ t = "unref", ids = ids }) end
   end
 end
 
---- Sends msg to the node, after any queued reference changes.
+--- Sends msg to the node, after any queued reference changes (unrefs after it).
 function M.send(msg)
   if M.lost then errors.raise("RayError", M.lost) end
-  if #outq > 0 then flush_queue() end
-  M.conn:send(msg)
+  flush_queue(msg)
 end
 
 -- -- Reference counting -----------------------------------------------------
 
-local function drop(id)
-  local n = (counts[id] or 1) - 1
-  if n > 0 then counts[id] = n; return end
-  counts[id] = nil
-  local e = objs[id]
+local function queue_unref(id)
+  if not M.conn or counts[id] then return end
+  counts[id] = 0
+  unrefs[#unrefs + 1] = id
+end
+
+-- This process holds id (a new ObjectRef, or an object it keeps for one):
+-- the node hears it unless it already counts us (held), or we were about
+-- to let go (the unref is then simply not sent).
+local function take_hold(id, held)
+  local n = counts[id]
+  if n then counts[id] = n + 1; return end   -- 0: its unref is not sent yet
+  counts[id] = 1
+  if not held then queue({ t = "ref", id = id }) end
+end
+
+local drop
+
+-- An entry leaves the table: what it pinned (the refs inside an actor
+-- call's inline result) is let go too.
+local function forget(id, e)
   objs[id] = nil
   subscribed[id] = nil
-  if e and e.loc == "local" and not e.promoted then return end
-  if not M.conn then return end
-  if not unref_batch then
-    unref_batch = { t = "unref", ids = {} }
-    outq[#outq + 1] = unref_batch
+  if e and e.pins then
+    local pins = e.pins
+    e.pins = nil
+    for i = 1, #pins do drop(pins[i]) end
   end
-  local ids = unref_batch.ids
-  ids[#ids + 1] = id
 end
+
+function drop(id)
+  local n = (counts[id] or 1) - 1
+  if n > 0 then counts[id] = n; return end
+  if n < 0 then return end   -- already let go (waiting in unrefs)
+  counts[id] = nil
+  local e = objs[id]
+  if e and e.promote_on_arrival then
+    -- An actor call's result that was sent on before it arrived: the node
+    -- expects this process to store it, so the entry stays until it has
+    -- (fill then lets go of it).
+    e.orphan = true
+    return
+  end
+  forget(id, e)
+  if e and e.loc == "local" and not e.promoted then return end
+  queue_unref(id)
+end
+
+--- This process keeps id alive for something other than an ObjectRef (the
+--- refs inside an actor call's result it holds); drop(id) ends it.
+M.pin = function(id) take_hold(id, false) end
+M.queue_unref = queue_unref
 
 --- A new ObjectRef to id. held: the node already counts this process as a
 --- holder (it created the object for us), so no message is needed.
 function M.new_ref(id, held)
-  local n = counts[id]
-  if n then
-    counts[id] = n + 1
-  else
-    counts[id] = 1
-    if not held then queue({ t = "ref", id = id }) end
-  end
+  take_hold(id, held)
   return object.new(id)
 end
 
@@ -110,7 +165,7 @@ local function escape(id)
   if e and e.loc == "local" and not e.promoted then
     e.promoted = true
     if e.st then
-      queue({ t = "put", id = id, data = e.data, err = e.err })
+      queue({ t = "put", id = id, data = e.data, err = e.err, refs = e.refs })
     else
       e.promote_on_arrival = true
       queue({ t = "expect", id = id })
@@ -122,7 +177,6 @@ end
 
 M.escape = escape
 M.queue = queue
-M.flush_out = function() if #outq > 0 then flush_queue() end end
 
 local nsubmitted = 0
 --- After each submission: hand it to the kernel now, and every so often
@@ -166,13 +220,23 @@ end
 function M.fill(id, msg, loc)
   local e = objs[id]
   if not e then
-    if not counts[id] then return end   -- nobody here wants it any more
+    if (counts[id] or 0) == 0 then return end   -- nobody here wants it any more
     e = {}
     objs[id] = e
   end
   if e.st then return end
   e.data, e.shm, e.err, e.arr = msg.data, msg.shm, msg.err, msg.arr
   e.st = msg.err and "err" or "ok"
+  if msg.refs and #msg.refs > 0 and loc == "local" then
+    -- An actor call's inline result holding ObjectRefs: this process keeps
+    -- them alive for as long as it keeps the value (it may decode it late).
+    e.refs = msg.refs
+    e.pins = {}
+    for i = 1, #msg.refs do
+      M.pin(msg.refs[i])
+      e.pins[i] = msg.refs[i]
+    end
+  end
   if loc then e.loc = loc end
   local w = watchers[id]
   if w then
@@ -181,22 +245,31 @@ function M.fill(id, msg, loc)
   end
   if e.promote_on_arrival then
     e.promote_on_arrival = nil
-    queue({ t = "put", id = id, data = e.data, err = e.err, shm = e.shm, arr = e.arr })
+    -- A large result arrives already stored on the node (the actor put it
+    -- there): only an inline one needs storing.
+    if not e.shm then queue({ t = "put", id = id, data = e.data, err = e.err, refs = e.refs }) end
+    if e.orphan then
+      -- No ObjectRef to it is left here: the node's copy is all there is.
+      forget(id, e)
+      queue_unref(id)
+    end
+    -- Out now: whoever it was sent to waits for it, and this process may be
+    -- about to sleep in the loop.
+    if M.conn then flush_queue() end
   end
 end
 
 --- Takes the results of a task or actor call this process made (rets: its
---- return ids). Small ones arrive whole and live here; large ones, and ones
---- holding ObjectRefs, the worker stored on the node, and this process holds
---- them from now on (if it still wants them).
+--- return ids). Small ones arrive whole and live here; large ones the
+--- worker stored on the node, and this process holds them from now on.
 function M.take_results(rets, results)
   for i, r in ipairs(results) do
     local id = rets[i] or r.id
-    if r.shm or r.refs then
-      if counts[id] then
-        M.fill(id, r, "node")
-        queue({ t = "ref", id = id })
-      end
+    if r.shm then
+      -- Stored on the node: we hold it from now on, if anything here still
+      -- wants it. (Refs inside an inline result are pinned by fill.)
+      if objs[id] then queue({ t = "ref", id = id }) end
+      M.fill(id, r, "node")
     else
       M.fill(id, r, "local")
     end
@@ -321,7 +394,7 @@ function M.wait_until(done, deadline, hold)
   if done() then return true end
   local co = coroutine.running()
   if co and M.async_cos[co] then return wait_yielding(done, deadline) end
-  if #outq > 0 then flush_queue() end
+  if has_queued() then flush_queue() end
   local timer, fired
   -- The loop's timers count whole milliseconds and may fire a little
   -- early: re-arm until the deadline has really passed.
@@ -342,12 +415,16 @@ function M.wait_until(done, deadline, hold)
         if fired then arm() end
       end
       check_cancelled()
-      if #outq > 0 then flush_queue() end
+      if has_queued() then flush_queue() end
       -- Spin briefly before sleeping: a reply due in microseconds then
       -- costs no wake-up of this process.
       local spin_until = now() + SPIN
       repeat poll() until done() or now() >= spin_until
-      if not done() then run_once() end
+      -- What the handlers queued (a promoted result, a subscription) goes
+      -- out before this process sleeps: someone may be waiting for it.
+      -- Unrefs wait for the next turn: nobody waits for them, and sending
+      -- them in bigger batches spares the node.
+      if not done() and #outq == 0 then run_once() end
     end
     return true
   end)
@@ -366,6 +443,34 @@ function M.when_ready(id, fn)
   if not w then w = {}; watchers[id] = w end
   w[#w + 1] = fn
   M.subscribe({ id })
+end
+
+-- After this many seconds a get or wait that is still waiting asks why, and
+-- what holds it up is printed once per cause (0: never).
+M.GET_WARN = tonumber(os.getenv("LRAY_GET_WARN_S") or "10") or 10
+
+--- Arms the "still waiting" notice for a get/wait on ids (entries es) that
+--- ends at deadline (nil: none). Returns a timer to stop, or nil.
+function M.watch_wait(ids, es, deadline)
+  local after = M.GET_WARN
+  if after <= 0 or (deadline and deadline - now() <= after) then return nil end
+  return core.timer(after, 0, function()
+    local ask
+    for i = 1, #ids do
+      local e = es[i]
+      if not e.st then
+        if e.loc == "local" then
+          for _, explain in ipairs(M.explainers) do
+            if explain(ids[i], after) then break end
+          end
+        else
+          ask = ask or {}
+          ask[#ask + 1] = ids[i]
+        end
+      end
+    end
+    if ask and M.conn then queue({ t = "why", ids = ask, after = after }) end
+  end)
 end
 
 --- Asks the node for objects this process has not heard of.
@@ -501,10 +606,37 @@ function M.request(msg, fn)
   return rid
 end
 
+--- Sends the queued reference changes now (before a reply that lets the
+--- sender of those references let go of them).
+function M.flush_queued()
+  if M.conn and not M.lost and has_queued() then flush_queue() end
+end
+
+--- Hands everything queued on every connection to the kernel: called
+--- before the process exits, so replies and results it finished reach
+--- their callers.
+function M.flush_out(conns)
+  if M.conn and not M.lost and has_queued() then flush_queue() end
+  -- A write the socket could not take at once completes in the loop: run
+  -- it until every connection has written all it holds (bounded).
+  local deadline = now() + 2
+  repeat
+    core.flush()
+    poll()
+    local left = M.conn and M.conn:is_open() and M.conn:pending() or 0
+    for c in pairs(conns or {}) do
+      if c:is_open() then left = left + c:pending() end
+    end
+    if left == 0 then return end
+    core.usleep(0.0005)
+  until now() > deadline
+end
+
 --- Lets queued messages out and handles what came in, without blocking.
 function M.pump()
-  if #outq > 0 then flush_queue() end
+  if has_queued() then flush_queue() end
   poll()
+  if #outq > 0 and M.conn then flush_queue() end
 end
 
 -- -- Messages from the node ----------------------------------------------
@@ -550,7 +682,7 @@ local function dump_state()
       if pending <= 5 then out[#out + 1] = "pending " .. id .. (e.loc and (" (" .. e.loc .. ")") or "") end
     end
   end
-  out[#out + 1] = ("%d objects pending, %d queued out"):format(pending, #outq)
+  out[#out + 1] = ("%d objects pending, %d queued out"):format(pending, #outq + #unrefs)
   for _, hook in ipairs(M.dump_hooks) do hook(out) end
   io.stderr:write(table.concat(out, "\n  "), "\n")
 end
@@ -593,7 +725,7 @@ function M.reset()
   for k in pairs(replies) do replies[k] = nil end
   for k in pairs(on_reply) do on_reply[k] = nil end
   for k in pairs(watchers) do watchers[k] = nil end
-  outq, unref_batch = {}, nil
+  outq, unrefs = {}, {}
   M.lost, M.leaving = nil, nil
   if region then region:close(); region = nil end
   M.conn, M.info = nil, nil

@@ -54,7 +54,17 @@ end
 
 -- -- Settling tasks ------------------------------------------------------------
 
+-- A task that never got its answer takes back what its arguments lent
+-- (see push).
+local function unlend(t)
+  if t.lend then
+    runtime.queue({ t = "unlend", token = t.lend })
+    t.lend = nil
+  end
+end
+
 local function finish(t)
+  unlend(t)
   t.state = "done"
   live[t.tid] = nil
   for _, id in ipairs(t.rets) do by_ret[id] = nil end
@@ -96,8 +106,28 @@ local function dep_values(deps)
   return depv
 end
 
+-- ObjectRefs the task's arguments hold (nested ones, and top-level ones
+-- whose values the worker reads in place) are lent to the worker: the node
+-- keeps them until the worker, holding what it keeps itself, claims the
+-- lend. A task that never got its answer takes the lend back.
+local function lend_ids(t)
+  local ids
+  for _, id in ipairs(t.refs or {}) do ids = ids or {}; ids[#ids + 1] = id end
+  for _, id in pairs(t.deps or {}) do
+    local e = runtime.objs[id]
+    if e and e.shm then ids = ids or {}; ids[#ids + 1] = id end
+  end
+  return ids
+end
+
 local function push(L, t)
   t.state, t.lease = "pushed", L
+  local lent = lend_ids(t)
+  if lent then
+    t.lend = t.tid
+    runtime.queue({ t = "lend", token = t.lend, ids = lent })
+    runtime.flush_queued()
+  end
   L.inflight = L.inflight + 1
   L.tasks[t.tid] = t
   local code
@@ -107,7 +137,7 @@ local function push(L, t)
   end
   L.conn:send({ t = "push", lid = L.lid, tid = t.tid, seq = t.seq, fh = t.fh, code = code,
     args = t.args, depv = dep_values(t.deps), deps = t.deps and true or nil, rets = t.rets,
-    name = t.name, job = t.job, refs = t.refs, actors = t.actors, cs = t.cs })
+    name = t.name, job = t.job, refs = t.refs, actors = t.actors, cs = t.cs, lend = t.lend })
 end
 
 local function request_lease(sh)
@@ -157,6 +187,7 @@ local function lease_lost(L, why)
   sh.leases[L.lid] = nil
   local again = {}
   for _, t in pairs(L.tasks) do
+    unlend(t)
     if t.cancelled then
       fail(t, cancelled_error(t))
     elseif t.retries ~= 0 then
@@ -180,16 +211,21 @@ local function on_result(L, m)
   L.inflight = L.inflight - 1
   if m.rejected then
     -- The worker had handed the lease back before this task reached it.
+    unlend(t)
     return enqueue(t, true)
   end
   local s = timing[t.fh]
   if not s then s = { n = 0, seconds = 0 }; timing[t.fh] = s end
   s.n, s.seconds = s.n + 1, s.seconds + (m.dur or 0)
+  t.lend = nil   -- the worker claimed it
   if m.lua_error and t.retry_exc and t.retries ~= 0 and not t.cancelled then
     t.retries = t.retries - 1
     return enqueue(t)
   end
   runtime.take_results(t.rets, m.results)
+  -- Whatever the result lent us is claimed once we hold it ourselves: the
+  -- refs take_results queued go out first.
+  if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
   finish(t)
   pump(L.shape)
 end
@@ -224,7 +260,7 @@ function M.granted(sh, rid, r)
     -- Refused outright (not just busy): the queued tasks can never run.
     local q = sh.queue
     sh.queue = {}
-    for _, t in ipairs(q) do fail(t, errors.new("RayError", r.err)) end
+    for _, t in ipairs(q) do fail(t, errors.new("ValueError", r.err)) end
     return
   end
   if not r.lid then
@@ -286,6 +322,62 @@ runtime.handlers.lease_wait = function(m)
     end
   end
 end
+
+local function fmt_res(res, only)
+  local parts = {}
+  for k, v in pairs(res) do
+    if not only or only[k] then parts[#parts + 1] = ("%s = %g"):format(k, v) end
+  end
+  table.sort(parts)
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+local function explain(id, after, level)
+  local t = by_ret[id]
+  if not t or t.state == "pushed" then return t ~= nil end
+  local warn = runtime.handlers.warn
+  if t.state == "waiting" then
+    -- Its arguments are what is late: explain those.
+    local told = false
+    for _, d in pairs(t.deps) do
+      local e = runtime.objs[d]
+      if not (e and e.st) and level < 20 then
+        if explain(d, after, level + 1) then
+          told = true
+        else
+          for _, ex in ipairs(runtime.explainers) do
+            if ex ~= M.explain and ex(d, after) then told = true; break end
+          end
+        end
+      end
+    end
+    if not told then
+      warn({ text = ("lray.get has waited %g s: task '%s' waits for its ObjectRef arguments")
+        :format(after, tostring(t.name)) })
+    end
+    return true
+  end
+  -- Queued here until the node lends a worker: say what it needs and what
+  -- the node has free (asked without blocking: this runs in a timer).
+  local need = {}
+  for k, v in pairs(t.res) do need[k] = v / 10000 end
+  runtime.request({ t = "resources" }, function(r)
+    local ok, st = pcall(require("cjson").decode, r.json or "")
+    local avail = ok and type(st) == "table" and st.avail or {}
+    local shown = {}
+    for k in pairs(need) do shown[k] = avail[k] or 0 end
+    warn({ text = ("lray.get has waited %g s: task '%s' is queued: it needs %s and this node's"
+      .. " resources are busy (available now: %s), held by running tasks and by actors that"
+      .. " hold resources for their life"):format(after, tostring(t.name), fmt_res(need),
+      fmt_res(shown)) })
+  end)
+  return true
+end
+
+-- A get has waited long for the result id of a task submitted here: say
+-- why when it is not running (its worker lease is not granted).
+function M.explain(id, after) return explain(id, after, 0) end
+runtime.explainers[#runtime.explainers + 1] = M.explain
 
 --- The code of function fh, for the first task each worker gets.
 function M.define(fh, code) codes[fh] = code end

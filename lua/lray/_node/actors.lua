@@ -73,9 +73,11 @@ sched.hold_actors = function(aids, delta)
   end
 end
 
+local drop_owned
 function set_dead(a, cause)
   if a.state == "DEAD" then return end
   a.state = "DEAD"
+  if drop_owned then drop_owned(a, "ended (" .. tostring(a.cause or cause) .. ")") end
   a.cause = a.cause or cause
   a.addr = nil
   if a.name and names[name_key(a.namespace, a.name)] == a.aid then
@@ -118,7 +120,9 @@ function M.create(cl, m)
     detached = o.lifetime == "detached", res = m.res or {},
     place = m.place or { CPU = sched.UNIT }, holds = {}, created = core.now(),
     restarts = 0, max_restarts = o.max_restarts or 0, hcount = 0,
-    max_task_retries = o.max_task_retries or 0 }
+    max_task_retries = o.max_task_retries or 0,
+    -- An actor created by an actor fate-shares with it (API.md).
+    owner = cl.worker and cl.worker.actor and cl.worker.actor.aid or nil }
   actors[a.aid] = a
   if o.name then names[name_key(ns, o.name)] = a.aid end
   M.hold(cl, a.aid)   -- the creator holds the handle it gets back
@@ -129,7 +133,11 @@ function M.create(cl, m)
   for _, id in pairs(m.deps or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
   for _, id in ipairs(m.refs or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
   a.num = sched.number()
-  local missing = sched.infeasible(a.place) or sched.infeasible(a.res)
+  local ok, missing = pcall(function() return sched.infeasible(a.place) or sched.infeasible(a.res) end)
+  if not ok then
+    set_dead(a, "it cannot be placed: " .. tostring(missing):gsub("^.-: ", ""))
+    return nil, a
+  end
   if missing then
     local j = job and N.jobs[job]
     if j then
@@ -230,10 +238,23 @@ local function restart(a, how)
   M.place_waiting()
 end
 
+-- The process of actor owner is gone (killed, crashed, restarting): the
+-- non-detached actors it created end with it, whatever handles remain.
+function drop_owned(owner, how)
+  for _, a in pairs(actors) do
+    if a.owner == owner.aid and not a.detached and a.state ~= "DEAD" then
+      a.cause = ("its owner, actor %s(%s), %s"):format(tostring(owner.cname), owner.aid, how)
+      a.no_restart = true
+      if a.worker and a.worker.proc then a.worker.proc:kill(9) else set_dead(a, a.cause) end
+    end
+  end
+end
+
 sched.on_worker_exit = function(w, status, sig)
   local a = w.actor or (type(w.for_actor) == "table" and w.for_actor) or nil
   if not a or a.state == "DEAD" then return end
   if a.worker ~= nil and a.worker ~= w then return end
+  drop_owned(a, a.killed and "was killed" or "died")
   local job_alive = a.detached or (a.job and N.jobs[a.job])
   local how
   if a.killed then

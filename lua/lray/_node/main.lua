@@ -39,6 +39,7 @@ H.hello = function(cl, m)
       .. " same lray build for the whole cluster"):format(core.PROTO_VERSION, tostring(m.proto)) })
     return
   end
+  cl.pid = m.pid
   if m.role == "worker" then
     local w = N.workers[m.wid]
     if not w then cl.conn:close(); return end
@@ -82,6 +83,9 @@ H.sub = function(cl, m)
 end
 
 H.ref = function(cl, m) objects.hold(cl, m.id) end
+H.lend = function(_, m) objects.lend(m.token, m.ids) end
+H.claim = function(_, m) objects.claim(m.token) end
+H.unlend = function(_, m) objects.unlend(m.token) end
 H.unref = function(cl, m)
   for _, id in ipairs(m.ids) do objects.unhold(cl, id) end
 end
@@ -120,6 +124,25 @@ H.blocked = function(cl) if cl.worker then sched.blocked(cl.worker, true) end en
 H.unblocked = function(cl) if cl.worker then sched.blocked(cl.worker, false) end end
 -- (an actor's worker blocked in get gives back the CPUs the actor holds)
 
+
+-- A driver's get has waited long for these objects: say what holds each
+-- one up (following queued tasks to the arguments they wait for), as warns.
+H.why = function(cl, m)
+  local seen, todo = {}, {}
+  for _, id in ipairs(m.ids or {}) do todo[#todo + 1] = id end
+  local n = 0
+  while #todo > 0 and n < 1000 do
+    local id = table.remove(todo)
+    if not seen[id] then
+      seen[id] = true
+      n = n + 1
+      local text = sched.why_pending(id)
+      if text then
+        cl.conn:send({ t = "warn", text = ("lray.get has waited %g s: %s"):format(m.after or 0, text) })
+      end
+    end
+  end
+end
 
 H.actor_create = function(cl, m)
   local err, a = actors.create(cl, m)

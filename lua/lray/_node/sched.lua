@@ -66,21 +66,28 @@ function M.shapes() return S:shapes() end
 local next_wid = 0
 -- Processes on this node: task workers are bounded by pool_limit(); this
 -- bound covers actors too (each has its own process).
-local MAX_WORKERS = 4096
+-- The default keeps the processes' memory (~5 MB each when idle) well
+-- under the machine's: one per 32 MB of RAM, between 64 and 4096.
+local MAX_WORKERS = tonumber(os.getenv("LRAY_MAX_WORKERS"))
+  or math.max(64, math.min(4096, floor(core.total_memory() / (32 * 1024 * 1024))))
 
 local function ncpu() return floor((N.total.CPU or 0) / M.UNIT) end
 
 local function pool_limit()
   -- Workers are started only for tasks the scheduler already let in, so the
-  -- resources are the real limit; this bound only stops deep recursion of
-  -- nested tasks from forking the machine to death.
+  -- resources are the real limit; this soft bound only keeps bursts of
+  -- fractional-CPU tasks from forking too many processes at once. Workers
+  -- blocked in get/wait do not count (as in Ray): a task they wait for must
+  -- be able to start, however deep the recursion.
   return math.max(ncpu(), 1) * 4 + 8
 end
+M.MAX_WORKERS = MAX_WORKERS
 
+-- Task workers that count against pool_limit: every live one not blocked.
 local function count_task_workers()
   local n = 0
   for _, w in pairs(N.workers) do
-    if not w.actor and w.state ~= "dead" then n = n + 1 end
+    if not w.actor and w.state ~= "dead" and not w.blocked then n = n + 1 end
   end
   return n
 end
@@ -208,20 +215,29 @@ end
 --- A lease request from client cl.
 function M.lease(cl, m)
   local res = m.res or { CPU = M.UNIT }
-  local nkinds = 0
-  for _ in pairs(res) do nkinds = nkinds + 1 end
-  local ok, err = pcall(req_of, res)
-  if not ok then return lease_error(cl, m.rid, tostring(err)) end
+  -- A request the scheduler cannot take (callers check this too): refused,
+  -- and the submitter fails its tasks; never dropped.
+  local ok, missing = pcall(M.infeasible, res)
+  if not ok then
+    return lease_error(cl, m.rid, ("task '%s' cannot be scheduled: %s"):format(
+      tostring(m.name), tostring(missing):gsub("^.-: ", "")))
+  end
   local L = { lid = core.random_hex(8), owner = cl, rid = m.rid, res = res, name = m.name,
     job = m.job or cl.job or (cl.worker and cl.worker.job), num = M.number(),
     state = "PENDING", submitted = core.now() }
+  -- The queue's order key. A request from a worker that runs a task goes
+  -- just ahead of that task's own lease: the deepest work runs first
+  -- (depth-first), so a recursion finishes its leaves and frees blocked
+  -- parents instead of starting every branch at once, each blocking a
+  -- worker of its own.
+  local parent = cl.worker and cl.worker.lease
+  L.key = parent and parent.key and (parent.key - 1e-6) or L.submitted
   leases[L.lid] = L
   by_num[L.num] = L
   cl.leases = cl.leases or {}
   cl.leases[L.lid] = true
-  local missing = M.infeasible(res)
   if missing then M.warn_infeasible(L, missing) end
-  S:submit(L.num, req_of(res), L.submitted)
+  S:submit(L.num, req_of(res), L.key)
   M.dispatch()
   -- Not granted at once: the submitter may then pipeline short tasks onto
   -- the workers it has.
@@ -315,9 +331,40 @@ function M.dispatch()
     if w.state == "starting" and not w.for_actor then want = want - 1 end
   end
   while want > 0 and count_task_workers() < pool_limit() do
-    if not M.spawn_worker(false) then break end
+    if not M.spawn_worker(false) then
+      M.warn_pool_full()
+      break
+    end
     want = want - 1
   end
+end
+
+-- Tells the drivers of tasks that wait for a worker that none can start
+-- (the driver prints each text once).
+function M.warn_pool_full()
+  local n = 0
+  for _ in pairs(N.workers) do n = n + 1 end
+  if n < MAX_WORKERS then return end
+  local told = {}
+  for _, g in ipairs(granted) do
+    local job = g.L.job and N.jobs[g.L.job]
+    if job and not told[job] and job.conn:is_open() then
+      told[job] = true
+      job.conn:send({ t = "warn", text = ("tasks are waiting for a worker process, but this node"
+        .. " already runs its limit of %d (LRAY_MAX_WORKERS), most of them blocked in lray.get;"
+        .. " they start only as others finish"):format(MAX_WORKERS) })
+    end
+  end
+end
+
+--- Why object id is not ready, as a sentence, or nil when it is on its way.
+--- The node sees only objects stored or promised to it: a task's result
+--- lives with its submitter, which explains its own queued tasks.
+function M.why_pending(id)
+  local o = objects.objects[id]
+  if o and (o.st or o.expected_from) then return nil end
+  return ("object %s: nothing is producing it (no process has stored or promised it);"
+    .. " it may have been freed before this reference to it was registered"):format(id)
 end
 
 -- Output a task left without a final newline still reaches its driver.
@@ -394,18 +441,10 @@ function M.drop_client(cl)
 end
 
 function M.blocked(w, on)
-  local a = w.actor
-  if a and a.placed and a.num then
-    if on and not w.blocked then
-      w.blocked = true
-      S:block(a.num)
-      M.dispatch()
-    elseif not on and w.blocked then
-      w.blocked = false
-      S:unblock(a.num)
-    end
-    return
-  end
+  -- An actor keeps what it holds while it waits: it asked for it for its
+  -- whole life (API.md; Ray's test_blocking_actor_task). One that asked for
+  -- nothing holds nothing to give back.
+  if w.actor then return end
   local L = w.lease
   if not L then return end
   if on and not w.blocked then
