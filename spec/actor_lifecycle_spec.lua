@@ -170,6 +170,21 @@ describe("max_restarts", function()
     assert_error_type("ActorDiedError", get_error(refs[51], 20))
   end)
 
+  it("100 calls, call 51 exits: calls 1..50 keep their results (10 rounds)", function()
+    -- The calls after 51 are still being written when the actor dies: the
+    -- caller's writes fail, and what the actor answered before is still read.
+    local Crash = {}
+    function Crash:f(i) if i == 51 then os.exit(1) end return i end
+    for _ = 1, 10 do
+      local h = lray.remote({ max_restarts = 1 }, Crash).remote()
+      local refs = {}
+      for i = 1, 100 do refs[i] = h.f.remote(i) end
+      for i = 1, 50 do assert.are.equal(i, lray.get(refs[i], { timeout = 20 })) end
+      assert_error_type("ActorDiedError", get_error(refs[51], 20))
+      lray.kill(h)
+    end
+  end)
+
   it("max_restarts = -1 restarts without limit", function()
     local c = lray.remote({ max_restarts = -1 }, Counter).remote()
     for _ = 1, 4 do

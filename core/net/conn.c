@@ -95,13 +95,24 @@ int lr_conn_end_frame(lr_conn_t *c, size_t pos)
   return 0;
 }
 
+/* The peer stopped reading (it exited, or closed its end): nothing more
+ * can be written, but what it sent before is still to be read. Reading goes
+ * on until its end of stream closes the connection, so a reply the peer
+ * wrote just before it died is not lost. */
+static void write_failed(lr_conn_t *c)
+{
+  c->write_failed = 1;
+  lr_buf_reset(&c->out);
+  lr_buf_reset(&c->inflight);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
   lr_conn_t *c = req->data;
   c->writing = 0;
   lr_buf_reset(&c->inflight);
   if (status < 0) {
-    lr_conn_close(c);
+    write_failed(c);
     return;
   }
   if (c->out.len && !c->closing) lr_conn_flush(c);
@@ -109,6 +120,7 @@ static void on_written(uv_write_t *req, int status)
 
 void lr_conn_flush(lr_conn_t *c)
 {
+  if (c->write_failed) lr_buf_reset(&c->out);
   if (c->writing || c->closing || !c->out.len) return;
   /* Try the fast path first: most writes fit the socket buffer. */
   int n = uv_try_write(&c->h.stream, &(uv_buf_t){c->out.data, c->out.len}, 1);
@@ -117,7 +129,7 @@ void lr_conn_flush(lr_conn_t *c)
     c->out.len -= (size_t)n;
     if (!c->out.len) return;
   } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
-    lr_conn_close(c);
+    write_failed(c);
     return;
   }
   lr_buf_t t = c->inflight;
@@ -129,7 +141,7 @@ void lr_conn_flush(lr_conn_t *c)
   uv_buf_t b = {c->inflight.data, c->inflight.len};
   if (uv_write(&c->wreq, &c->h.stream, &b, 1, on_written) < 0) {
     c->writing = 0;
-    lr_conn_close(c);
+    write_failed(c);
   }
 }
 

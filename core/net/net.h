@@ -31,6 +31,7 @@ struct lr_conn_s {
   size_t need;      /* bytes still missing from the frame being read */
   size_t max_frame; /* frames longer than this close the connection */
   int writing, closing, dirty, connect_status;
+  int write_failed; /* the peer stopped reading: drop output, keep reading */
   lr_conn_t *next_dirty;
   lr_conn_frame_cb on_frame;
   lr_conn_close_cb on_close;

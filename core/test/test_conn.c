@@ -2,6 +2,7 @@
  * written whole, byte by byte and split at random all arrive intact and in
  * order; a header announcing more than max_frame closes the connection
  * without reserving the announced size. */
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -147,6 +148,35 @@ TEST(conn_oversized_header_closes)
   ASSERT(t.closed);
   ASSERT_EQ(t.frames, 1);
   close(peer);
+  lr_buf_free(&t.got);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
+
+/* A peer that sends a frame and exits: our write to it fails, yet the frame
+ * it sent first still arrives (a reply written just before the peer died). */
+TEST(conn_reads_after_write_fails)
+{
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  tconn_t t;
+  int peer;
+  ASSERT_EQ(open_pair(&loop, &t, &peer), 0);
+  uint32_t len = 5;
+  write_all(peer, (char *)&len, 4);
+  write_all(peer, "hello", 5);
+  close(peer);
+  for (int i = 0; i < 50; i++) { /* writes that fail: EPIPE */
+    size_t pos = lr_conn_begin_frame(&t.c);
+    lr_buf_append(&t.c.out, "x", 1);
+    ASSERT_EQ(lr_conn_end_frame(&t.c, pos), 0);
+    lr_conn_flush_all();
+  }
+  for (int spins = 0; !t.closed && spins < 100000; spins++) uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(t.frames, 1);
+  ASSERT(!memcmp(t.got.data + 4, "hello", 5));
+  ASSERT(t.closed);
   lr_buf_free(&t.got);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
