@@ -71,7 +71,7 @@ gen-check: $(STAMP)
 test: lint test-c spec
 
 asan:
-	LSAN_OPTIONS=suppressions=$(abspath scripts/lsan.supp) $(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	LSAN_OPTIONS=suppressions=$(abspath scripts/lsan.supp):print_suppressions=0 $(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
 clean:

@@ -285,6 +285,9 @@ end
 local function on_push(conn, m)
   m.conn = conn
   if ended[m.lid] then
+    -- A lease that ended before its submitter's first task reached us (it
+    -- never heard lease_end): refuse the task; the submitter asks again.
+    conn:send({ t = "lease_end", lid = m.lid })
     conn:send({ t = "result", tid = m.tid, rejected = true })
     return
   end

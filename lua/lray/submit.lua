@@ -210,7 +210,11 @@ local function on_result(L, m)
   L.tasks[m.tid] = nil
   L.inflight = L.inflight - 1
   if m.rejected then
-    -- The worker had handed the lease back before this task reached it.
+    -- The worker had handed the lease back before this task reached it:
+    -- the lease is over (whether or not its lease_end reached us), and the
+    -- task goes to another.
+    L.ended = true
+    L.shape.leases[L.lid] = nil
     unlend(t)
     return enqueue(t, true)
   end
