@@ -641,11 +641,11 @@ function M.main(argv)
       local t = core.now()
       if t - last_flush > 0.001 then core.flush(); last_flush = t end
     else
-      -- An idle actor polls for a moment (the next call of a caller's burst
-      -- is usually on its way), then sleeps in the kernel. Pooled task
-      -- workers do not: several of them spinning would take the CPU the
-      -- node needs to hand out the next task.
-      local spin_until = core.now() + (actor and SPIN or 0)
+      -- An idle actor, or a worker that holds a lease, polls for a moment
+      -- (the next call or task of its caller is usually on its way: a sync
+      -- loop's next task comes some 20 us after the result), then sleeps in
+      -- the kernel. A worker with no lease does not: nothing is on its way.
+      local spin_until = core.now() + ((actor or lease) and SPIN or 0)
       repeat runtime.pump() until #work > 0 or #calls > 0 or core.now() >= spin_until
       if #work == 0 and #calls == 0 then core.run_once() end
     end
