@@ -725,6 +725,23 @@ describe("a get that cannot make progress is explained on the driver's stderr", 
     return out
   end
 
+  it("a task waiting on one pipelined behind it on the same worker still finishes", function()
+    -- h is short, so once no worker is free its tasks are pipelined onto the
+    -- worker that runs `gate`: first a (no arguments to wait for), then b
+    -- (its argument c came late). a waits for b; b must not wait behind a.
+    local out = run_script("", [[
+lray.init{num_cpus = 1}
+local h = lray.remote(function(x) if type(x) == "table" then return lray.get(x[1]) + 1 end return x end)
+for i = 1, 5 do lray.get(h.remote(i)) end
+local gate = lray.remote(function() lray.sleep(0.3); return 10 end)
+local c = gate.remote()
+local b = h.remote(c)
+local a = h.remote({ b })
+print("RESULT", pcall(lray.get, a, { timeout = 10 }))
+]])
+    assert.matches("RESULT\ttrue\t11", out, 1, true)
+  end)
+
   it("names the task queued for busy resources, the object nobody produces, and the unplaced actor", function()
     local out = run_script("", [[
 lray.init{num_cpus = 1, resources = {Custom = 1}}

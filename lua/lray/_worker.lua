@@ -300,6 +300,11 @@ local function on_push(conn, m)
   end
   lease.conn = conn
   if lease.idle_timer then lease.idle_timer:stop(); lease.idle_timer = nil end
+  if runtime.is_blocked() then
+    -- The running task waits (see on_blocked): this one goes elsewhere.
+    conn:send({ t = "result", tid = m.tid, rejected = true })
+    return
+  end
   work[#work + 1] = m
 end
 
@@ -310,6 +315,20 @@ local function run_pushed(m)
   reply_with(m.conn, { t = "result", tid = m.tid, results = results, lua_error = lua_error,
     dur = core.now() - t0 }, m.tid, m.lend, m.cs)
   lease_idle()
+end
+
+-- The running task waits in get/wait: tasks pipelined behind it go back to
+-- their submitter, which runs them elsewhere. One of them may be what the
+-- running task waits for (a task whose arguments were late was queued
+-- behind it); waiting here would then never end.
+runtime.on_blocked = function()
+  for i = #work, 1, -1 do
+    local m = work[i]
+    if m.t == "push" and m.conn:is_open() then
+      remove(work, i)
+      m.conn:send({ t = "result", tid = m.tid, rejected = true })
+    end
+  end
 end
 
 -- A submitter that hangs up takes its tasks with it (as Ray's owners do):

@@ -346,12 +346,18 @@ local function set_blocked(on)
   if M.role ~= "worker" then return end
   if on then
     blocked = blocked + 1
-    if blocked == 1 then M.send({ t = "blocked" }) end
+    if blocked == 1 then
+      M.send({ t = "blocked" })
+      if M.on_blocked then M.on_blocked() end
+    end
   else
     blocked = blocked - 1
     if blocked == 0 then M.send({ t = "unblocked" }) end
   end
 end
+
+--- Whether the running task waits in get/wait (its CPU is given back).
+function M.is_blocked() return blocked > 0 end
 
 local function check_cancelled()
   if core.take_interrupt() then error("interrupted!", 0) end
