@@ -9,16 +9,8 @@ local cjson = require("cjson")
 local BIN = os.getenv("LRAY_BIN") or "build/lray"
 local lray, ctx
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- Runs a shell command; returns stdout (+stderr) and the exit status.
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1; echo \"__status=$?\""))
-  local out = f:read("*a")
-  f:close()
-  local status = tonumber(out:match("__status=(%d+)%s*$"))
-  return (out:gsub("__status=%d+%s*$", "")), status
-end
+local shell = require("spec.helpers.shell")
+local q, sh = shell.q, shell.run
 
 -- `lray ARGS` against this file's cluster.
 local function cli(args)
@@ -55,11 +47,7 @@ local function eventually(seconds, fn)
   return fn()
 end
 
-local function write_file(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write_file = shell.write
 
 local Printer = {}
 function Printer:init(tag) self.tag = tag end
@@ -67,6 +55,7 @@ function Printer:say(s) print(self.tag .. " says " .. s); return s end
 function Printer:pid() return require("lray._core").getpid() end
 
 local printer, printer_pid
+local kept = {}
 local square
 
 setup(function()
@@ -75,6 +64,9 @@ setup(function()
   square = lray.remote(function(x) return x * x end)
   printer = lray.remote(Printer).options({ name = "obs_printer" }).remote("P")
   printer_pid = lray.get(printer.pid.remote())
+  -- Small task results live with their submitter, not on the node: an
+  -- object put here and held for the whole file is one the node lists.
+  kept[1] = lray.put("an object on the node")
 end)
 
 teardown(function() helper.stop() end)

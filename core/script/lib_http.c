@@ -537,6 +537,18 @@ static int l_srv_port(lua_State *L)
   return 1;
 }
 
+/* Fills sa with host:port; else pushes nil and a message, returns -1. */
+static int ipv4_of(lua_State *L, const char *host, int port, struct sockaddr_in *sa)
+{
+  memset(sa, 0, sizeof(*sa));
+  sa->sin_family = AF_INET;
+  sa->sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, host, &sa->sin_addr) == 1) return 0;
+  lua_pushnil(L);
+  lua_pushfstring(L, "not an IPv4 address: %s", host);
+  return -1;
+}
+
 /* http_bind(host, port) -> fd, port: a listening TCP socket that a child
  * process inherits (no close-on-exec) and serves with http_listen{fd=};
  * nil, message when the address is taken or bad. */
@@ -545,14 +557,7 @@ static int l_http_bind(lua_State *L)
   const char *host = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
   struct sockaddr_in sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "not an IPv4 address: %s", host);
-    return 2;
-  }
+  if (ipv4_of(L, host, port, &sa) < 0) return 2;
   int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
   if (fd < 0) goto fail;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -603,14 +608,7 @@ static int l_http_listen(lua_State *L)
   lua_getfield(L, 1, "on_request");
   luaL_checktype(L, -1, LUA_TFUNCTION);
   struct sockaddr_in sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "not an IPv4 address: %s", host);
-    return 2;
-  }
+  if (ipv4_of(L, host, port, &sa) < 0) return 2;
   const char *why = mhd_load();
   if (why) {
     lua_pushnil(L);

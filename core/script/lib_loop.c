@@ -223,18 +223,6 @@ static int l_conn_send(lua_State *L)
   return 0;
 }
 
-/* conn:send_raw(str): str must already be one encoded message. */
-static int l_conn_send_raw(lua_State *L)
-{
-  lconn_t *lc = check_conn(L, 1);
-  size_t n;
-  const char *s = luaL_checklstring(L, 2, &n);
-  size_t pos = lr_conn_begin_frame(&lc->c);
-  lr_buf_append(&lc->c.out, s, n);
-  if (lr_conn_end_frame(&lc->c, pos) < 0) return luaL_error(L, "message too large");
-  return 0;
-}
-
 static int set_cb(lua_State *L, int *ref)
 {
   lconn_t *lc = check_conn(L, 1);
@@ -768,7 +756,7 @@ static void new_mt(lua_State *L, const char *name, const luaL_Reg *m)
 void lr_lib_loop_open(lua_State *L)
 {
   static const luaL_Reg conn_m[] = {
-    {"send", l_conn_send},       {"send_raw", l_conn_send_raw},
+    {"send", l_conn_send},
     {"on_message", l_conn_on_message}, {"on_close", l_conn_on_close},
     {"close", l_conn_close},     {"is_open", l_conn_is_open},
     {"id", l_conn_id},           {"pending", l_conn_pending},

@@ -162,8 +162,11 @@ function M.merge(opts, over)
 end
 
 --- The fixed-point resource request of opts; default_cpu when unspecified.
+-- Resource amounts travel in fixed point: 1.0 = UNIT.
+M.UNIT = 10000
+
 function M.request(opts, default_cpu)
-  local function u(x) return floor(x * 10000 + 0.5) end
+  local function u(x) return floor(x * M.UNIT + 0.5) end
   local req = {}
   local cpu = opts.num_cpus
   if cpu == nil then cpu = default_cpu end

@@ -599,7 +599,7 @@ end
 function M.state(msg)
   local r = M.rpc(msg)
   if r.err then errors.raise("RayError", r.err) end
-  return require("cjson").decode(r.json)
+  return require("lray.state").decode(r)
 end
 
 --- A request whose reply calls fn(reply) when it comes (from a message

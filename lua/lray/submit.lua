@@ -364,7 +364,7 @@ local function explain(id, after, level)
   -- Queued here until the node lends a worker: say what it needs and what
   -- the node has free (asked without blocking: this runs in a timer).
   local need = {}
-  for k, v in pairs(t.res) do need[k] = v / 10000 end
+  for k, v in pairs(t.res) do need[k] = v / require("lray.options").UNIT end
   runtime.request({ t = "resources" }, function(r)
     local ok, st = pcall(require("cjson").decode, r.json or "")
     local avail = ok and type(st) == "table" and st.avail or {}

@@ -63,7 +63,9 @@ function M.unhold(cl, aid)
   maybe_unreferenced(a)
 end
 
-sched.hold_actors = function(aids, delta)
+-- Handles in an actor's init arguments keep those actors alive until it
+-- started.
+local function hold_actors(aids, delta)
   for _, aid in ipairs(aids) do
     local a = actors[aid]
     if a then
@@ -91,7 +93,7 @@ function set_dead(a, cause)
   for _, id in ipairs(a.holds or {}) do objects.decref(id) end
   a.holds = {}
   if a.actor_holds then
-    sched.hold_actors(a.actor_holds, -1)
+    hold_actors(a.actor_holds, -1)
     a.actor_holds = nil
   end
   notify(a)
@@ -128,7 +130,7 @@ function M.create(cl, m)
   M.hold(cl, a.aid)   -- the creator holds the handle it gets back
   if m.actors and #m.actors > 0 then
     a.actor_holds = m.actors
-    sched.hold_actors(m.actors, 1)
+    hold_actors(m.actors, 1)
   end
   for _, id in pairs(m.deps or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
   for _, id in ipairs(m.refs or {}) do objects.incref(id); a.holds[#a.holds + 1] = id end
@@ -206,9 +208,13 @@ function M.place_waiting()
   end
 end
 
-sched.after_ready = function()
+-- Actors waiting for their arguments or for resources may start once an
+-- object is stored or a lease gives resources back.
+local function retry_placing()
   if #unplaced > 0 then M.place_waiting() end
 end
+objects.on_ready = retry_placing
+sched.on_freed = retry_placing
 
 -- A fresh worker spawned for an actor takes it as soon as it says hello.
 sched.on_worker_ready = function(w)

@@ -4,9 +4,9 @@
 --
 -- An object lives while its count is above zero. The count is the number of
 -- processes holding an ObjectRef to it (each counts once), plus objects that
--- contain its id, plus queued or running tasks that take it as an argument.
--- At zero it is freed shortly after (GRACE: a batching delay, not a
--- safety margin), unless a task is still producing it: then once stored.
+-- contain its id, plus actors waiting to start that take it as an argument,
+-- plus lends (see lend). At zero it is freed shortly after (GRACE: a
+-- batching delay, not a safety margin).
 local core = require("lray._core")
 local N = require("lray._node.state")
 
@@ -48,9 +48,8 @@ local function sweep()
   local t = core.now()
   for id, since in pairs(doomed) do
     local o = objects[id]
-    if not o or o.count > 0 or o.producing then
-      -- Wanted again, or still being made (store dooms it again once made).
-      doomed[id] = nil
+    if not o or o.count > 0 then
+      doomed[id] = nil   -- wanted again
     elseif t - since >= GRACE then
       doomed[id] = nil
       free(id, o)
@@ -127,7 +126,7 @@ function M.collect_now()
   for id in pairs(doomed) do
     local o = objects[id]
     doomed[id] = nil
-    if o and o.count <= 0 and not o.producing then free(id, o) end
+    if o and o.count <= 0 then free(id, o) end
   end
 end
 
@@ -193,7 +192,6 @@ function M.store(id, v)
   end
   o.data, o.shm, o.err, o.arr = v.data, v.shm, v.err, v.arr
   o.st = v.err and "err" or "ok"
-  o.producing = nil
   if v.refs and #v.refs > 0 then
     o.contains = v.refs
     for i = 1, #v.refs do M.incref(v.refs[i]) end
@@ -219,14 +217,6 @@ function M.fail(id, err_blob)
       "object " .. id .. " was lost: " .. err_blob.lost))
   end
   M.store(id, { err = err_blob })
-end
-
---- Nothing will ever produce id (its task was dropped with its job).
-function M.abandon(id)
-  local o = objects[id]
-  if not o then return end
-  o.producing = nil
-  if o.count <= 0 then doom(id) end
 end
 
 function M.ready(id)

@@ -1,9 +1,10 @@
 -- The node's scheduler and worker pool. The policy itself (resource
 -- accounting in fixed point, GPU ids, the queue order) is C:
--- core/raylet/sched.c through core.sched_new. This file feeds it the tasks
--- whose arguments exist, starts what it picks on pooled workers, and keeps
--- the pool: workers are prestarted and reused; a worker blocked in get/wait
--- gives its CPUs back, and the pool may then grow, up to a bound.
+-- core/raylet/sched.c through core.sched_new. This file feeds it lease
+-- requests (a submitter's ask for a worker of a resource shape), lends the
+-- workers it grants, and keeps the pool: workers are prestarted and reused;
+-- a leased worker blocked in get/wait gives its CPUs back, and the pool may
+-- then grow, up to a bound.
 local core = require("lray._core")
 local N = require("lray._node.state")
 local objects = require("lray._node.objects")
@@ -22,6 +23,7 @@ local starting = 0      -- workers spawned, not yet connected
 local nblocked = 0      -- workers blocked in get/wait
 local next_num = 0
 M.on_worker_ready = nil -- set by actors: function(worker) -> handled?
+M.on_freed = nil        -- set by actors: resources came back
 -- Observability hooks (set by events.lua): observe_output(worker, stream,
 -- data); observe_exit(worker).
 M.observe_output, M.observe_exit = nil, nil
@@ -191,11 +193,6 @@ end
 
 --- An idle worker for an actor, or nil (the caller then spawns one).
 function M.take_idle_worker() return take_idle() end
-
--- Actors wait for their ObjectRef arguments; tasks wait at their submitter.
-objects.on_ready = function()
-  if M.after_ready then M.after_ready() end
-end
 
 -- -- Leases ----------------------------------------------------------------
 -- A submitter asks for a worker for a resource shape; once the scheduler
@@ -397,7 +394,7 @@ local function end_lease(L)
     end
   end
   -- Resources came back: actors waiting to be placed may fit now.
-  if M.after_ready then M.after_ready() end
+  if M.on_freed then M.on_freed() end
   M.dispatch()
 end
 
