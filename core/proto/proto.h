@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "common/buf.h"
 #include "proto/msgdef.h"
 
@@ -80,5 +81,98 @@ int lr_proto_get_bitmap(lr_proto_rd_t *r, int type, uint64_t *bits);
 /* Checks that p[0..n) is one whole, well-formed message. Returns its type
  * id, or LR_EPROTO with the reason in err (errlen bytes, may be NULL). */
 int lr_proto_validate(const char *p, size_t n, char *err, size_t errlen);
+
+/* -- Messages as C structs ------------------------------------------------- */
+/* Every type has a struct lr_m_<name>_t whose members are its fields, by
+ * name, each an lr_pf_t, after the type id:
+ *
+ *   lr_m_lease_t m = LR_MSG_INIT(LEASE);
+ *   LR_SET_CSTR(m.rid, "r1");
+ *   lr_proto_encode(&buf, &m);
+ *
+ * A ONE field holds its value in v (n = 1 when present); a LIST, IMAP or SMAP
+ * field holds n items (key: .i for IMAP, .s for SMAP). A REC element points
+ * at another such struct. Decoded strings point into the frame they came
+ * from, so a decoded message lives no longer than its frame and its arena. */
+
+typedef struct lr_pstr_s {
+  const char *p;
+  size_t n;
+} lr_pstr_t;
+
+typedef union lr_pval_u {
+  int64_t i;
+  double d;
+  int b;
+  lr_pstr_t s;
+  void *rec; /* an lr_m_<name>_t */
+} lr_pval_t;
+
+typedef struct lr_pitem_s {
+  lr_pval_t key; /* IMAP: .i, SMAP: .s */
+  lr_pval_t v;
+} lr_pitem_t;
+
+typedef struct lr_pf_s {
+  uint32_t n;        /* ONE: 1 when present; else the number of items */
+  lr_pval_t v;       /* ONE: the value */
+  lr_pitem_t *items; /* LIST, IMAP, SMAP */
+} lr_pf_t;
+
+/* Any message or record: its fields follow the type id, in order. */
+typedef struct lr_prec_s {
+  int type;
+  lr_pf_t f[];
+} lr_prec_t;
+
+#define LR_PSTRUCT_FIELD_(name, elem, cont, rec) lr_pf_t name;
+#define LR_PSTRUCT_(ID, tname, kind)                                          \
+  typedef struct lr_m_##tname##_s {                                           \
+    int type;                                                                 \
+    LR_FIELDS_##tname(LR_PSTRUCT_FIELD_)                                      \
+  } lr_m_##tname##_t;
+LR_PROTO_TYPES(LR_PSTRUCT_)
+#undef LR_PSTRUCT_
+#undef LR_PSTRUCT_FIELD_
+
+#define LR_MSG_INIT(ID) {.type = LR_PT_##ID}
+#define LR_HAS(f) ((f).n > 0)
+#define LR_SET_INT(f, x) ((f).n = 1, (f).v.i = (int64_t)(x))
+#define LR_SET_F64(f, x) ((f).n = 1, (f).v.d = (double)(x))
+#define LR_SET_BOOL(f, x) ((f).n = 1, (f).v.b = !!(x))
+#define LR_SET_STR(f, ptr, len) ((f).n = 1, (f).v.s.p = (ptr), (f).v.s.n = (len))
+#define LR_SET_CSTR(f, str) LR_SET_STR(f, (str), strlen(str))
+#define LR_SET_REC(f, r) ((f).n = 1, (f).v.rec = (r))
+#define LR_SET_ITEMS(f, it, cnt) ((f).n = (uint32_t)(cnt), (f).items = (it))
+
+/* Arena for decoded messages: bump allocation in chunks, reset per frame. */
+typedef struct lr_arena_chunk_s lr_arena_chunk_t;
+typedef struct lr_arena_s {
+  lr_arena_chunk_t *head;
+  size_t used;  /* bytes handed out since the last reset */
+  size_t limit; /* most bytes one decode may take (0: LR_ARENA_LIMIT) */
+} lr_arena_t;
+
+/* What one message may take to decode: a frame of many tiny items cannot
+ * make a reader allocate much more than this. */
+#define LR_ARENA_LIMIT ((size_t)256 << 20)
+
+void *lr_arena_alloc(lr_arena_t *a, size_t n); /* NULL past the limit */
+void lr_arena_reset(lr_arena_t *a);            /* keeps the first chunk */
+void lr_arena_free(lr_arena_t *a);
+
+/* Decodes one whole message from p[0..n) into a struct allocated in a.
+ * Returns its type id with *out set, or LR_EPROTO with the reason in err. */
+int lr_proto_decode(const char *p, size_t n, lr_arena_t *a, void **out,
+                    char *err, size_t errlen);
+
+/* Appends the message m (any lr_m_<name>_t whose type is a MSG) to b. */
+void lr_proto_encode(lr_buf_t *b, const void *m);
+
+/* The name of message type id, for logs. */
+static inline const char *lr_proto_name(int id)
+{
+  return id >= 0 && id < LR_PT_COUNT_ ? lr_proto_types[id].name : "?";
+}
 
 #endif

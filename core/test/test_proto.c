@@ -101,6 +101,16 @@ TEST(proto_every_type_round_trips)
     lua_pop(L, 1);
     ASSERT_EQ(a.len, b.len);
     ASSERT(!memcmp(a.data, b.data, a.len));
+    /* ... and so do the C structs */
+    lr_arena_t ar = {0};
+    void *m = NULL;
+    ASSERT_EQ(lr_proto_decode(a.data, a.len, &ar, &m, err, sizeof(err)), type);
+    ASSERT_EQ(((lr_prec_t *)m)->type, type);
+    lr_buf_reset(&b);
+    lr_proto_encode(&b, m);
+    ASSERT_EQ(a.len, b.len);
+    ASSERT(!memcmp(a.data, b.data, a.len));
+    lr_arena_free(&ar);
   }
   ASSERT(nmsg >= 30);
   lr_buf_free(&a);
@@ -143,11 +153,16 @@ TEST(proto_sender_names_the_bad_field)
   lua_close(L);
 }
 
-/* Both readers must agree on every input, and never crash. */
+/* The three readers must agree on every input, and never crash. */
 static void check_agree(lua_State *L, const char *p, size_t n)
 {
   char err[256];
   int v = lr_proto_validate(p, n, err, sizeof(err));
+  lr_arena_t ar = {0};
+  void *m = NULL;
+  int c = lr_proto_decode(p, n, &ar, &m, err, sizeof(err));
+  lr_arena_free(&ar);
+  if (c != v) FAIL_("validate %d but C decode %d on %zu bytes", v, c, n);
   int top = lua_gettop(L);
   int d = lr_proto_decode_lua(L, p, n, err, sizeof(err));
   if ((v < 0) != (d < 0)) FAIL_("validate %d but decode %d on %zu bytes", v, d, n);
@@ -227,4 +242,53 @@ TEST(proto_hostile_bytes)
   }
   lr_buf_free(&a);
   lua_close(L);
+}
+
+TEST(proto_c_structs_by_name)
+{
+  lr_m_push_t m = LR_MSG_INIT(PUSH);
+  LR_SET_CSTR(m.tid, "t1");
+  LR_SET_INT(m.seq, -7);
+  LR_SET_BOOL(m.deps, 1);
+  lr_m_value_t v = LR_MSG_INIT(VALUE);
+  LR_SET_CSTR(v.id, "obj");
+  lr_pitem_t shm[2] = {{.v.i = 4096}, {.v.i = 100}};
+  LR_SET_ITEMS(v.shm, shm, 2);
+  lr_pitem_t depv[1] = {{.key.i = 3, .v.rec = &v}};
+  LR_SET_ITEMS(m.depv, depv, 1);
+  lr_pitem_t rets[2] = {{.v.s = {"r1", 2}}, {.v.s = {"r2", 2}}};
+  LR_SET_ITEMS(m.rets, rets, 2);
+  lr_buf_t b;
+  lr_buf_init(&b);
+  lr_proto_encode(&b, &m);
+  lr_arena_t ar = {0};
+  void *out;
+  char err[128];
+  ASSERT_EQ(lr_proto_decode(b.data, b.len, &ar, &out, err, sizeof(err)), LR_PT_PUSH);
+  lr_m_push_t *d = out;
+  ASSERT(LR_HAS(d->tid) && d->tid.v.s.n == 2 && !memcmp(d->tid.v.s.p, "t1", 2));
+  ASSERT_EQ(d->seq.v.i, -7);
+  ASSERT(d->deps.v.b);
+  ASSERT(!LR_HAS(d->fh) && !LR_HAS(d->code));
+  ASSERT_EQ(d->rets.n, 2);
+  ASSERT(!memcmp(d->rets.items[1].v.s.p, "r2", 2));
+  ASSERT_EQ(d->depv.n, 1);
+  ASSERT_EQ(d->depv.items[0].key.i, 3);
+  lr_m_value_t *dv = d->depv.items[0].v.rec;
+  ASSERT_EQ(dv->type, LR_PT_VALUE);
+  ASSERT_EQ(dv->shm.n, 2);
+  ASSERT_EQ(dv->shm.items[0].v.i, 4096);
+  /* An arena limit bounds what a frame of many tiny items may take. */
+  lr_buf_reset(&b);
+  lr_proto_put_varint(&b, LR_PT_UNREF);
+  lr_proto_put_varint(&b, 1);
+  lr_proto_put_varint(&b, 100000);
+  for (int i = 0; i < 100000; i++) lr_proto_put_varint(&b, 0);
+  lr_arena_t small = {.limit = 65536};
+  ASSERT(lr_proto_decode(b.data, b.len, &small, &out, err, sizeof(err)) < 0);
+  ASSERT(strstr(err, "too many items"));
+  ASSERT_EQ(lr_proto_decode(b.data, b.len, &ar, &out, err, sizeof(err)), LR_PT_UNREF);
+  lr_arena_free(&small);
+  lr_arena_free(&ar);
+  lr_buf_free(&b);
 }
