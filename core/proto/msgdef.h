@@ -19,7 +19,7 @@
 #ifndef LR_MSGDEF_H
 #define LR_MSGDEF_H
 
-#define LR_PROTO_VERSION 2
+#define LR_PROTO_VERSION 3
 
 #define LR_PROTO_TYPES(T)                                                     \
   T(HELLO, hello, MSG)             /* client -> node: a driver or worker */   \
@@ -74,18 +74,28 @@
   T(UNLEND, unlend, MSG)           /* never received: take the lend back */   \
   T(WHY, why, MSG)                 /* a get waits long: explain these ids */  \
   T(VALUE, value, REC)             /* an object's value or failure */         \
-  T(ACTOR_OPTS, actor_opts, REC)   /* what the node reads of .options */
+  T(ACTOR_OPTS, actor_opts, REC)   /* what the node reads of .options */      \
+  /* Between the head (core/gcs) and a node manager (core/raylet). */         \
+  T(JOB_END, job_end, MSG)         /* raylet -> head: a job's driver left */  \
+  T(CLIENT_GONE, client_gone, MSG) /* raylet -> head: drop its handles */     \
+  T(ACTOR_PLACE, actor_place, MSG) /* head -> raylet: start this actor */     \
+  T(ACTOR_PLACED, actor_placed, MSG) /* raylet -> head: it runs in pid */     \
+  T(ACTOR_STOP, actor_stop, MSG)   /* head -> raylet: end its process */      \
+  T(WORKER_EXIT, worker_exit, MSG) /* raylet -> head: an actor's process ended */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
  * (shm = {offset, length}), or an encoded error (err); arr names the element
- * type of an lray.array stored raw; refs are the ids the value contains. */
-/* An object's value, as in the record below. */
+ * type of an lray.array stored raw; refs are the ids the value contains.
+ * etype and emsg: a failure the control plane made (it never encodes user
+ * values): the receiver raises an error of that type and message. */
 #define LR_VALUE_FIELDS_(F)                                                   \
   F(id, STR, ONE, NONE)                                                       \
   F(data, STR, ONE, NONE)                                                     \
   F(shm, INT, LIST, NONE)                                                     \
   F(err, STR, ONE, NONE)                                                      \
-  F(arr, STR, ONE, NONE)
+  F(arr, STR, ONE, NONE)                                                      \
+  F(etype, STR, ONE, NONE)                                                    \
+  F(emsg, STR, ONE, NONE)
 
 /* A call's arguments: the encoded list (args), the ObjectRefs passed at the
  * top level, by position (deps), and the ids nested in args (refs). */
@@ -178,7 +188,8 @@
   F(res, INT, SMAP, NONE)                                                     \
   F(place, INT, SMAP, NONE)                                                   \
   F(job, STR, ONE, NONE)                                                      \
-  F(opts, REC, ONE, ACTOR_OPTS)
+  F(opts, REC, ONE, ACTOR_OPTS)                                               \
+  F(owner, STR, ONE, NONE)
 
 #define LR_FIELDS_actor_sub(F) F(aid, STR, ONE, NONE)
 #define LR_FIELDS_actor_ref(F) F(aid, STR, ONE, NONE)
@@ -223,7 +234,10 @@
   F(text, STR, ONE, NONE)                                                     \
   F(stream, INT, ONE, NONE)
 
-#define LR_FIELDS_warn(F) F(text, STR, ONE, NONE)
+/* job: for the head's warnings, the job whose driver is told. */
+#define LR_FIELDS_warn(F)                                                     \
+  F(text, STR, ONE, NONE)                                                     \
+  F(job, STR, ONE, NONE)
 #define LR_FIELDS_gc(F)
 
 #define LR_FIELDS_job(F)                                                      \
@@ -344,5 +358,48 @@
   F(rejected, BOOL, ONE, NONE)                                                \
   F(dur, F64, ONE, NONE)                                                      \
   F(lend, STR, ONE, NONE)
+
+/* -- Head <-> node manager --------------------------------------------------
+ * The head (core/gcs) keeps jobs' namespaces, the actor table, names and the
+ * function table; a node manager (core/raylet) keeps workers, leases and
+ * objects. They speak only these messages (and forward the clients' actor
+ * messages, with job, owner and namespace filled in), so the head can move
+ * to another process without changing either. client: the node manager's
+ * number for a connection. */
+#define LR_FIELDS_job_end(F) F(job, STR, ONE, NONE)
+#define LR_FIELDS_client_gone(F) F(client, INT, ONE, NONE)
+
+/* Start actor aid on a worker once its ObjectRef arguments (deps, refs) exist
+ * and place (what placing needs free) and res (what it holds for life) fit. */
+#define LR_FIELDS_actor_place(F)                                              \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(job, STR, ONE, NONE)                                                      \
+  F(code, STR, ONE, NONE)                                                     \
+  F(cname, STR, ONE, NONE)                                                    \
+  LR_ARGS_FIELDS_(F)                                                          \
+  F(res, INT, SMAP, NONE)                                                     \
+  F(place, INT, SMAP, NONE)                                                   \
+  F(opts, REC, ONE, ACTOR_OPTS)
+
+#define LR_FIELDS_actor_placed(F)                                             \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(pid, INT, ONE, NONE)                                                      \
+  F(node_id, STR, ONE, NONE)
+
+/* Kill actor aid's process if it runs (its worker_exit follows) and drop a
+ * placement not yet made. final: the actor is over: also forget it and let
+ * go of its arguments; without final an actor_place follows (a restart). */
+#define LR_FIELDS_actor_stop(F)                                               \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(final, BOOL, ONE, NONE)
+
+/* Actor aid's process (pid) ended with status or signal; or (cause) it can
+ * never be placed. */
+#define LR_FIELDS_worker_exit(F)                                              \
+  F(aid, STR, ONE, NONE)                                                      \
+  F(pid, INT, ONE, NONE)                                                      \
+  F(status, INT, ONE, NONE)                                                   \
+  F(signal, INT, ONE, NONE)                                                   \
+  F(cause, STR, ONE, NONE)
 
 #endif

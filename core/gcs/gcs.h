@@ -1,0 +1,48 @@
+/* The head (Ray's GCS): the cluster's jobs and their namespaces, the actor
+ * table and its state machine (docs/actors.md), actor names per namespace,
+ * handle counts, and the function table (actor classes by content hash).
+ *
+ * The head speaks only the protocol (proto/msgdef.h). It receives the
+ * clients' actor messages, forwarded by the node manager with the client's
+ * number and with job, owner and namespace filled in, and the node
+ * manager's own messages (client 0): job, job_end, client_gone,
+ * actor_placed, worker_exit. It also answers `list` with what = "actors"
+ * (reply.json: {items = [actor records]}). It answers clients through env.send and asks
+ * the node manager through env.to_raylet: actor_place, actor_stop, and warn
+ * (with job: for that job's driver). Today both run in the node process and
+ * these are function calls; the messages are the same when they cross a
+ * socket. Needs: common/, proto/, libuv (timers). Loop thread only.
+ *
+ * Licensed under the MIT license; see LICENSE. */
+#ifndef LR_GCS_H
+#define LR_GCS_H
+
+#include <stdint.h>
+#include <uv.h>
+#include "common/buf.h"
+
+typedef struct lr_gcs_s lr_gcs_t;
+
+typedef struct lr_gcs_env_s {
+  void *ud;
+  uv_loop_t *loop;
+  /* Sends message m (an lr_m_<type>_t) to client number client. */
+  void (*send)(void *ud, uint64_t client, const void *m);
+  /* Sends message m to the node manager. */
+  void (*to_raylet)(void *ud, const void *m);
+} lr_gcs_env_t;
+
+/* Seconds a non-detached actor with no handle left lives on before it ends
+ * (handles in flight between processes are not counted yet). */
+#define LR_GCS_HANDLE_GRACE 0.5
+
+/* env is copied. */
+lr_gcs_t *lr_gcs_new(const lr_gcs_env_t *env);
+void lr_gcs_free(lr_gcs_t *g);
+
+/* Handles message m (an lr_m_<type>_t) from client number client, or from
+ * the node manager when client is 0. Strings in m are borrowed for the
+ * call: the head copies what it keeps. Unknown types are ignored. */
+void lr_gcs_recv(lr_gcs_t *g, uint64_t client, const void *m);
+
+#endif
