@@ -7,7 +7,7 @@ LR_CFLAGS = -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wvla -Icore -MMD -MP \
             -I/usr/include/luajit-2.1 \
             $(if $(filter 1,$(WERROR)),-Werror) $(SANFLAGS)
-LIBS    = -lluajit-5.1 -luv -lxxhash -ledit -lrt -lpthread -ldl -lm
+LIBS    = -lluajit-5.1 -luv -lxxhash -lsodium -ledit -lrt -lpthread -ldl -lm
 LDFLAGS += -Wl,-E $(SANFLAGS)
 
 SRCS     := $(filter-out core/test/%,$(wildcard core/*/*.c))

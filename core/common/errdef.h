@@ -10,7 +10,10 @@
   XX(EPROTO, "protocol error: malformed frame")                               \
   XX(ETOOBIG, "frame too large")                                              \
   XX(ECODEC, "value cannot be encoded or decoded")                            \
-  XX(EBADARG, "bad argument")
+  XX(EBADARG, "bad argument")                                                 \
+  XX(EAUTH, "authentication failed: wrong or missing cluster token")          \
+  XX(EBADTOKEN, "malformed cluster token: want 32 to 128 hex digits")         \
+  XX(ETOKENFILE, "unsafe cluster token file: owner-only regular file needed")
 
 enum {
   LR_ERRBASE_ = -5000,

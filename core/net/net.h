@@ -6,6 +6,7 @@
 
 #include <uv.h>
 #include "common/buf.h"
+#include "net/auth.h"
 
 /* The largest frame a connection accepts unless told otherwise (see
  * max_frame). A peer announcing more is closed at once; memory for a frame
