@@ -92,7 +92,9 @@ void lr_actinfo_get(lr_gcs_t *g, uint64_t client, const lr_m_get_actor_t *m)
 
 static int by_aid(const void *x, const void *y)
 {
-  return strcmp((*(gcs_actor_t *const *)x)->aid, (*(gcs_actor_t *const *)y)->aid);
+  const gcs_actor_t *a = *(gcs_actor_t *const *)x;
+  const gcs_actor_t *b = *(gcs_actor_t *const *)y;
+  return strcmp(a->aid, b->aid);
 }
 
 /* {"items": [...]}, the records `lray list actors` prints, by actor id. */

@@ -20,9 +20,9 @@ static void drop_owned(gcs_actor_t *owner, const char *how);
 
 #define OR_NIL(s) ((s) ? (s) : "nil") /* Lua's tostring(nil) */
 
-/* -- Names ------------------------------------------------------------------- */
+/* -- Names ----------------------------------------------------------------- */
 
-/* namespace "\0" name, as the Lua keyed its names (a nil namespace is "nil"). */
+/* namespace "\0" name, as the Lua keyed its names (nil namespace: "nil"). */
 static char *name_key(const char *ns, const char *name, size_t *len)
 {
   size_t a = strlen(OR_NIL(ns)), b = strlen(name);
@@ -51,7 +51,7 @@ static void release_name(gcs_actor_t *a)
   a->name_key = NULL;
 }
 
-/* -- Asking the node manager ------------------------------------------------ */
+/* -- Asking the node manager ----------------------------------------------- */
 
 static void stop(gcs_actor_t *a, int final)
 {
@@ -91,7 +91,7 @@ static void place(gcs_actor_t *a)
   g->env.to_raylet(g->env.ud, &m);
 }
 
-/* -- Transitions ------------------------------------------------------------ */
+/* -- Transitions ----------------------------------------------------------- */
 
 /* Lua's set_dead: the first cause set wins. Tells the node manager the
  * actor is over (it kills a process still running and lets go of its
@@ -149,8 +149,8 @@ static void drop_owned(gcs_actor_t *owner, const char *how)
   HASH_ITER(hh, owner->g->actors, a, t) {
     if (a->owner && !strcmp(a->owner, owner->aid) && !a->detached &&
         a->state != LR_ACTOR_DEAD) {
-      lr_gcs_setf(&a->cause, "its owner, actor %s(%s), %s", OR_NIL(owner->cname),
-                  owner->aid, how);
+      lr_gcs_setf(&a->cause, "its owner, actor %s(%s), %s",
+                  OR_NIL(owner->cname), owner->aid, how);
       a->no_restart = 1;
       lr_actors_end(a);
     }
@@ -176,7 +176,7 @@ static void restart(gcs_actor_t *a, char *how)
   place(a);
 }
 
-/* -- Messages --------------------------------------------------------------- */
+/* -- Messages -------------------------------------------------------------- */
 
 static void copy_holds(lr_gcs_t *g, gcs_actor_t *a, const lr_pf_t *aids)
 {
@@ -195,7 +195,8 @@ static int str_is(const lr_pf_t *f, const char *s)
   return LR_HAS(*f) && f->v.s.n == strlen(s) && !memcmp(f->v.s.p, s, f->v.s.n);
 }
 
-void lr_actors_create(lr_gcs_t *g, uint64_t client, const lr_m_actor_create_t *m)
+void lr_actors_create(lr_gcs_t *g, uint64_t client,
+                      const lr_m_actor_create_t *m)
 {
   char *rid = lr_gcs_dup(&m->rid);
   const lr_m_actor_opts_t *o = LR_HAS(m->opts) ? m->opts.v.rec : NULL;
@@ -229,9 +230,11 @@ void lr_actors_create(lr_gcs_t *g, uint64_t client, const lr_m_actor_create_t *m
         if (rid) lr_actinfo_reply(g, client, rid, e, !str_is(&m->aid, e->aid));
       } else if (rid) {
         char *err = NULL;
-        lr_gcs_setf(&err, "an actor named '%s' already exists in namespace '%s'; "
+        lr_gcs_setf(&err,
+                    "an actor named '%s' already exists in namespace '%s'; "
                     "pick another name, kill the old actor, or pass "
-                    "get_if_exists = true", name, OR_NIL(ns));
+                    "get_if_exists = true",
+                    name, OR_NIL(ns));
         LR_SET_CSTR(r.err, err);
         lr_gcs_reply(g, client, rid, &r);
         lr_free(err);
@@ -331,6 +334,8 @@ void lr_actors_exit(lr_gcs_t *g, const lr_m_worker_exit_t *m)
     lr_free(cause);
     return;
   }
+  /* An exit while no actor_placed came since the last place is of a process
+   * started for this placement that never said so: it counts. */
   int64_t pid = LR_HAS(m->pid) ? m->pid.v.i : a->pid;
   if (a->pid && pid != a->pid) return; /* an earlier process's exit */
   drop_owned(a, a->killed ? "was killed" : "died");
@@ -388,7 +393,8 @@ void lr_actors_kill(lr_gcs_t *g, uint64_t client, const lr_m_kill_actor_t *m)
       lr_gcs_reply(g, client, rid, &r);
       lr_free(rid);
     } else {
-      a->waiters = lr_xrealloc(a->waiters, (a->nwaiters + 1) * sizeof(*a->waiters));
+      size_t n = a->nwaiters + 1;
+      a->waiters = lr_xrealloc(a->waiters, n * sizeof(*a->waiters));
       a->waiters[a->nwaiters].client = client;
       a->waiters[a->nwaiters++].rid = rid;
     }

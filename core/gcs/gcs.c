@@ -82,7 +82,7 @@ void lr_gcs_leave(lr_gcs_t *g)
   if (--g->depth == 0) lr_arena_reset(&g->scratch);
 }
 
-/* -- Jobs and functions ----------------------------------------------------- */
+/* -- Jobs and functions ---------------------------------------------------- */
 
 static void on_job(lr_gcs_t *g, const lr_m_job_t *m)
 {
@@ -138,7 +138,7 @@ static void on_fn(lr_gcs_t *g, const lr_m_fn_t *m)
   memcpy(f->code, m->code.v.s.p, f->n);
 }
 
-/* -- Dispatch --------------------------------------------------------------- */
+/* -- Dispatch -------------------------------------------------------------- */
 
 lr_gcs_t *lr_gcs_new(const lr_gcs_env_t *env)
 {

@@ -92,7 +92,7 @@ struct lr_gcs_s {
   int depth;
 };
 
-/* -- gcs.c ------------------------------------------------------------------ */
+/* -- gcs.c ----------------------------------------------------------------- */
 
 /* A NUL-terminated copy of a received string (NULL when absent). */
 char *lr_gcs_dup(const lr_pf_t *f);
@@ -112,7 +112,7 @@ void lr_gcs_reply(lr_gcs_t *g, uint64_t client, const char *rid,
 void lr_gcs_enter(lr_gcs_t *g);
 void lr_gcs_leave(lr_gcs_t *g);
 
-/* -- actors.c --------------------------------------------------------------- */
+/* -- actors.c -------------------------------------------------------------- */
 
 void lr_actors_create(lr_gcs_t *g, uint64_t client,
                       const lr_m_actor_create_t *m);
@@ -130,7 +130,7 @@ void lr_actors_drop_client(lr_gcs_t *g, uint64_t client);
 void lr_actors_end(gcs_actor_t *a);
 void lr_actors_free(gcs_actor_t *a);
 
-/* -- actinfo.c -------------------------------------------------------------- */
+/* -- actinfo.c ------------------------------------------------------------- */
 
 /* Sends a's state to its subscribers. */
 void lr_actinfo_notify(gcs_actor_t *a);
@@ -141,7 +141,7 @@ void lr_actinfo_reply(lr_gcs_t *g, uint64_t client, const char *rid,
 void lr_actinfo_get(lr_gcs_t *g, uint64_t client, const lr_m_get_actor_t *m);
 void lr_actinfo_list(lr_gcs_t *g, uint64_t client, const lr_m_list_t *m);
 
-/* -- handles.c -------------------------------------------------------------- */
+/* -- handles.c ------------------------------------------------------------- */
 
 void lr_handles_hold(lr_gcs_t *g, uint64_t client, const char *aid);
 void lr_handles_unhold(lr_gcs_t *g, uint64_t client, const char *aid);

@@ -16,7 +16,7 @@ static gcs_actor_t *find(lr_gcs_t *g, const char *aid)
   return a;
 }
 
-/* -- The grace timer -------------------------------------------------------- */
+/* -- The grace timer ------------------------------------------------------- */
 
 static void on_grace(uv_timer_t *t)
 {
@@ -54,7 +54,7 @@ static void maybe_unreferenced(lr_gcs_t *g, gcs_actor_t *a)
   uv_timer_start(a->timer, on_grace, GRACE_MS, 0);
 }
 
-/* -- Clients' handles ------------------------------------------------------- */
+/* -- Clients' handles ------------------------------------------------------ */
 
 static gcs_client_t *client_get(lr_gcs_t *g, uint64_t id, int make)
 {
