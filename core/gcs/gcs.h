@@ -38,6 +38,8 @@ typedef struct lr_gcs_env_s {
 
 /* env is copied. */
 lr_gcs_t *lr_gcs_new(const lr_gcs_env_t *env);
+/* Frees the head. Its grace timers are closed: run env.loop once more (or
+ * close it) to free their memory. Sends nothing. */
 void lr_gcs_free(lr_gcs_t *g);
 
 /* Handles message m (an lr_m_<type>_t) from client number client, or from

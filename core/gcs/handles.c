@@ -1,0 +1,150 @@
+/* Actor handle counting. An actor's count is the number of clients holding
+ * a handle to it (each client counts once, however many handles it has)
+ * plus the actors being created with a handle to it among their init
+ * arguments. A non-detached actor whose count drops to zero and is still
+ * zero LR_GCS_HANDLE_GRACE seconds later ends. Loop thread only.
+ *
+ * Licensed under the MIT license; see LICENSE. */
+#include "gcs/gcs_int.h"
+
+#define GRACE_MS ((uint64_t)(LR_GCS_HANDLE_GRACE * 1000))
+
+static gcs_actor_t *find(lr_gcs_t *g, const char *aid)
+{
+  gcs_actor_t *a;
+  HASH_FIND_STR(g->actors, aid, a);
+  return a;
+}
+
+/* -- The grace timer ------------------------------------------------------- */
+
+static void on_grace(uv_timer_t *t)
+{
+  gcs_actor_t *a = t->data;
+  if (!a || a->state == LR_ACTOR_DEAD) return;
+  lr_gcs_t *g = a->g;
+  if (a->hcount > 0) {
+    /* Every drop to zero gets its check GRACE later; one that came while
+     * this timer ran is due now or soon. */
+    if (a->zero_at > a->armed_at) {
+      uint64_t now = uv_now(g->env.loop), due = a->zero_at + GRACE_MS;
+      a->armed_at = a->zero_at;
+      uv_timer_start(t, on_grace, due > now ? due - now : 0, 0);
+    }
+    return;
+  }
+  lr_gcs_enter(g);
+  lr_gcs_setf(&a->cause, "no handle to it remains (every handle was dropped)");
+  a->no_restart = 1;
+  lr_actors_end(a);
+  lr_gcs_leave(g);
+}
+
+static void maybe_unreferenced(lr_gcs_t *g, gcs_actor_t *a)
+{
+  if (a->detached || a->state == LR_ACTOR_DEAD || a->hcount > 0) return;
+  a->zero_at = uv_now(g->env.loop);
+  if (!a->timer) {
+    a->timer = lr_xmalloc(sizeof(*a->timer));
+    uv_timer_init(g->env.loop, a->timer);
+    a->timer->data = a;
+  }
+  if (uv_is_active((uv_handle_t *)a->timer)) return; /* on_grace re-arms */
+  a->armed_at = a->zero_at;
+  uv_timer_start(a->timer, on_grace, GRACE_MS, 0);
+}
+
+/* -- Clients' handles ------------------------------------------------------ */
+
+static gcs_client_t *client_get(lr_gcs_t *g, uint64_t id, int make)
+{
+  gcs_client_t *c;
+  HASH_FIND(hh, g->clients, &id, sizeof(id), c);
+  if (!c && make) {
+    c = lr_xcalloc(1, sizeof(*c));
+    c->id = id;
+    HASH_ADD(hh, g->clients, id, sizeof(c->id), c);
+  }
+  return c;
+}
+
+static void client_free(lr_gcs_t *g, gcs_client_t *c)
+{
+  gcs_held_t *h, *th;
+  HASH_ITER(hh, c->held, h, th) {
+    HASH_DEL(c->held, h);
+    lr_free(h->aid);
+    lr_free(h);
+  }
+  HASH_DEL(g->clients, c);
+  lr_free(c);
+}
+
+void lr_handles_hold(lr_gcs_t *g, uint64_t client, const char *aid)
+{
+  gcs_actor_t *a = find(g, aid);
+  if (!a) return;
+  gcs_client_t *c = client_get(g, client, 1);
+  gcs_held_t *h;
+  HASH_FIND_STR(c->held, aid, h);
+  if (h) return;
+  h = lr_xmalloc(sizeof(*h));
+  h->aid = lr_xstrdup(aid);
+  HASH_ADD_KEYPTR(hh, c->held, h->aid, strlen(h->aid), h);
+  a->hcount++;
+}
+
+void lr_handles_unhold(lr_gcs_t *g, uint64_t client, const char *aid)
+{
+  gcs_actor_t *a = find(g, aid);
+  gcs_client_t *c = client_get(g, client, 0);
+  gcs_held_t *h = NULL;
+  if (!a || !c) return;
+  HASH_FIND_STR(c->held, aid, h);
+  if (!h) return;
+  HASH_DEL(c->held, h);
+  lr_free(h->aid);
+  lr_free(h);
+  if (!c->held) client_free(g, c);
+  a->hcount--;
+  maybe_unreferenced(g, a);
+}
+
+void lr_handles_drop_client(lr_gcs_t *g, uint64_t client)
+{
+  gcs_client_t *c = client_get(g, client, 0);
+  if (!c) return;
+  /* Detach the set first: unholding may end actors, whose ends touch
+   * other clients' sets but never this one again. */
+  gcs_held_t *held = c->held, *h, *th;
+  c->held = NULL;
+  client_free(g, c);
+  HASH_ITER(hh, held, h, th) {
+    HASH_DEL(held, h);
+    gcs_actor_t *a = find(g, h->aid);
+    lr_free(h->aid);
+    lr_free(h);
+    if (a) {
+      a->hcount--;
+      maybe_unreferenced(g, a);
+    }
+  }
+}
+
+/* Handles in an actor's init arguments keep those actors alive until it
+ * is dead. */
+void lr_handles_hold_list(lr_gcs_t *g, gcs_actor_t *a, int delta)
+{
+  for (size_t i = 0; i < a->nholds; i++) {
+    gcs_actor_t *b = find(g, a->holds[i]);
+    if (!b) continue;
+    b->hcount += delta;
+    if (delta < 0) maybe_unreferenced(g, b);
+  }
+}
+
+void lr_handles_free(lr_gcs_t *g)
+{
+  gcs_client_t *c, *tc;
+  HASH_ITER(hh, g->clients, c, tc) client_free(g, c);
+}
