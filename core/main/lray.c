@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "raylet/node.h"
 #include "main/cli.h"
 #include "script/libs.h"
 #include "script/vm.h"
@@ -154,8 +155,10 @@ int main(int argc, char **argv)
   lua_pushcfunction(L, l_os_exit);
   lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
-  if (argc > 1 && !strcmp(argv[1], "_node"))
+  if (argc > 1 && !strcmp(argv[1], "_node")) {
+    if (getenv("LRAY_C_NODE")) return lr_raylet_main(argc - 2, argv + 2);
     return run_module("lray._node.main", argc - 2, argv + 2);
+  }
   if (argc > 1 && !strcmp(argv[1], "_worker"))
     return run_module("lray._worker", argc - 2, argv + 2);
   if (argc > 1 && !strcmp(argv[1], "_dashboard"))

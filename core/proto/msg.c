@@ -83,7 +83,6 @@ void lr_arena_free(lr_arena_t *a)
 typedef struct {
   lr_proto_rd_t r;
   lr_arena_t *a;
-  const char *what; /* the field being read, for the error */
   int nomem;
 } dstate_t;
 
@@ -108,7 +107,6 @@ static int dec_elem(dstate_t *d, const lr_proto_field_t *f, int depth, lr_pval_t
 static int dec_field(dstate_t *d, const lr_proto_field_t *f, int depth, lr_pf_t *pf)
 {
   uint64_t count;
-  d->what = f->name;
   if (f->cont == LR_CONT_ONE) {
     pf->n = 1;
     return dec_elem(d, f, depth, &pf->v);
@@ -157,7 +155,7 @@ static int dec_record(dstate_t *d, int type, int depth, void **out)
 int lr_proto_decode(const char *p, size_t n, lr_arena_t *a, void **out,
                     char *err, size_t errlen)
 {
-  dstate_t d = {{(const uint8_t *)p, (const uint8_t *)p + n}, a, "type", 0};
+  dstate_t d = {{(const uint8_t *)p, (const uint8_t *)p + n}, a, 0};
   uint64_t type;
   if (lr_proto_get_varint(&d.r, &type) < 0 || type >= LR_PT_COUNT_ ||
       !lr_proto_types[type].is_msg) {
@@ -166,9 +164,9 @@ int lr_proto_decode(const char *p, size_t n, lr_arena_t *a, void **out,
   }
   if (dec_record(&d, (int)type, 0, out) < 0) {
     if (err)
-      snprintf(err, errlen, "%s '%s' message (at field '%s')",
+      snprintf(err, errlen, "%s '%s' message",
                d.nomem ? "too many items in a" : "malformed",
-               lr_proto_types[type].name, d.what);
+               lr_proto_types[type].name);
     return LR_EPROTO;
   }
   if (d.r.p != d.r.end) {

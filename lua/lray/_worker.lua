@@ -132,7 +132,8 @@ local function build_args(m, depv)
   local args = decode(m.args)
   if depv then
     for i, d in pairs(depv) do
-      if d.err then return nil, runtime.decode_error(d.err) end
+      local err = runtime.err_blob(d)
+      if err then return nil, runtime.decode_error(err) end
       args[i] = runtime.first_value(d, d.id)
     end
   end

@@ -42,8 +42,13 @@ function M.node_args(o)
   add("prestart", o.prestart)
   add("dashboard-fd", o.dashboard_fd)
   if o.resources then
-    local cjson = require("cjson")
-    add("resources", type(o.resources) == "string" and o.resources or cjson.encode(o.resources))
+    -- One --resource NAME=AMOUNT per custom kind (the node reads no JSON).
+    local res = o.resources
+    if type(res) == "string" then res = require("cjson").decode(res) end
+    local names = {}
+    for k in pairs(res) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do add("resource", ("%s=%.17g"):format(k, res[k])) end
   end
   return args
 end

@@ -216,6 +216,13 @@ end
 
 -- -- Objects ---------------------------------------------------------------
 
+--- The encoded error of a value record: its own, or one the control plane
+--- described by type and message (it never encodes values itself).
+function M.err_blob(v)
+  if v.err or not v.etype then return v.err end
+  return encode(errors.new(v.etype, v.emsg or ""))
+end
+
 --- Records a value or failure that arrived for id.
 function M.fill(id, msg, loc)
   local e = objs[id]
@@ -225,8 +232,8 @@ function M.fill(id, msg, loc)
     objs[id] = e
   end
   if e.st then return end
-  e.data, e.shm, e.err, e.arr = msg.data, msg.shm, msg.err, msg.arr
-  e.st = msg.err and "err" or "ok"
+  e.data, e.shm, e.err, e.arr = msg.data, msg.shm, M.err_blob(msg), msg.arr
+  e.st = e.err and "err" or "ok"
   if msg.refs and #msg.refs > 0 and loc == "local" then
     -- An actor call's inline result holding ObjectRefs: this process keeps
     -- them alive for as long as it keeps the value (it may decode it late).

@@ -295,7 +295,13 @@ local function parse(argv)
   while i <= #argv do
     local k = argv[i]:match("^%-%-(.+)$")
     if not k then error("unexpected argument " .. argv[i]) end
-    o[k:gsub("-", "_")] = argv[i + 1]
+    if k == "resource" then
+      local name, amount = argv[i + 1]:match("^(.*)=([^=]*)$")
+      o.resources = o.resources or {}
+      o.resources[name] = tonumber(amount)
+    else
+      o[k:gsub("-", "_")] = argv[i + 1]
+    end
     i = i + 2
   end
   return o
@@ -327,10 +333,7 @@ function M.main(argv)
   N.total.memory = units(tonumber(o.memory) or 0)
   local store = tonumber(o.object_store_memory) or 512 * 1024 * 1024
   N.total.object_store_memory = units(store)
-  if o.resources then
-    local res = cjson.decode(o.resources)
-    for k, v in pairs(res) do N.total[k] = units(v) end
-  end
+  for k, v in pairs(o.resources or {}) do N.total[k] = units(v) end
   for k, v in pairs(N.total) do
     if v == 0 and k ~= "CPU" then N.total[k] = nil end
   end

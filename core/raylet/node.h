@@ -1,0 +1,348 @@
+/* The node manager (`lray _node`): one event loop that keeps this node's
+ * workers, leases, objects and shared-memory store, runs the head (core/gcs)
+ * beside it when it is the head node, and serves the state API. Private to
+ * core/raylet: the files split by role and share these structs.
+ *
+ *   node.c      start, stop, clients, message dispatch, the head's glue
+ *   pool.c      worker processes: spawn, output, exit, the idle stack
+ *   lease.c     lease requests, grants, blocked workers, dispatch
+ *   objdir.c    the object directory: counts, lends, the store's ranges
+ *   placement.c actors the head placed here: resources, start, stop
+ *   events.c    what happened, for `lray list/logs/timeline` and the dashboard
+ *   state.c     the state API answers (JSON)
+ *
+ * Loop thread only. Licensed under the MIT license; see LICENSE. */
+#ifndef LR_RAYLET_NODE_H
+#define LR_RAYLET_NODE_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <uthash.h>
+#include <uv.h>
+#include "common/buf.h"
+#include "gcs/gcs.h"
+#include "net/net.h"
+#include "objstore/objstore.h"
+#include "proto/proto.h"
+#include "raylet/raylet.h"
+
+#define LR_ID_MAX 64 /* longest id (job, worker, lease) the node makes */
+
+typedef struct lr_node_s lr_node_t;
+typedef struct lr_client_s lr_client_t;
+typedef struct lr_worker_s lr_worker_t;
+typedef struct lr_lease_s lr_lease_t;
+typedef struct lr_obj_s lr_obj_t;
+typedef struct lr_job_s lr_job_t;
+typedef struct lr_placement_s lr_placement_t;
+
+/* A string set or map entry keyed by its own bytes. */
+typedef struct lr_strset_s {
+  char *key;
+  UT_hash_handle hh;
+} lr_strset_t;
+
+/* -- Clients: drivers and workers connected to the node ------------------- */
+
+enum { LR_CL_NEW, LR_CL_DRIVER, LR_CL_WORKER };
+
+typedef struct lr_alloc_s { /* a store range a client was given, not yet put */
+  uint64_t off, size;
+  UT_hash_handle hh;
+} lr_alloc_t;
+
+struct lr_client_s {
+  lr_conn_t conn; /* conn.data is the client */
+  lr_node_t *node;
+  uint64_t id; /* the head knows clients by this number */
+  int kind;
+  int64_t pid;
+  char job[LR_ID_MAX]; /* a driver's job */
+  lr_worker_t *worker; /* set for a worker's connection */
+  lr_strset_t *held;   /* object ids this client holds a reference to */
+  lr_alloc_t *allocs;
+  lr_lease_t *leases; /* lease requests it made (owner list) */
+  int gone;           /* closed: handlers ignore it */
+  UT_hash_handle hh;  /* node.clients by id */
+};
+
+/* -- Jobs: one per driver --------------------------------------------------- */
+
+struct lr_job_s {
+  char id[LR_ID_MAX];
+  lr_client_t *driver;
+  char *ns, *path, *cpath;
+  int log_to_driver;
+  int64_t pid;
+  double started; /* wall clock */
+  UT_hash_handle hh;
+};
+
+/* -- Workers ---------------------------------------------------------------- */
+
+enum { LR_W_STARTING, LR_W_IDLE, LR_W_LEASED, LR_W_ACTOR, LR_W_DEAD };
+
+struct lr_worker_s {
+  lr_node_t *node;
+  char wid[LR_ID_MAX];
+  char addr[PATH_MAX];
+  int64_t pid;
+  int state;
+  uv_process_t proc;
+  uv_pipe_t out[2];
+  int open_handles; /* the process and its pipes: freed at 0 */
+  int exited, in_table;
+  int64_t exit_status;
+  int exit_signal;
+  lr_client_t *client;          /* after hello */
+  lr_lease_t *lease;            /* lent to a submitter */
+  int blocked;                  /* its task waits in get */
+  lr_placement_t *actor;        /* the actor it runs */
+  lr_placement_t *for_actor;    /* spawned to run this actor */
+  char job[LR_ID_MAX];          /* the job of what it runs now */
+  lr_strset_t *jobs;            /* jobs introduced to it */
+  char *label;                  /* an actor's class name */
+  char *labels[3];              /* the task printing on stdout/stderr */
+  lr_buf_t partial[3];          /* an unfinished output line */
+  uv_timer_t partial_timer;     /* shows an unfinished line after a while */
+  int timer_open;
+  FILE *logf[3];                /* <session>/logs/worker-PID.out|err */
+  UT_hash_handle hh;            /* node.workers by wid */
+};
+
+/* -- Leases ----------------------------------------------------------------- */
+
+enum { LR_L_PENDING, LR_L_GRANTED, LR_L_DONE };
+
+struct lr_lease_s {
+  char lid[LR_ID_MAX];
+  uint64_t num; /* the scheduler's id */
+  lr_client_t *owner;
+  char *rid, *name;
+  char job[LR_ID_MAX];
+  lr_res_req_t req;
+  int state;
+  int granted; /* resources granted, waiting for an idle worker */
+  lr_res_gpus_t gpus;
+  lr_worker_t *worker;
+  double submitted, key; /* monotonic seconds; key orders the queue */
+  lr_lease_t *owner_next, *owner_prev;
+  lr_lease_t *grant_next; /* node.granted queue */
+  UT_hash_handle hh;      /* node.leases by lid */
+  UT_hash_handle hh_num;  /* node.by_num */
+};
+
+/* -- Objects ---------------------------------------------------------------- */
+
+enum { LR_O_PENDING, LR_O_OK, LR_O_ERR };
+
+typedef struct lr_waiter_s {
+  uint64_t client;
+  struct lr_waiter_s *next;
+} lr_waiter_t;
+
+struct lr_obj_s {
+  char *id;
+  int st;
+  int64_t count;
+  char *data;   /* inline bytes (with data_len), or NULL */
+  size_t data_len;
+  int has_data;
+  int64_t shm_off, shm_len; /* shm_len < 0: not in the store */
+  char *err;    /* encoded error, or NULL */
+  size_t err_len;
+  char *etype, *emsg; /* a failure the node made */
+  char *arr;
+  char **contains; /* ids the value holds */
+  uint32_t ncontains;
+  lr_waiter_t *waiters;
+  uint64_t expected_from; /* client that promised to store it, or 0 */
+  int64_t owner_pid;      /* who put it (for `lray memory`) */
+  char *call_site;
+  double doomed_at; /* monotonic; < 0 while referenced */
+  UT_hash_handle hh;
+};
+
+/* -- Actors placed on this node --------------------------------------------- */
+
+struct lr_placement_s {
+  char *aid;
+  char job[LR_ID_MAX];
+  char *cname;
+  lr_buf_t place_msg; /* the actor_place message, encoded: read at start */
+  char **holds; /* every object id it keeps alive while it lives */
+  uint32_t nholds;
+  lr_res_req_t res, place;
+  uint64_t num; /* the scheduler's id for its hold */
+  int placed;   /* holds res */
+  int waiting;  /* in node.unplaced */
+  int final;    /* stopped for good: freed once its process is gone */
+  lr_res_gpus_t gpus;
+  lr_worker_t *worker;  /* runs it */
+  lr_worker_t *spawned; /* started for it, not yet said hello */
+  lr_placement_t *next_unplaced;
+  UT_hash_handle hh; /* node.placements by aid */
+};
+
+/* -- The node ----------------------------------------------------------------- */
+
+struct lr_node_s {
+  uv_loop_t *loop;
+  char node_id[LR_ID_MAX];
+  char session_dir[PATH_MAX / 2]; /* room for the names inside it */
+  char sock[PATH_MAX];
+  char tcp_addr[300];
+  char exe[PATH_MAX];
+  char shm_name[LR_SHM_NAMEMAX + 1];
+  lr_shm_t shm;
+  lr_salloc_t region;
+  int64_t store_size;
+  int64_t owner_pid; /* the driver that started this node, if embedded */
+  int prestart;
+  int max_workers;
+  int dashboard_fd;
+  uv_pipe_t unix_srv;
+  uv_tcp_t tcp_srv;
+  int tcp_on;
+  uv_prepare_t flusher;
+  uv_signal_t sigs[3];
+  uv_timer_t sweep_timer, dash_timer;
+  lr_arena_t arena;
+  lr_sched_t *sched;
+  lr_gcs_t *gcs;
+  uint64_t next_client, next_num, next_job, next_wid;
+  lr_client_t *clients;
+  lr_job_t *jobs;
+  lr_worker_t *workers;
+  int nworkers, starting, nblocked;
+  lr_worker_t **idle; /* a stack: the warmest first */
+  int nidle, idle_cap;
+  lr_lease_t *leases, *by_num;
+  lr_lease_t *granted_head, *granted_tail;
+  lr_obj_t *objects;
+  int sweeping;
+  lr_strset_t *lends_claimed;
+  struct lr_lend_s *lends;
+  lr_placement_t *placements;
+  lr_placement_t *unplaced_head;
+  double free_grace; /* seconds an unreferenced object lingers */
+  int cleaned;
+  int debug;
+  struct lr_events_s *ev;
+};
+
+/* -- node.c ------------------------------------------------------------------ */
+
+double lr_node_now(void);  /* monotonic seconds */
+double lr_node_time(void); /* wall clock seconds */
+void lr_node_random_hex(char *out, int nbytes); /* out: 2 * nbytes + 1 */
+/* Sends message m to client c unless it is gone. */
+void lr_node_send(lr_client_t *c, const void *m);
+lr_client_t *lr_node_client(lr_node_t *n, uint64_t id);
+lr_job_t *lr_node_job(lr_node_t *n, const char *id);
+/* Tells job's driver text as a warning (the driver prints each once). */
+void lr_node_warn(lr_node_t *n, const char *job, const char *text);
+/* Sends m to the head. */
+void lr_node_to_head(lr_node_t *n, uint64_t client, const void *m);
+void lr_node_cleanup(lr_node_t *n, int code);
+
+/* pstr helpers: a C string copy of a message string (NULL when absent). */
+char *lr_pstrdup(const lr_pf_t *f);
+int lr_pstreq(const lr_pf_t *f, const char *s);
+
+/* -- pool.c -------------------------------------------------------------------- */
+
+/* Starts a worker process; for_actor: dedicated to that actor. NULL when
+ * the node already runs its limit of processes or the spawn failed. */
+lr_worker_t *lr_pool_spawn(lr_node_t *n, lr_placement_t *for_actor);
+void lr_pool_hello(lr_node_t *n, lr_worker_t *w, lr_client_t *c);
+lr_worker_t *lr_pool_take_idle(lr_node_t *n);
+void lr_pool_push_idle(lr_node_t *n, lr_worker_t *w);
+void lr_pool_introduce_job(lr_node_t *n, lr_worker_t *w, const char *job);
+void lr_pool_kill(lr_worker_t *w, int sig);
+/* Its connection closed: freed once its process is gone too. */
+void lr_pool_client_gone(lr_worker_t *w);
+/* Sends what workers of job printed without a final newline. */
+void lr_pool_flush_output(lr_node_t *n, const char *job);
+void lr_pool_flush_partial(lr_worker_t *w);
+/* Task workers that count against the pool's soft limit. */
+int lr_pool_count_task_workers(lr_node_t *n);
+int lr_pool_limit(lr_node_t *n);
+void lr_pool_prestart(lr_node_t *n, int count);
+
+/* -- lease.c ------------------------------------------------------------------- */
+
+/* Reads a message's resource map (units) into r; 0, or -1 with why. */
+int lr_lease_req(lr_node_t *n, const lr_pf_t *res, lr_res_req_t *r, char *why, size_t whylen);
+void lr_lease_request(lr_node_t *n, lr_client_t *c, const lr_m_lease_t *m);
+void lr_lease_done(lr_node_t *n, lr_worker_t *w, const lr_m_lease_done_t *m);
+void lr_lease_return(lr_node_t *n, lr_client_t *c, const lr_m_lease_return_t *m);
+void lr_lease_cancel(lr_node_t *n, lr_client_t *c, const lr_m_lease_cancel_t *m);
+void lr_lease_blocked(lr_node_t *n, lr_worker_t *w, int on);
+void lr_lease_end(lr_node_t *n, lr_lease_t *L);
+void lr_lease_drop_client(lr_node_t *n, lr_client_t *c);
+void lr_lease_drop_job(lr_node_t *n, const char *job);
+/* Starts whatever can start now. */
+void lr_dispatch(lr_node_t *n);
+uint64_t lr_node_number(lr_node_t *n);
+size_t lr_lease_pending(lr_node_t *n);
+
+/* -- objdir.c ------------------------------------------------------------------ */
+
+lr_obj_t *lr_obj_get(lr_node_t *n, const char *id, size_t len); /* creates */
+lr_obj_t *lr_obj_find(lr_node_t *n, const char *id, size_t len);
+void lr_obj_incref(lr_node_t *n, const char *id, size_t len);
+void lr_obj_decref(lr_node_t *n, const char *id, size_t len);
+void lr_obj_hold(lr_node_t *n, lr_client_t *c, const char *id, size_t len);
+void lr_obj_unhold(lr_node_t *n, lr_client_t *c, const char *id, size_t len);
+void lr_obj_put(lr_node_t *n, lr_client_t *c, const lr_m_put_t *m);
+void lr_obj_expect(lr_node_t *n, lr_client_t *c, const lr_m_expect_t *m);
+void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len);
+void lr_obj_lend(lr_node_t *n, const lr_m_lend_t *m);
+void lr_obj_claim(lr_node_t *n, const char *token, size_t len);
+void lr_obj_unlend(lr_node_t *n, const char *token, size_t len);
+void lr_obj_alloc(lr_node_t *n, lr_client_t *c, const lr_m_alloc_t *m);
+void lr_obj_drop_client(lr_node_t *n, lr_client_t *c);
+/* Fills v (an lr_m_value_t) with o's value; strings borrowed from o. */
+void lr_obj_value(const lr_obj_t *o, lr_m_value_t *v, lr_pitem_t shm[2]);
+int lr_obj_ready(lr_node_t *n, const char *id, size_t len);
+void lr_obj_stats(lr_node_t *n, size_t *count, uint64_t *bytes);
+void lr_obj_init(lr_node_t *n);
+/* Why id is not ready, as a sentence in out, or 0 when it is on its way. */
+int lr_obj_why(lr_node_t *n, const char *id, size_t len, char *out, size_t outlen);
+
+/* -- placement.c ---------------------------------------------------------------- */
+
+void lr_place_actor(lr_node_t *n, const lr_m_actor_place_t *m);
+void lr_place_stop(lr_node_t *n, const lr_m_actor_stop_t *m);
+/* Places waiting actors that fit now (after resources or objects came). */
+void lr_place_waiting(lr_node_t *n);
+/* A worker spawned for an actor said hello: 1 if it took the actor. */
+int lr_place_on_hello(lr_node_t *n, lr_worker_t *w);
+void lr_place_worker_exited(lr_node_t *n, lr_worker_t *w);
+void lr_place_unlink_all(lr_node_t *n);
+
+/* -- events.c ------------------------------------------------------------------- */
+
+void lr_ev_init(lr_node_t *n);
+void lr_ev_free(lr_node_t *n);
+void lr_ev_job_started(lr_node_t *n, const lr_job_t *j);
+void lr_ev_job_ended(lr_node_t *n, const char *job);
+void lr_ev_output(lr_node_t *n, lr_worker_t *w, int stream, const char *data, size_t len);
+void lr_ev_worker_exited(lr_node_t *n, lr_worker_t *w);
+void lr_ev_spans(lr_node_t *n, lr_client_t *c, const lr_m_spans_t *m);
+void lr_ev_remove_logs(lr_node_t *n);
+/* Writes {"items": [...]} for list what (tasks, jobs, spans, counters,
+ * objects, logs, workers); 0, or -1 when what is not one of them. */
+int lr_ev_list(lr_node_t *n, const lr_m_list_t *m, lr_buf_t *json);
+
+/* -- state.c -------------------------------------------------------------------- */
+
+void lr_state_resources(lr_node_t *n, lr_buf_t *json);
+void lr_state_nodes(lr_node_t *n, lr_buf_t *json);
+void lr_state_status(lr_node_t *n, lr_buf_t *json);
+const char *lr_node_address(lr_node_t *n, char *buf, size_t len);
+
+int lr_raylet_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,543 @@
+/* The object directory: every object the node knows, where its bytes are
+ * (inline, or a range of the shared-memory store), who holds references to
+ * it, and who waits for it; and the store's ranges handed out but not yet
+ * put.
+ *
+ * An object lives while its count is above zero. The count is the number of
+ * processes holding an ObjectRef to it (each counts once), plus objects that
+ * contain its id, plus actors placed here that take it as an argument, plus
+ * lends. At zero it is freed after free_grace seconds: a batching delay
+ * (freeing each object on the next turn cost a third of the put rate), not
+ * a safety margin; no hand-off relies on it (the ownership specs run with
+ * LRAY_FREE_GRACE_S=0). */
+#include <stdio.h>
+#include <string.h>
+#include "raylet/node.h"
+
+typedef struct lr_lend_s {
+  char *token;
+  char **ids;
+  uint32_t n;
+  UT_hash_handle hh;
+} lr_lend_t;
+
+/* Objects whose count reached zero, freed by the sweep (an array of
+ * pointers: an object is freed only from here, so none dangles). */
+static lr_obj_t **doomed;
+static size_t ndoomed, doomed_cap;
+
+static char *dupn(const char *p, size_t n)
+{
+  char *s = lr_xmalloc(n + 1);
+  memcpy(s, p, n);
+  s[n] = 0;
+  return s;
+}
+
+lr_obj_t *lr_obj_find(lr_node_t *n, const char *id, size_t len)
+{
+  lr_obj_t *o = NULL;
+  HASH_FIND(hh, n->objects, id, len, o);
+  return o;
+}
+
+lr_obj_t *lr_obj_get(lr_node_t *n, const char *id, size_t len)
+{
+  lr_obj_t *o = lr_obj_find(n, id, len);
+  if (o) return o;
+  o = lr_xcalloc(1, sizeof(*o));
+  o->id = dupn(id, len);
+  o->shm_len = -1;
+  o->doomed_at = -1;
+  HASH_ADD_KEYPTR(hh, n->objects, o->id, len, o);
+  return o;
+}
+
+static void free_obj(lr_node_t *n, lr_obj_t *o)
+{
+  HASH_DEL(n->objects, o);
+  if (o->shm_len >= 0) lr_salloc_free(&n->region, (uint64_t)o->shm_off, (uint64_t)o->shm_len);
+  for (uint32_t i = 0; i < o->ncontains; i++) {
+    lr_obj_decref(n, o->contains[i], strlen(o->contains[i]));
+    lr_free(o->contains[i]);
+  }
+  lr_free(o->contains);
+  for (lr_waiter_t *w = o->waiters, *next; w; w = next) {
+    next = w->next;
+    lr_free(w);
+  }
+  lr_free(o->id);
+  lr_free(o->data);
+  lr_free(o->err);
+  lr_free(o->etype);
+  lr_free(o->emsg);
+  lr_free(o->arr);
+  lr_free(o->call_site);
+  lr_free(o);
+}
+
+/* -- Counting ------------------------------------------------------------------- */
+
+static void sweep(uv_timer_t *t);
+
+static void arm_sweep(lr_node_t *n)
+{
+  if (n->sweeping) return;
+  n->sweeping = 1;
+  uint64_t ms = (uint64_t)(n->free_grace * 1000 + 0.5);
+  uv_timer_start(&n->sweep_timer, sweep, ms, 0);
+}
+
+static void doom(lr_node_t *n, lr_obj_t *o)
+{
+  if (o->doomed_at < 0) {
+    if (ndoomed == doomed_cap) {
+      doomed_cap = doomed_cap ? doomed_cap * 2 : 256;
+      doomed = lr_xrealloc(doomed, doomed_cap * sizeof(*doomed));
+    }
+    doomed[ndoomed++] = o;
+  }
+  o->doomed_at = lr_node_now();
+  arm_sweep(n);
+}
+
+/* Frees the doomed objects still unreferenced: all of them (force), or
+ * those whose grace is over. Objects freed here may doom others. */
+static void reap(lr_node_t *n, int force)
+{
+  double now = lr_node_now();
+  size_t k = 0;
+  lr_obj_t **batch = doomed;
+  size_t nb = ndoomed;
+  doomed = NULL;
+  ndoomed = doomed_cap = 0;
+  for (size_t i = 0; i < nb; i++) {
+    lr_obj_t *o = batch[i];
+    if (o->count > 0) {
+      o->doomed_at = -1; /* wanted again */
+    } else if (force || now - o->doomed_at >= n->free_grace) {
+      o->doomed_at = -1;
+      free_obj(n, o);
+    } else {
+      batch[k++] = o;
+    }
+  }
+  /* Keep the ones still in grace, after any doomed meanwhile. */
+  for (size_t i = 0; i < k; i++) {
+    lr_obj_t *o = batch[i];
+    double at = o->doomed_at;
+    o->doomed_at = -1;
+    doom(n, o);
+    o->doomed_at = at;
+  }
+  lr_free(batch);
+}
+
+static void sweep(uv_timer_t *t)
+{
+  lr_node_t *n = t->data;
+  n->sweeping = 0;
+  reap(n, 0);
+  if (ndoomed) arm_sweep(n);
+}
+
+void lr_obj_incref(lr_node_t *n, const char *id, size_t len)
+{
+  lr_obj_get(n, id, len)->count++;
+}
+
+void lr_obj_decref(lr_node_t *n, const char *id, size_t len)
+{
+  lr_obj_t *o = lr_obj_find(n, id, len);
+  if (!o) return;
+  if (--o->count <= 0) {
+    o->count = 0;
+    doom(n, o);
+  }
+}
+
+void lr_obj_hold(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
+{
+  lr_strset_t *e;
+  HASH_FIND(hh, c->held, id, len, e);
+  if (e) return;
+  e = lr_xcalloc(1, sizeof(*e));
+  e->key = dupn(id, len);
+  HASH_ADD_KEYPTR(hh, c->held, e->key, len, e);
+  lr_obj_incref(n, id, len);
+}
+
+void lr_obj_unhold(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
+{
+  lr_strset_t *e;
+  HASH_FIND(hh, c->held, id, len, e);
+  if (!e) return;
+  HASH_DEL(c->held, e);
+  lr_free(e->key);
+  lr_free(e);
+  lr_obj_decref(n, id, len);
+}
+
+/* -- Hand-offs --------------------------------------------------------------------- */
+/* A process that sends references straight to another (an actor call's
+ * arguments, an actor's reply, a pushed task) lends them first: the node
+ * counts the lend until the receiver, having registered its own hold,
+ * claims it. Lend and claim come over different connections, so either may
+ * arrive first. Known gap: a lend for a reply whose caller died before
+ * claiming it stays until the node ends. */
+
+void lr_obj_lend(lr_node_t *n, const lr_m_lend_t *m)
+{
+  if (!m->token.n) return;
+  lr_strset_t *c;
+  HASH_FIND(hh, n->lends_claimed, m->token.v.s.p, m->token.v.s.n, c);
+  if (c) {
+    HASH_DEL(n->lends_claimed, c);
+    lr_free(c->key);
+    lr_free(c);
+    return;
+  }
+  lr_lend_t *l = lr_xcalloc(1, sizeof(*l));
+  l->token = dupn(m->token.v.s.p, m->token.v.s.n);
+  l->n = m->ids.n;
+  l->ids = lr_xcalloc(l->n ? l->n : 1, sizeof(char *));
+  for (uint32_t i = 0; i < l->n; i++) {
+    const lr_pstr_t *id = &m->ids.items[i].v.s;
+    l->ids[i] = dupn(id->p, id->n);
+    lr_obj_incref(n, id->p, id->n);
+  }
+  HASH_ADD_KEYPTR(hh, n->lends, l->token, m->token.v.s.n, l);
+}
+
+static void release_lend(lr_node_t *n, lr_lend_t *l)
+{
+  HASH_DEL(n->lends, l);
+  for (uint32_t i = 0; i < l->n; i++) {
+    lr_obj_decref(n, l->ids[i], strlen(l->ids[i]));
+    lr_free(l->ids[i]);
+  }
+  lr_free(l->ids);
+  lr_free(l->token);
+  lr_free(l);
+}
+
+void lr_obj_claim(lr_node_t *n, const char *token, size_t len)
+{
+  lr_lend_t *l;
+  HASH_FIND(hh, n->lends, token, len, l);
+  if (l) {
+    release_lend(n, l);
+    return;
+  }
+  lr_strset_t *c = lr_xcalloc(1, sizeof(*c));
+  c->key = dupn(token, len);
+  HASH_ADD_KEYPTR(hh, n->lends_claimed, c->key, len, c);
+}
+
+/* The lender takes a lend back (the receiver died before it could claim
+ * it). It comes after the lend on the same connection, so a token that is
+ * gone was claimed already. */
+void lr_obj_unlend(lr_node_t *n, const char *token, size_t len)
+{
+  lr_lend_t *l;
+  HASH_FIND(hh, n->lends, token, len, l);
+  if (l) release_lend(n, l);
+}
+
+/* -- Values ------------------------------------------------------------------------- */
+
+void lr_obj_value(const lr_obj_t *o, lr_m_value_t *v, lr_pitem_t shm[2])
+{
+  if (o->has_data) LR_SET_STR(v->data, o->data ? o->data : "", o->data_len);
+  if (o->shm_len >= 0) {
+    shm[0].v.i = o->shm_off;
+    shm[1].v.i = o->shm_len;
+    LR_SET_ITEMS(v->shm, shm, 2);
+  }
+  if (o->err) LR_SET_STR(v->err, o->err, o->err_len);
+  if (o->arr) LR_SET_CSTR(v->arr, o->arr);
+  if (o->etype) LR_SET_CSTR(v->etype, o->etype);
+  if (o->emsg) LR_SET_CSTR(v->emsg, o->emsg);
+}
+
+static void send_obj(lr_client_t *c, const lr_obj_t *o)
+{
+  lr_m_value_t v = LR_MSG_INIT(VALUE);
+  lr_pitem_t shm[2];
+  lr_obj_value(o, &v, shm);
+  /* obj's fields are value's first ones, in the same order. */
+  lr_m_obj_t m = LR_MSG_INIT(OBJ);
+  LR_SET_CSTR(m.id, o->id);
+  m.data = v.data;
+  m.shm = v.shm;
+  m.err = v.err;
+  m.arr = v.arr;
+  m.etype = v.etype;
+  m.emsg = v.emsg;
+  lr_node_send(c, &m);
+}
+
+/* Stores the value (or failure) of o and tells everyone waiting. */
+static void store(lr_node_t *n, lr_obj_t *o, const lr_m_put_t *m, const char *etype,
+                  const char *emsg)
+{
+  int has_shm = m && m->shm.n == 2;
+  if (o->st != LR_O_PENDING) {
+    /* Already stored (a retried task finishing twice): keep the first, and
+     * free the second copy's range (never the stored one's). */
+    if (has_shm && !(o->shm_len >= 0 && o->shm_off == m->shm.items[0].v.i))
+      lr_salloc_free(&n->region, (uint64_t)m->shm.items[0].v.i, (uint64_t)m->shm.items[1].v.i);
+    return;
+  }
+  if (m) {
+    if (m->data.n) {
+      o->has_data = 1;
+      o->data = dupn(m->data.v.s.p, m->data.v.s.n);
+      o->data_len = m->data.v.s.n;
+    }
+    if (has_shm) {
+      o->shm_off = m->shm.items[0].v.i;
+      o->shm_len = m->shm.items[1].v.i;
+    }
+    if (m->err.n) {
+      o->err = dupn(m->err.v.s.p, m->err.v.s.n);
+      o->err_len = m->err.v.s.n;
+    }
+    if (m->arr.n) o->arr = lr_pstrdup(&m->arr);
+    if (m->etype.n) o->etype = lr_pstrdup(&m->etype);
+    if (m->emsg.n) o->emsg = lr_pstrdup(&m->emsg);
+    if (m->refs.n) {
+      o->ncontains = m->refs.n;
+      o->contains = lr_xcalloc(m->refs.n, sizeof(char *));
+      for (uint32_t i = 0; i < m->refs.n; i++) {
+        const lr_pstr_t *id = &m->refs.items[i].v.s;
+        o->contains[i] = dupn(id->p, id->n);
+        lr_obj_incref(n, id->p, id->n);
+      }
+    }
+  } else {
+    o->etype = lr_xstrdup(etype);
+    o->emsg = lr_xstrdup(emsg);
+  }
+  o->st = (o->err || o->etype) ? LR_O_ERR : LR_O_OK;
+  lr_waiter_t *w = o->waiters;
+  o->waiters = NULL;
+  for (lr_waiter_t *next; w; w = next) {
+    next = w->next;
+    send_obj(lr_node_client(n, w->client), o);
+    lr_free(w);
+  }
+  if (n->unplaced_head) lr_place_waiting(n); /* actors waiting for arguments */
+  if (o->count <= 0) doom(n, o); /* nobody wants it: sweep later */
+}
+
+void lr_obj_put(lr_node_t *n, lr_client_t *c, const lr_m_put_t *m)
+{
+  if (!m->id.n) return;
+  lr_obj_t *o = lr_obj_get(n, m->id.v.s.p, m->id.v.s.n);
+  if (m->cs.n && !o->call_site) o->call_site = lr_pstrdup(&m->cs);
+  if (!o->owner_pid) o->owner_pid = c->worker ? c->worker->pid : c->pid;
+  lr_obj_hold(n, c, m->id.v.s.p, m->id.v.s.n);
+  if (m->shm.n == 2) {
+    uint64_t off = (uint64_t)m->shm.items[0].v.i;
+    lr_alloc_t *a;
+    HASH_FIND(hh, c->allocs, &off, sizeof(off), a);
+    if (a) {
+      HASH_DEL(c->allocs, a);
+      lr_free(a);
+    }
+  }
+  store(n, o, m, NULL, NULL);
+}
+
+void lr_obj_expect(lr_node_t *n, lr_client_t *c, const lr_m_expect_t *m)
+{
+  if (!m->id.n) return;
+  lr_obj_t *o = lr_obj_get(n, m->id.v.s.p, m->id.v.s.n);
+  if (o->st == LR_O_PENDING) o->expected_from = c->id;
+  lr_obj_hold(n, c, m->id.v.s.p, m->id.v.s.n);
+}
+
+void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
+{
+  lr_obj_t *o = lr_obj_get(n, id, len);
+  if (o->st != LR_O_PENDING) {
+    send_obj(c, o);
+    return;
+  }
+  for (lr_waiter_t *w = o->waiters; w; w = w->next)
+    if (w->client == c->id) return;
+  lr_waiter_t *w = lr_xcalloc(1, sizeof(*w));
+  w->client = c->id;
+  w->next = o->waiters;
+  o->waiters = w;
+}
+
+int lr_obj_ready(lr_node_t *n, const char *id, size_t len)
+{
+  lr_obj_t *o = lr_obj_find(n, id, len);
+  return o && o->st != LR_O_PENDING;
+}
+
+/* -- Clients leaving ------------------------------------------------------------------ */
+
+void lr_obj_drop_client(lr_node_t *n, lr_client_t *c)
+{
+  lr_strset_t *e, *tmp;
+  HASH_ITER(hh, c->held, e, tmp) {
+    HASH_DEL(c->held, e);
+    lr_obj_decref(n, e->key, strlen(e->key));
+    lr_free(e->key);
+    lr_free(e);
+  }
+  /* (Its lends stay: a receiver may still claim them. A lender whose
+   * receiver died takes its lend back with unlend.) */
+  lr_alloc_t *a, *atmp;
+  HASH_ITER(hh, c->allocs, a, atmp) {
+    HASH_DEL(c->allocs, a);
+    lr_salloc_free(&n->region, a->off, a->size);
+    lr_free(a);
+  }
+  lr_obj_t *o, *otmp;
+  HASH_ITER(hh, n->objects, o, otmp) {
+    for (lr_waiter_t **p = &o->waiters; *p;) {
+      if ((*p)->client == c->id) {
+        lr_waiter_t *dead = *p;
+        *p = dead->next;
+        lr_free(dead);
+      } else {
+        p = &(*p)->next;
+      }
+    }
+    if (o->expected_from == c->id && o->st == LR_O_PENDING) {
+      /* Its owner (the actor's caller) was to store it and is gone. */
+      char msg[400];
+      char pid[32] = "?";
+      if (c->pid) snprintf(pid, sizeof(pid), "%lld", (long long)c->pid);
+      snprintf(msg, sizeof(msg), "object %s is lost: the process that owned it (pid %s,"
+               " which made the actor call that returns it) exited before it was stored",
+               o->id, pid);
+      store(n, o, NULL, "OwnerDiedError", msg);
+    }
+  }
+}
+
+/* -- Store space --------------------------------------------------------------------- */
+
+typedef struct {
+  lr_node_t *n;
+  uint64_t client;
+  char *rid;
+  int64_t size;
+  int tries;
+  uv_timer_t t;
+} alloc_try_t;
+
+static void alloc_closed(uv_handle_t *h)
+{
+  alloc_try_t *a = h->data;
+  lr_free(a->rid);
+  lr_free(a);
+}
+
+static void alloc_reply(lr_client_t *c, const char *rid, int64_t off, const char *err)
+{
+  lr_m_reply_t r = LR_MSG_INIT(REPLY);
+  if (rid) LR_SET_CSTR(r.rid, rid);
+  if (err) LR_SET_CSTR(r.err, err);
+  else LR_SET_INT(r.off, off);
+  lr_node_send(c, &r);
+}
+
+/* Space in the shared-memory store. When it is short, every process is
+ * asked to collect garbage (dropping ObjectRefs Lua no longer reaches),
+ * then the request is retried for a while before it fails. Returns 1 when
+ * answered. */
+static int try_alloc(alloc_try_t *a)
+{
+  lr_node_t *n = a->n;
+  lr_client_t *c = lr_node_client(n, a->client);
+  if (!c) return 1;
+  int64_t off = lr_salloc_alloc(&n->region, (uint64_t)a->size);
+  if (off < 0) {
+    reap(n, 1);
+    off = lr_salloc_alloc(&n->region, (uint64_t)a->size);
+  }
+  if (off >= 0) {
+    lr_alloc_t *r = lr_xcalloc(1, sizeof(*r));
+    r->off = (uint64_t)off;
+    r->size = (uint64_t)a->size;
+    HASH_ADD(hh, c->allocs, off, sizeof(r->off), r);
+    alloc_reply(c, a->rid, off, NULL);
+    return 1;
+  }
+  if (a->tries == 0) {
+    lr_m_gc_t gc = LR_MSG_INIT(GC);
+    for (lr_client_t *o = n->clients; o; o = o->hh.next)
+      if (o != c) lr_node_send(o, &gc);
+  }
+  if (a->tries >= 40) {
+    lr_salloc_stats_t st;
+    lr_salloc_stats(&n->region, &st);
+    char err[400];
+    snprintf(err, sizeof(err), "the object store is full: cannot store %lld bytes (%llu of"
+             " %llu bytes in use by live objects); release ObjectRefs you no longer need or"
+             " start with a larger object_store_memory", (long long)a->size,
+             (unsigned long long)st.used, (unsigned long long)st.capacity);
+    alloc_reply(c, a->rid, 0, err);
+    return 1;
+  }
+  return 0;
+}
+
+static void alloc_retry(uv_timer_t *t)
+{
+  alloc_try_t *a = t->data;
+  a->tries++;
+  if (try_alloc(a)) uv_close((uv_handle_t *)t, alloc_closed);
+}
+
+void lr_obj_alloc(lr_node_t *n, lr_client_t *c, const lr_m_alloc_t *m)
+{
+  alloc_try_t a0;
+  memset(&a0, 0, sizeof(a0));
+  a0.n = n;
+  a0.client = c->id;
+  a0.size = m->size.n && m->size.v.i > 0 ? m->size.v.i : 0;
+  a0.rid = lr_pstrdup(&m->rid);
+  if (try_alloc(&a0)) {
+    lr_free(a0.rid);
+    return;
+  }
+  alloc_try_t *a = lr_xmalloc(sizeof(*a));
+  *a = a0;
+  uv_timer_init(n->loop, &a->t);
+  a->t.data = a;
+  uv_timer_start(&a->t, alloc_retry, 25, 25);
+}
+
+/* -- Questions ----------------------------------------------------------------------- */
+
+int lr_obj_why(lr_node_t *n, const char *id, size_t len, char *out, size_t outlen)
+{
+  lr_obj_t *o = lr_obj_find(n, id, len);
+  if (o && (o->st != LR_O_PENDING || o->expected_from)) return 0;
+  snprintf(out, outlen, "object %.*s: nothing is producing it (no process has stored or"
+           " promised it); it may have been freed before this reference to it was registered",
+           (int)len, id);
+  return 1;
+}
+
+void lr_obj_stats(lr_node_t *n, size_t *count, uint64_t *bytes)
+{
+  *count = HASH_COUNT(n->objects);
+  *bytes = 0;
+  for (lr_obj_t *o = n->objects; o; o = o->hh.next)
+    *bytes += o->data_len + (o->shm_len > 0 ? (uint64_t)o->shm_len : 0);
+}
+
+void lr_obj_init(lr_node_t *n)
+{
+  uv_timer_init(n->loop, &n->sweep_timer);
+  n->sweep_timer.data = n;
+}
