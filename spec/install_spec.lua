@@ -59,7 +59,7 @@ describe("make install", function()
 
   it("installs the binary, the modules, the man page and the definitions under PREFIX", function()
     for _, f in ipairs({ "bin/lray", "share/lua/5.1/lray/init.lua", "share/lua/5.1/lray/testing.lua",
-      "share/lua/5.1/lray/util/queue.lua", "share/lua/5.1/lray/_node/main.lua",
+      "share/lua/5.1/lray/util/queue.lua", "share/lua/5.1/lray/_worker.lua",
       "share/lua/5.1/lray/luacheck_std.lua", "share/man/man1/lray.1",
       "share/lray/library/lray.d.lua", "share/lray/library/lray.testing.d.lua",
       "share/lray/config.json" }) do

@@ -1,5 +1,6 @@
 /* lray: the one binary. Runs driver scripts and the REPL (cli.c), and the
- * internal roles it starts itself: `lray _node` (head + node manager) and
+ * internal roles it starts itself: `lray _node` (the node manager and the
+ * head, all C: core/raylet, core/gcs; no Lua VM) and
  * `lray _worker`. Cluster commands (start, stop, status, list,
  * microbenchmark) are written in Lua (lray/cmd.lua). */
 #include <lauxlib.h>
@@ -155,10 +156,7 @@ int main(int argc, char **argv)
   lua_pushcfunction(L, l_os_exit);
   lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
-  if (argc > 1 && !strcmp(argv[1], "_node")) {
-    if (getenv("LRAY_C_NODE")) return lr_raylet_main(argc - 2, argv + 2);
-    return run_module("lray._node.main", argc - 2, argv + 2);
-  }
+  if (argc > 1 && !strcmp(argv[1], "_node")) return lr_raylet_main(argc - 2, argv + 2);
   if (argc > 1 && !strcmp(argv[1], "_worker"))
     return run_module("lray._worker", argc - 2, argv + 2);
   if (argc > 1 && !strcmp(argv[1], "_dashboard"))

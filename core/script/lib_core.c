@@ -10,7 +10,6 @@ int luaopen_lray_core(lua_State *L)
   lr_lib_loop_open(L);
   lr_lib_sys_open(L);
   lr_lib_ref_open(L);
-  lr_lib_sched_open(L);
   lr_lib_proto_open(L);
   lr_lib_http_open(L);
   lua_pushliteral(L, "0.1.0");

@@ -11,7 +11,6 @@ void lr_lib_store_open(lua_State *L); /* lib_store.c: shm regions */
 void lr_lib_loop_open(lua_State *L);  /* lib_loop.c: event loop, conns */
 void lr_lib_sys_open(lua_State *L);   /* lib_sys.c: process utilities */
 void lr_lib_ref_open(lua_State *L);   /* lib_ref.c: ObjectRef userdata */
-void lr_lib_sched_open(lua_State *L); /* lib_sched.c: node scheduler */
 void lr_lib_proto_open(lua_State *L); /* lib_proto.c: typed messages */
 void lr_lib_http_open(lua_State *L);  /* lib_http.c: dashboard HTTP server */
 int luaopen_lray_core(lua_State *L);

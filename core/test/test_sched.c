@@ -1,5 +1,4 @@
-/* Tests of the node's queue policy (raylet/sched.c) and its Lua binding
- * (script/lib_sched.c). */
+/* Tests of the node's queue policy (raylet/sched.c). */
 #include "raylet/raylet.h"
 #include "common/def.h"
 #include "common/errdef.h"
@@ -8,14 +7,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <time.h>
-#include <lua.h>
-#include <lauxlib.h>
-#include <lualib.h>
 
 #define U LR_RES_UNIT
-
-/* Declared in script/libs.h once the lead adds it there. */
-void lr_lib_sched_open(lua_State *L);
 
 /* -- Helpers -------------------------------------------------------------- */
 
@@ -661,114 +654,4 @@ TEST(sched_random_returns_to_totals)
     ASSERT(idle_exact(s));
     lr_sched_free(s);
   }
-}
-
-/* -- Lua binding ---------------------------------------------------------- */
-
-static const char lua_script[] =
-    "local core = ...\n"
-    "local s = core.sched_new{totals = {CPU = 2, GPU = 4, Custom = 3}}\n"
-    "local function eq(a, b, m)\n"
-    "  if a ~= b then error((m or '') .. ': ' .. tostring(a) .. ' ~= ' ..\n"
-    "    tostring(b), 2) end\n"
-    "end\n"
-    "local function raises(pat, f, ...)\n"
-    "  local ok, err = pcall(f, ...)\n"
-    "  if ok then error('expected an error matching ' .. pat, 2) end\n"
-    "  if not tostring(err):find(pat, 1, true) then\n"
-    "    error('error ' .. tostring(err) .. ' lacks ' .. pat, 2) end\n"
-    "end\n"
-    "local t = s:total()\n"
-    "eq(t.CPU, 2) eq(t.GPU, 4) eq(t.Custom, 3) eq(t.memory, nil)\n"
-    "s:submit(1, {CPU = 1, GPU = 0.5}, 0)\n"
-    "s:submit(2, {CPU = 1, GPU = 0.5}, 0.1)\n"
-    "s:submit(3, {CPU = 2}, 0.2)\n"
-    "eq(s:queued(), 3)\n"
-    "local sh = s:shapes()\n"
-    "eq(#sh, 2) eq(sh[1].count, 2) eq(sh[1].req.GPU, 0.5) eq(sh[2].req.CPU, "
-    "2)\n"
-    "local id, g = s:next(0.3)\n"
-    "eq(id, 1) eq(#g, 1) eq(g[1], 0)\n"
-    "id, g = s:next(0.3)\n"
-    "eq(id, 2) eq(g[1], 0, 'packed')\n"
-    "eq(s:next(0.3), nil)\n"
-    "local a = s:available()\n"
-    "eq(a.CPU, 0) eq(a.GPU, 3) eq(a.Custom, 3)\n"
-    "eq(s:block(1), true) eq(s:available().CPU, 1)\n"
-    "eq(s:unblock(1), true) eq(s:block(99), false)\n"
-    "eq(s:release(1), true) eq(s:release(1), false)\n"
-    "eq(s:release(2), true)\n"
-    "id, g = s:next(0.4) eq(id, 3) eq(#g, 0)\n"
-    "eq(s:release(3), true)\n"
-    "g = s:hold(10, {GPU = 2, Custom = 0.1})\n"
-    "eq(#g, 2) eq(g[1], 0) eq(g[2], 1)\n"
-    "local none, err = s:hold(11, {GPU = 3})\n"
-    "eq(none, nil) assert(err:find('does not fit'))\n"
-    "none, err = s:hold(11, {GPU = 8})\n"
-    "eq(none, nil) assert(err:find('never fit'))\n"
-    "eq(s:available().Custom, 2.9)\n"
-    "eq(s:release(10), true)\n"
-    "eq(s:infeasible({CPU = 3}), 'CPU')\n"
-    "eq(s:infeasible({Foo = 1}), 'Foo')\n"
-    "eq(s:infeasible({CPU = 2, GPU = 4, Custom = 3}), nil)\n"
-    "eq(s:infeasible({}), nil)\n"
-    "s:submit(5, {CPU = 1}, 1)\n"
-    "eq(s:remove(5), true) eq(s:remove(5), false)\n"
-    "for _ = 1, 10 do s:submit(6, {GPU = 0.1}, 1) s:next(1) s:release(6) end\n"
-    "eq(s:available().GPU, 4) eq(s:available().CPU, 2)\n"
-    "s:submit(2^53 - 1, {CPU = 0}, 1)\n"
-    "eq(s:next(1), 2^53 - 1) s:release(2^53 - 1)\n"
-    "raises(\"resource 'GPU' = 1.5\", s.submit, s, 7, {GPU = 1.5}, 0)\n"
-    "raises(\"resource 'CPU' must be a finite number >= 0\", s.submit, s, 7,\n"
-    "  {CPU = -1}, 0)\n"
-    "raises(\"resource 'CPU' must be a finite number\", s.submit, s, 7,\n"
-    "  {CPU = 0/0}, 0)\n"
-    "raises(\"resource 'CPU' must be a number, got string\", s.submit, s, 7,\n"
-    "  {CPU = '1'}, 0)\n"
-    "raises(\"resource 'X' = 1e-05 is below\", s.submit, s, 7, {X = 1e-5}, 0)\n"
-    "raises('resource names must be strings', s.submit, s, 7, {1}, 0)\n"
-    "raises('bad request: must be a table', s.submit, s, 7, 'CPU', 0)\n"
-    "raises('bad task id', s.submit, s, -1, {}, 0)\n"
-    "raises('bad task id: must be a number', s.release, s, 'x')\n"
-    "raises(\"resource 'CPU' = 1e+20 is too large\", s.submit, s, 7,\n"
-    "  {CPU = 1e20}, 0)\n"
-    "raises(\"resource name '' is empty\", s.submit, s, 7, {[''] = 1}, 0)\n"
-    "local many = {}\n"
-    "for i = 1, 17 do many['k' .. i] = 1 end\n"
-    "raises('more than 16 resource kinds', s.infeasible, s, many)\n"
-    "raises('bad totals: resource names must be strings', core.sched_new,\n"
-    "  {totals = {5}})\n"
-    "raises('bad starve_after: must be a number', core.sched_new,\n"
-    "  {totals = {}, starve_after = 'x'})\n"
-    "raises('bad task id', s.submit, s, 1.5, {}, 0)\n"
-    "raises('bad task id', s.submit, s, 2^53, {}, 0)\n"
-    "raises('bad time', s.submit, s, 7, {}, 1/0)\n"
-    "raises('bad time', s.next, s, 'x')\n"
-    "s:submit(7, {}, 0)\n"
-    "raises('already queued', s.submit, s, 7, {}, 0)\n"
-    "raises('already queued', s.hold, s, 7, {})\n"
-    "eq(s:remove(7), true)\n"
-    "raises(\"resource 'GPU' = 2.5\", s.hold, s, 8, {GPU = 2.5})\n"
-    "raises(\"resource 'GPU' = 1.5\", s.infeasible, s, {GPU = 1.5})\n"
-    "raises('GPU = 1.5', core.sched_new, {totals = {GPU = 1.5}})\n"
-    "raises(\"resource 'CPU' must be a finite\", core.sched_new,\n"
-    "  {totals = {CPU = -2}})\n"
-    "raises('bad starve_after', core.sched_new, {totals = {}, starve_after = "
-    "-1})\n"
-    "raises('bad totals', core.sched_new, {})\n"
-    "local s2 = core.sched_new{totals = {CPU = 1}, starve_after = 0}\n"
-    "eq(s2:total().GPU, nil)\n"
-    "assert(tostring(s2):find('Scheduler'))\n"
-    "return 'ok'\n";
-
-TEST(sched_lua)
-{
-  lua_State *L = luaL_newstate();
-  luaL_openlibs(L);
-  ASSERT_EQ(luaL_loadbuffer(L, lua_script, sizeof(lua_script) - 1, "sched"), 0);
-  lua_newtable(L);
-  lr_lib_sched_open(L);
-  if (lua_pcall(L, 1, 1, 0) != 0) FAIL_("lua: %s", lua_tostring(L, -1));
-  ASSERT_STREQ(lua_tostring(L, -1), "ok");
-  lua_close(L);
 }
