@@ -265,12 +265,14 @@ void lr_lease_request(lr_node_t *n, lr_client_t *c, const lr_m_lease_t *m)
   c->leases = L;
   const char *missing = NULL;
   if (lr_sched_infeasible(n->sched, &req, &missing)) warn_infeasible(n, L, missing);
-  lr_sched_submit(n->sched, L->num, &req, L->key);
+  uint64_t num = L->num;
+  lr_sched_submit(n->sched, num, &req, L->key);
   lr_dispatch(n);
   /* Not granted at once: the submitter may then pipeline short tasks onto
-   * the workers it has. (L may be gone: started for a submitter that left.) */
+   * the workers it has. (L may be freed: started for a submitter that left;
+   * so look it up by its number, never through L.) */
   lr_lease_t *again = NULL;
-  HASH_FIND(hh_num, n->by_num, &L->num, sizeof(L->num), again);
+  HASH_FIND(hh_num, n->by_num, &num, sizeof(num), again);
   if (again && again->state == LR_L_PENDING) {
     lr_m_lease_wait_t w = LR_MSG_INIT(LEASE_WAIT);
     if (m->rid.n) w.rid = m->rid;
