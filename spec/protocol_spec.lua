@@ -63,6 +63,9 @@ print("MALFORMED " .. closed_after(u32(#sub) .. sub) .. " " .. works())
 -- Bytes a codec value would start with, not a message.
 print("CODEC " .. closed_after(u32(5) .. "\1\6\0\0\0") .. " " .. works())
 print("OVERSIZED " .. closed_after(u32(0xfffffff0) .. "xyz") .. " " .. works())
+-- A put naming a store range this connection was never given.
+local put = core.proto_encode({ t = "put", id = "f00d", shm = { 0, 64 } })
+print("RANGE " .. closed_after(u32(#put) .. put) .. " " .. works())
 
 -- A client of another protocol version gets a clear error.
 local conn = assert(core.connect("unix:" .. runtime.info.session_dir .. "/node.sock"))
@@ -109,6 +112,11 @@ describe("the node's protocol", function()
   it("closes a connection whose frame header claims more than the limit", function()
     assert.matches("OVERSIZED closed works\n", out, 1, true)
     assert.matches("its peer sent a frame of 4294967280 bytes (the limit is 1073741824)", out, 1, true)
+  end)
+
+  it("closes a connection that puts a store range it was not given", function()
+    assert.matches("RANGE closed works\n", out, 1, true)
+    assert.matches("lray: closing a connection: 'put' of a store range it was not given\n", out, 1, true)
   end)
 
   it("refuses a client of another protocol version with a clear error", function()

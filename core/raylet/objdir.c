@@ -334,19 +334,25 @@ static void store(lr_node_t *n, lr_obj_t *o, const lr_m_put_t *m, const char *et
 void lr_obj_put(lr_node_t *n, lr_client_t *c, const lr_m_put_t *m)
 {
   if (!m->id.n) return;
+  if (m->shm.n) {
+    /* The node owns the store: a put may name only a range this client was
+     * given (alloc) and has not put yet. Anything else is a confused or
+     * hostile peer, which could make objects share memory. */
+    uint64_t off = m->shm.n == 2 ? (uint64_t)m->shm.items[0].v.i : 0;
+    lr_alloc_t *a = NULL;
+    if (m->shm.n == 2) HASH_FIND(hh, c->allocs, &off, sizeof(off), a);
+    if (!a || m->shm.items[1].v.i < 0 || (uint64_t)m->shm.items[1].v.i > a->size) {
+      fprintf(stderr, "lray: closing a connection: 'put' of a store range it was not given\n");
+      lr_conn_close(&c->conn);
+      return;
+    }
+    HASH_DEL(c->allocs, a);
+    lr_free(a);
+  }
   lr_obj_t *o = lr_obj_get(n, m->id.v.s.p, m->id.v.s.n);
   if (m->cs.n && !o->call_site) o->call_site = lr_pstrdup(&m->cs);
   if (!o->owner_pid) o->owner_pid = c->worker ? c->worker->pid : c->pid;
   lr_obj_hold(n, c, m->id.v.s.p, m->id.v.s.n);
-  if (m->shm.n == 2) {
-    uint64_t off = (uint64_t)m->shm.items[0].v.i;
-    lr_alloc_t *a;
-    HASH_FIND(hh, c->allocs, &off, sizeof(off), a);
-    if (a) {
-      HASH_DEL(c->allocs, a);
-      lr_free(a);
-    }
-  }
   store(n, o, m, NULL, NULL);
 }
 
