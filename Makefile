@@ -68,7 +68,12 @@ gen-check: $(STAMP)
 	@for f in $(GEN_FILES); do cmp -s $$f $(BUILD)/gen/$$f || \
 	  { echo "$$f is stale (or missing): edit docs/api_ref.lua, then run make gen"; exit 1; }; done
 
+# CI (CI=true) runs more than a developer's `make test`: each suite that is
+# too slow for every edit adds its target to CI_TESTS (sanitizers, fuzzing,
+# chaos), and CI runs them after the rest passed.
+CI_TESTS :=
 test: lint test-c spec
+	@$(if $(and $(CI),$(strip $(CI_TESTS))),$(MAKE) $(CI_TESTS),true)
 
 asan:
 	LSAN_OPTIONS=suppressions=$(abspath scripts/lsan.supp):print_suppressions=0 $(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
