@@ -122,6 +122,7 @@ return {
       classes = {
         { "lray.InitOptions", "Options of `lray.init`.", fields = {
           P("address?", "string", "nil: a local cluster; `\"auto\"`: the one `lray start` runs here; `\"host:port\"`"),
+          P("token?", "string", "the cluster token for a `\"host:port\"` address (default: `$LRAY_TOKEN`, or the file `lray start` keeps on this machine)"),
           P("num_cpus?", "number", "CPUs of the local cluster (default: the machine's cores)"),
           P("num_gpus?", "number", "GPUs of the local cluster (default: detected)"),
           P("resources?", "table<string, number>", "custom resources, e.g. `{Custom = 4}`"),
@@ -307,7 +308,8 @@ return {
           "\"uint16_t\"", "\"int32_t\"", "\"uint32_t\"", "\"int64_t\"", "\"uint64_t\"" } },
         { "lray.ErrorType", { "\"TaskError\"", "\"ActorDiedError\"", "\"WorkerCrashedError\"",
           "\"ObjectLostError\"", "\"OwnerDiedError\"", "\"GetTimeoutError\"", "\"TaskCancelledError\"",
-          "\"RayError\"", "\"ValueError\"", "\"Empty\"", "\"Full\"", "\"ObjectStoreFullError\"" } },
+          "\"RayError\"", "\"ValueError\"", "\"Empty\"", "\"Full\"", "\"ObjectStoreFullError\"",
+          "\"AuthenticationError\"" } },
       },
     },
     {

@@ -166,6 +166,7 @@ void lr_gcs_free(lr_gcs_t *g)
     lr_free(f);
   }
   lr_handles_free(g);
+  lr_nodes_free(g);
   lr_arena_free(&g->scratch);
   lr_free(g);
 }
@@ -177,9 +178,14 @@ static void from_raylet(lr_gcs_t *g, const void *m)
   case LR_PT_JOB_END: on_job_end(g, m); break;
   case LR_PT_CLIENT_GONE: {
     const lr_m_client_gone_t *c = m;
-    if (LR_HAS(c->client)) lr_actors_drop_client(g, (uint64_t)c->client.v.i);
+    if (LR_HAS(c->client)) {
+      lr_actors_drop_client(g, (uint64_t)c->client.v.i);
+      lr_nodes_client_gone(g, (uint64_t)c->client.v.i);
+    }
     break;
   }
+  case LR_PT_NODE_REGISTER: lr_nodes_register(g, 0, m); break;
+  case LR_PT_NODE_VIEW: lr_nodes_view(g, 0, m); break;
   case LR_PT_ACTOR_PLACED: lr_actors_placed(g, m); break;
   case LR_PT_WORKER_EXIT: lr_actors_exit(g, m); break;
   default: break;
@@ -208,6 +214,9 @@ static void from_client(lr_gcs_t *g, uint64_t client, const void *m)
   case LR_PT_ACTOR_FAILED: lr_actors_failed(g, m); break;
   case LR_PT_KILL_ACTOR: lr_actors_kill(g, client, m); break;
   case LR_PT_GET_ACTOR: lr_actinfo_get(g, client, m); break;
+  case LR_PT_NODE_REGISTER: lr_nodes_register(g, client, m); break;
+  case LR_PT_NODE_VIEW: lr_nodes_view(g, client, m); break;
+  case LR_PT_NODES: lr_nodes_list(g, client, &((const lr_m_nodes_t *)m)->rid); break;
   case LR_PT_LIST: {
     const lr_m_list_t *l = m;
     if (LR_HAS(l->what) && l->what.v.s.n == 6 &&

@@ -6,7 +6,8 @@
  * clients' actor messages, forwarded by the node manager with the client's
  * number and with job, owner and namespace filled in, and the node
  * manager's own messages (client 0): job, job_end, client_gone,
- * actor_placed, worker_exit. It also answers `list` with what = "actors"
+ * actor_placed, worker_exit, and node_register / node_view for its own
+ * node. Nodes that joined send node_register and node_view as clients. It also answers `list` with what = "actors"
  * (reply.json: {items = [actor records]}). It answers clients through env.send and asks
  * the node manager through env.to_raylet: actor_place, actor_stop, and warn
  * (with job: for that job's driver). Today both run in the node process and
@@ -35,6 +36,9 @@ typedef struct lr_gcs_env_s {
 /* Seconds a non-detached actor with no handle left lives on before it ends
  * (handles in flight between processes are not counted yet). */
 #define LR_GCS_HANDLE_GRACE 0.5
+
+/* Seconds without a node_view after which a joined node is dead. */
+#define LR_GCS_NODE_TIMEOUT 5.0
 
 /* env is copied. */
 lr_gcs_t *lr_gcs_new(const lr_gcs_env_t *env);

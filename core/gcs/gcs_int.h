@@ -86,6 +86,8 @@ struct lr_gcs_s {
   gcs_job_t *jobs;
   gcs_fn_t *fns;
   gcs_client_t *clients;
+  struct gcs_node_s *nodes; /* nodes.c */
+  uv_timer_t *node_timer;   /* declares silent nodes dead */
   /* Decoded copies of kept messages live here until the outermost
    * lr_gcs_recv (or timer callback) returns. */
   lr_arena_t scratch;
@@ -129,6 +131,14 @@ void lr_actors_drop_client(lr_gcs_t *g, uint64_t client);
  * finishes the job) or, when none runs, makes it DEAD now. */
 void lr_actors_end(gcs_actor_t *a);
 void lr_actors_free(gcs_actor_t *a);
+
+/* -- nodes.c --------------------------------------------------------------- */
+
+void lr_nodes_register(lr_gcs_t *g, uint64_t client, const lr_m_node_register_t *m);
+void lr_nodes_view(lr_gcs_t *g, uint64_t client, const lr_m_node_view_t *m);
+void lr_nodes_client_gone(lr_gcs_t *g, uint64_t client);
+void lr_nodes_list(lr_gcs_t *g, uint64_t client, const lr_pf_t *rid);
+void lr_nodes_free(lr_gcs_t *g);
 
 /* -- actinfo.c ------------------------------------------------------------- */
 

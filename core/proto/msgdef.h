@@ -81,7 +81,10 @@
   T(ACTOR_PLACE, actor_place, MSG) /* head -> raylet: start this actor */     \
   T(ACTOR_PLACED, actor_placed, MSG) /* raylet -> head: it runs in pid */     \
   T(ACTOR_STOP, actor_stop, MSG)   /* head -> raylet: end its process */      \
-  T(WORKER_EXIT, worker_exit, MSG) /* raylet -> head: an actor's process ended */
+  T(WORKER_EXIT, worker_exit, MSG) /* raylet -> head: an actor's process ended */ \
+  T(NODE_REGISTER, node_register, MSG) /* raylet -> head: a node joins */     \
+  T(NODE_VIEW, node_view, MSG)     /* raylet -> head: resources; heartbeat */ \
+  T(NODE_DEAD, node_dead, MSG)     /* head -> raylet: you are dead: exit */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
  * (shm = {offset, length}), or an encoded error (err); arr names the element
@@ -400,6 +403,28 @@
   F(pid, INT, ONE, NONE)                                                      \
   F(status, INT, ONE, NONE)                                                   \
   F(signal, INT, ONE, NONE)                                                   \
+  F(cause, STR, ONE, NONE)
+
+/* -- Nodes -------------------------------------------------------------------
+ * A node manager that joins a cluster (`lray start --address`) connects to
+ * the head over TCP, proves the token, and registers: its id, the address
+ * others reach it at, its resources in units (res: totals, avail: free
+ * now). It then sends node_view when its resources change (at most every
+ * 100 ms) and at least every second: a node silent for 5 s is dead, and
+ * dead is final (node_dead: the node stops its workers and exits). */
+#define LR_FIELDS_node_register(F)                                            \
+  F(node_id, STR, ONE, NONE)                                                  \
+  F(address, STR, ONE, NONE)                                                  \
+  F(res, INT, SMAP, NONE)                                                     \
+  F(avail, INT, SMAP, NONE)
+
+#define LR_FIELDS_node_view(F)                                                \
+  F(node_id, STR, ONE, NONE)                                                  \
+  F(res, INT, SMAP, NONE)                                                     \
+  F(avail, INT, SMAP, NONE)
+
+#define LR_FIELDS_node_dead(F)                                                \
+  F(node_id, STR, ONE, NONE)                                                  \
   F(cause, STR, ONE, NONE)
 
 #endif

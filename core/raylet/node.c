@@ -137,9 +137,51 @@ static void head_to_raylet(void *ud, const void *m)
   }
 }
 
+/* A node that joined a cluster has no head in its process, and does not yet
+ * relay its clients' actor messages to the head: they get a clear error,
+ * never silence. */
+static void no_head(lr_node_t *n, uint64_t client, const void *m)
+{
+  static const char why[] = "this node joined a cluster, and actors from its drivers are"
+                            " not supported yet: run the driver on the head's machine";
+  lr_client_t *c = lr_node_client(n, client);
+  lr_m_reply_t r = LR_MSG_INIT(REPLY);
+  switch (((const lr_prec_t *)m)->type) {
+  case LR_PT_ACTOR_CREATE: {
+    const lr_m_actor_create_t *a = m;
+    if (!a->rid.n) return;
+    r.rid = a->rid;
+    LR_SET_CSTR(r.err, why);
+    break;
+  }
+  case LR_PT_GET_ACTOR:
+    r.rid = ((const lr_m_get_actor_t *)m)->rid;
+    LR_SET_CSTR(r.err, why);
+    break;
+  case LR_PT_KILL_ACTOR:
+    r.rid = ((const lr_m_kill_actor_t *)m)->rid;
+    break;
+  case LR_PT_LIST:
+    r.rid = ((const lr_m_list_t *)m)->rid;
+    LR_SET_CSTR(r.json, "{\"items\":[]}");
+    break;
+  case LR_PT_ACTOR_SUB: {
+    lr_m_actor_t s = LR_MSG_INIT(ACTOR);
+    s.aid = ((const lr_m_actor_sub_t *)m)->aid;
+    LR_SET_CSTR(s.state, "DEAD");
+    LR_SET_CSTR(s.cause, why);
+    lr_node_send(c, &s);
+    return;
+  }
+  default: return;
+  }
+  if (r.rid.n) lr_node_send(c, &r);
+}
+
 void lr_node_to_head(lr_node_t *n, uint64_t client, const void *m)
 {
   if (n->gcs) lr_gcs_recv(n->gcs, client, m);
+  else if (client) no_head(n, client, m);
 }
 
 /* -- Messages from clients ----------------------------------------------------- */
@@ -384,7 +426,19 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
   case LR_PT_ACTOR_CREATE: forward_actor_create(n, c, msg); break;
   case LR_PT_GET_ACTOR: forward_get_actor(n, c, msg); break;
   case LR_PT_RESOURCES: on_state(n, c, type, &((lr_m_resources_t *)msg)->rid); break;
-  case LR_PT_NODES: on_state(n, c, type, &((lr_m_nodes_t *)msg)->rid); break;
+  case LR_PT_NODES: {
+    lr_m_nodes_t *m = msg;
+    if (n->gcs) lr_node_to_head(n, c->id, m);
+    else if (lr_headlink_relay(n, c, &m->rid, m) < 0) on_state(n, c, type, &m->rid);
+    break;
+  }
+  case LR_PT_NODE_REGISTER:
+  case LR_PT_NODE_VIEW:
+    /* A node that joined, over TCP (the token proved). */
+    if (!n->gcs || c->kind == LR_CL_DRIVER || c->kind == LR_CL_WORKER) break;
+    c->kind = LR_CL_NODE;
+    lr_node_to_head(n, c->id, msg);
+    break;
   case LR_PT_STATUS: on_state(n, c, type, &((lr_m_status_t *)msg)->rid); break;
   case LR_PT_LIST: on_list(n, c, msg); break;
   case LR_PT_SHUTDOWN: on_shutdown(n, c, msg); break;
@@ -394,12 +448,92 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
   }
 }
 
+/* -- The cluster token, node side ----------------------------------------------
+ * A TCP peer must prove it holds the token (net/auth.h) before anything it
+ * sends is decoded: until then its frames may be at most an ANSWER long, and
+ * it has LR_NODE_AUTH_DEADLINE seconds. Unix-socket peers are trusted
+ * through the socket's file permissions. */
+
+#define LR_NODE_AUTH_DEADLINE 5.0
+
+static void peer_name(lr_client_t *c, char *out, size_t len)
+{
+  struct sockaddr_storage sa;
+  int sl = sizeof(sa);
+  char ip[64] = "?";
+  snprintf(out, len, "?");
+  if (uv_tcp_getpeername(&c->conn.h.tcp, (struct sockaddr *)&sa, &sl) < 0) return;
+  if (sa.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof(ip));
+    snprintf(out, len, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
+  } else {
+    uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof(ip));
+    snprintf(out, len, "%s:%d", ip, ntohs(((struct sockaddr_in *)&sa)->sin_port));
+  }
+}
+
+static void auth_refuse(lr_client_t *c, const char *why)
+{
+  char peer[96];
+  peer_name(c, peer, sizeof(peer));
+  fprintf(stderr, "lray: closing a connection from %s: %s\n", peer, why);
+  lr_auth_close(c->auth);
+  lr_free(c->auth);
+  c->auth = NULL;
+  lr_conn_close(&c->conn);
+}
+
+static void auth_start(lr_node_t *n, lr_client_t *c)
+{
+  uint8_t ch[LR_AUTH_CHALLENGE_LEN];
+  c->auth = lr_xcalloc(1, sizeof(*c->auth));
+  c->accepted = lr_node_now();
+  c->conn.max_frame = LR_AUTH_ANSWER_LEN;
+  if (lr_auth_init(c->auth, n->token) < 0) {
+    auth_refuse(c, "this node has no usable cluster token");
+    return;
+  }
+  lr_auth_server_challenge(c->auth, ch);
+  size_t pos = lr_conn_begin_frame(&c->conn);
+  lr_buf_append(&c->conn.out, ch, sizeof(ch));
+  lr_conn_end_frame(&c->conn, pos);
+}
+
+static void auth_answer(lr_client_t *c, const char *p, size_t len)
+{
+  uint8_t proof[LR_AUTH_PROOF_LEN];
+  if (lr_auth_server_verify(c->auth, (const uint8_t *)p, len, proof) < 0) {
+    auth_refuse(c, "it did not prove the cluster token");
+    return;
+  }
+  lr_auth_close(c->auth);
+  lr_free(c->auth);
+  c->auth = NULL;
+  c->conn.max_frame = LR_MAX_FRAME;
+  size_t pos = lr_conn_begin_frame(&c->conn);
+  lr_buf_append(&c->conn.out, proof, sizeof(proof));
+  lr_conn_end_frame(&c->conn, pos);
+}
+
+static void on_auth_timer(uv_timer_t *t)
+{
+  lr_node_t *n = t->data;
+  double now = lr_node_now();
+  for (lr_client_t *c = n->clients; c; c = c->hh.next)
+    if (c->auth && !c->conn.closing && now - c->accepted > LR_NODE_AUTH_DEADLINE)
+      auth_refuse(c, "it did not prove the cluster token within 5 s");
+}
+
 static void on_frame(lr_conn_t *conn, const char *p, size_t len)
 {
   lr_client_t *c = conn->data;
   lr_node_t *n = c->node;
   char err[LR_ERRLEN];
   void *msg;
+  if (c->auth) {
+    auth_answer(c, p, len);
+    return;
+  }
   int type = lr_proto_decode(p, len, &n->arena, &msg, err, sizeof(err));
   if (type < 0) {
     fprintf(stderr, "lray: closing a connection: %s\n", err);
@@ -446,6 +580,10 @@ static void on_conn_close(lr_conn_t *conn)
   LR_SET_INT(g.client, c->id);
   lr_node_to_head(n, 0, &g);
   HASH_DEL(n->clients, c);
+  if (c->auth) {
+    lr_auth_close(c->auth);
+    lr_free(c->auth);
+  }
   if (c->kind == LR_CL_DRIVER) {
     job_ended(n, c);
   } else if (c->worker) {
@@ -475,6 +613,7 @@ static void on_connection(uv_stream_t *srv, int status)
   c->conn.on_close = on_conn_close;
   HASH_ADD(hh, n->clients, id, sizeof(c->id), c);
   lr_conn_start(&c->conn);
+  if (is_tcp) auth_start(n, c);
 }
 
 /* -- Start and stop --------------------------------------------------------------- */
@@ -505,6 +644,7 @@ void lr_node_cleanup(lr_node_t *n, int code)
     /* A node that failed keeps its log: whoever started it reads it. */
     unlink_in(n->session_dir, "node.sock");
     unlink_in(n->session_dir, "address");
+    unlink_in(n->session_dir, "token");
     if (code == 0) unlink_in(n->session_dir, "node.log");
     rmdir(n->session_dir);
   }
@@ -526,7 +666,7 @@ static void on_prepare(uv_prepare_t *h)
 }
 
 typedef struct {
-  const char *session, *host, *resources_unused;
+  const char *session, *host, *token_file, *head_address;
   double num_cpus, num_gpus, memory;
   int64_t store, owner, port, prestart, dashboard_fd;
   int has_port;
@@ -561,6 +701,8 @@ static int parse_args(int argc, char **argv, args_t *a)
     else if (!strcmp(k, "host")) a->host = v;
     else if (!strcmp(k, "prestart")) a->prestart = strtoll(v, NULL, 10);
     else if (!strcmp(k, "dashboard-fd")) a->dashboard_fd = strtoll(v, NULL, 10);
+    else if (!strcmp(k, "token-file")) a->token_file = v;
+    else if (!strcmp(k, "head-address")) a->head_address = v;
     else if (!strcmp(k, "resource")) { /* NAME=AMOUNT, one per custom kind */
       const char *eq = strrchr(v, '=');
       if (!eq || eq == v) {
@@ -661,6 +803,10 @@ int lr_raylet_main(int argc, char **argv)
   n->owner_pid = a.owner;
   const char *grace = getenv("LRAY_FREE_GRACE_S");
   n->free_grace = grace ? strtod(grace, NULL) : 0.05;
+  /* Queued frames go out once per loop turn, before it polls. */
+  uv_prepare_init(n->loop, &n->flusher);
+  uv_prepare_start(&n->flusher, on_prepare);
+  uv_unref((uv_handle_t *)&n->flusher);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGCHLD, SIG_DFL);
   if (n->owner_pid) {
@@ -690,7 +836,7 @@ int lr_raylet_main(int argc, char **argv)
   lr_ev_init(n);
   lr_obj_init(n);
   lr_gcs_env_t env = {n, n->loop, head_send, head_to_raylet};
-  n->gcs = lr_gcs_new(&env);
+  if (!a.head_address) n->gcs = lr_gcs_new(&env); /* a joined node has no head */
   lr_shm_sweep("lray-");
   char hex[9];
   lr_node_random_hex(hex, 4);
@@ -703,6 +849,39 @@ int lr_raylet_main(int argc, char **argv)
     lr_node_cleanup(n, 1);
   }
   lr_salloc_init(&n->region, (uint64_t)a.store);
+  if (a.token_file) {
+    char err[LR_ERRLEN];
+    if (lr_auth_token_read(a.token_file, n->token, sizeof(n->token), err) < 0) {
+      fprintf(stderr, "lray node: %s\n", err);
+      lr_node_cleanup(n, 1);
+    }
+  }
+  if (a.has_port) {
+    /* Loopback unless --host says otherwise: nothing listens beyond this
+     * machine by default; and every TCP peer proves the cluster token. */
+    if (!n->token[0]) {
+      fprintf(stderr, "lray node: listening on TCP needs the cluster token (--token-file)\n");
+      lr_node_cleanup(n, 1);
+    }
+    uv_timer_init(n->loop, &n->auth_timer);
+    n->auth_timer.data = n;
+    uv_timer_start(&n->auth_timer, on_auth_timer, 1000, 1000);
+    uv_unref((uv_handle_t *)&n->auth_timer);
+    const char *host = a.host ? a.host : "127.0.0.1";
+    if ((rc = listen_tcp(n, host, (int)a.port)) < 0) {
+      fprintf(stderr, "cannot listen on %s:%lld: %s\n", host, (long long)a.port, uv_strerror(rc));
+      lr_node_cleanup(n, 1);
+    }
+  }
+  if (a.head_address) {
+    /* Join first: drivers and `lray start` see this node only once it is
+     * part of the cluster. */
+    if (!a.has_port) {
+      fprintf(stderr, "lray node: a node that joins a cluster listens on TCP (--port)\n");
+      lr_node_cleanup(n, 1);
+    }
+    if (lr_headlink_start(n, a.head_address) < 0) lr_node_cleanup(n, 1);
+  }
   uv_pipe_init(n->loop, &n->unix_srv, 0);
   n->unix_srv.data = n;
   unlink(n->sock);
@@ -711,23 +890,13 @@ int lr_raylet_main(int argc, char **argv)
     fprintf(stderr, "lray node: cannot listen on %s: %s\n", n->sock, uv_strerror(rc));
     lr_node_cleanup(n, 1);
   }
-  if (a.has_port) {
-    /* Loopback unless --host says otherwise: nothing listens beyond this
-     * machine by default. */
-    const char *host = a.host ? a.host : "127.0.0.1";
-    if ((rc = listen_tcp(n, host, (int)a.port)) < 0) {
-      fprintf(stderr, "cannot listen on %s:%lld: %s\n", host, (long long)a.port, uv_strerror(rc));
-      lr_node_cleanup(n, 1);
-    }
-  }
+  if (!a.head_address) lr_headlink_self(n);
   int sigs[3] = {SIGHUP, SIGINT, SIGTERM};
   for (int i = 0; i < 3; i++) {
     uv_signal_init(n->loop, &n->sigs[i]);
     n->sigs[i].data = n;
     uv_signal_start(&n->sigs[i], on_signal, sigs[i]);
   }
-  uv_prepare_init(n->loop, &n->flusher);
-  uv_prepare_start(&n->flusher, on_prepare);
   int ncpu = (int)floor(a.num_cpus);
   int pre = ncpu < 1 ? 1 : ncpu;
   if (pre > n->prestart) pre = n->prestart;

@@ -10,6 +10,8 @@
  *   placement.c actors the head placed here: resources, start, stop
  *   events.c    what happened, for `lray list/logs/timeline` and the dashboard
  *   state.c     the state API answers (JSON)
+ *   headlink.c  this node in the cluster's node table; a joined node's link
+ *               to the head
  *
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #ifndef LR_RAYLET_NODE_H
@@ -44,7 +46,7 @@ typedef struct lr_strset_s {
 
 /* -- Clients: drivers and workers connected to the node ------------------- */
 
-enum { LR_CL_NEW, LR_CL_DRIVER, LR_CL_WORKER };
+enum { LR_CL_NEW, LR_CL_DRIVER, LR_CL_WORKER, LR_CL_NODE };
 
 typedef struct lr_alloc_s { /* a store range a client was given, not yet put */
   uint64_t off, size;
@@ -63,6 +65,8 @@ struct lr_client_s {
   lr_alloc_t *allocs;
   lr_lease_t *leases; /* lease requests it made (owner list) */
   int gone;           /* closed: handlers ignore it */
+  lr_auth_t *auth;    /* a TCP peer that has not proved the token yet */
+  double accepted;    /* monotonic seconds, for the handshake's deadline */
   UT_hash_handle hh;  /* node.clients by id */
 };
 
@@ -228,6 +232,15 @@ struct lr_node_s {
   double free_grace; /* seconds an unreferenced object lingers */
   int cleaned;
   int debug;
+  char token[LR_AUTH_TOKEN_MAX_HEX + 1]; /* the cluster token, "" if none */
+  uv_timer_t auth_timer;                  /* closes handshakes past their deadline */
+  /* headlink.c: this node in the cluster's node table */
+  lr_conn_t head; /* a joined node's connection to the head */
+  int hl_state;
+  lr_auth_t hl_auth;
+  char head_address[300];
+  uv_timer_t view_timer;
+  uint64_t view_digest, view_sent;
   struct lr_events_s *ev;
 };
 
@@ -335,6 +348,17 @@ void lr_ev_remove_logs(lr_node_t *n);
 /* Writes {"items": [...]} for list what (tasks, jobs, spans, counters,
  * objects, logs, workers); 0, or -1 when what is not one of them. */
 int lr_ev_list(lr_node_t *n, const lr_m_list_t *m, lr_buf_t *json);
+
+/* -- headlink.c ------------------------------------------------------------------ */
+
+/* Joins the cluster whose head is at address (host:port): connects, proves
+ * the token, registers; returns once registered (0) or failed (-1). */
+int lr_headlink_start(lr_node_t *n, const char *address);
+/* The head's own node: registers with the head in this process. */
+void lr_headlink_self(lr_node_t *n);
+/* Sends client c's rpc m (rid: its rid field, rewritten) to the head; -1
+ * when there is no head link. */
+int lr_headlink_relay(lr_node_t *n, lr_client_t *c, lr_pf_t *rid, const void *m);
 
 /* -- state.c -------------------------------------------------------------------- */
 

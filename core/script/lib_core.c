@@ -12,6 +12,7 @@ int luaopen_lray_core(lua_State *L)
   lr_lib_ref_open(L);
   lr_lib_proto_open(L);
   lr_lib_http_open(L);
+  lr_lib_auth_open(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

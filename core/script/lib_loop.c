@@ -133,6 +133,9 @@ typedef struct {
   lr_conn_t c;
   int self_ref, on_msg_ref, on_close_ref, on_connect_ref;
   int id;
+  lr_auth_t *auth; /* during the token handshake of a TCP connect */
+  int auth_state;
+  const char *auth_err;
 } lconn_t;
 
 typedef struct {
@@ -309,10 +312,103 @@ static void on_connect(uv_connect_t *req, int status)
   lr_vm_pcall(L, 2, "connect handler");
 }
 
-/* connect(addr) -> conn | nil, err. Runs the loop until connected: call it
- * only from the main Lua code, never from a callback.
+/* connect(addr [, on_connect] [, token]) -> conn | nil, err [, kind].
+ * Runs the loop until connected: call it only from the main Lua code, never
+ * from a callback. A TCP connection then proves the cluster token (kind is
+ * "AuthenticationError" when that fails; token nil: the node's challenge
+ * fails with "needs its token").
  * connect(addr, cb) -> conn at once; cb(conn, err|nil) runs when connected
  * (safe inside callbacks). Send nothing before cb says it is connected. */
+/* -- The cluster token, client side ------------------------------------------
+ * A TCP connection to a node starts with the handshake of net/auth.h over
+ * its first frames: the node's CHALLENGE, our ANSWER, the node's PROOF.
+ * Nothing else is sent until the node proved it holds the token too. */
+
+enum { AUTH_WAIT_CHALLENGE = 1, AUTH_WAIT_PROOF, AUTH_DONE, AUTH_FAILED };
+
+static void auth_fail(lconn_t *lc, const char *why)
+{
+  lc->auth_state = AUTH_FAILED;
+  lc->auth_err = why;
+}
+
+static void auth_on_frame(lr_conn_t *c, const char *p, size_t n)
+{
+  lconn_t *lc = c->data;
+  if (lc->auth_state == AUTH_WAIT_CHALLENGE) {
+    uint8_t ans[LR_AUTH_ANSWER_LEN];
+    if (n != LR_AUTH_CHALLENGE_LEN || memcmp(p, LR_AUTH_LABEL, LR_AUTH_LABEL_LEN)) {
+      auth_fail(lc, "it did not start lray's token handshake (is it an lray node of this version?)");
+      return;
+    }
+    if (!lc->auth) {
+      auth_fail(lc, "the cluster needs its token and none was given");
+      return;
+    }
+    if (lr_auth_client_answer(lc->auth, (const uint8_t *)p, n, ans) < 0) {
+      auth_fail(lc, "it did not start lray's token handshake");
+      return;
+    }
+    size_t pos = lr_conn_begin_frame(c);
+    lr_buf_append(&c->out, ans, sizeof(ans));
+    lr_conn_end_frame(c, pos);
+    lr_conn_flush(c);
+    lc->auth_state = AUTH_WAIT_PROOF;
+  } else if (lc->auth_state == AUTH_WAIT_PROOF) {
+    if (lr_auth_client_check(lc->auth, (const uint8_t *)p, n) < 0)
+      auth_fail(lc, "it does not hold this cluster's token (do not trust it)");
+    else
+      lc->auth_state = AUTH_DONE;
+  }
+}
+
+static void auth_wake(uv_timer_t *t) { LR_UNUSED(t); }
+
+/* Runs the handshake on a connected lc; 0, or -1 with lc->auth_err set. */
+static int auth_handshake(lconn_t *lc, const char *token)
+{
+  static uv_timer_t wake;
+  static int wake_init;
+  lr_auth_t a;
+  if (token) {
+    if (lr_auth_init(&a, token) < 0) {
+      lc->auth_err = "the token given is not a cluster token (32 to 128 hex digits)";
+      return -1;
+    }
+    lc->auth = &a;
+  }
+  if (!wake_init) {
+    uv_timer_init(lr_vm_loop(), &wake);
+    uv_unref((uv_handle_t *)&wake);
+    wake_init = 1;
+  }
+  lc->auth_state = AUTH_WAIT_CHALLENGE;
+  lc->c.on_frame = auth_on_frame;
+  lc->c.max_frame = LR_AUTH_ANSWER_LEN; /* the largest handshake frame, both ways */
+  uint64_t deadline = uv_now(lr_vm_loop()) + 10000;
+  uv_timer_start(&wake, auth_wake, 100, 100);
+  lr_conn_start(&lc->c);
+  while (lc->auth_state < AUTH_DONE && !lc->c.closing && !lc->c.write_failed &&
+         uv_now(lr_vm_loop()) < deadline)
+    uv_run(lr_vm_loop(), UV_RUN_ONCE);
+  uv_timer_stop(&wake);
+  if (!lc->c.closing) uv_read_stop(&lc->c.h.stream); /* on_message starts it again */
+  int state = lc->auth_state;
+  if (token) lr_auth_close(&a);
+  lc->auth = NULL;
+  lc->c.on_frame = lconn_on_frame;
+  lc->c.max_frame = LR_MAX_FRAME;
+  if (state == AUTH_DONE) return 0;
+  if (state != AUTH_FAILED) {
+    lc->auth_err = state == AUTH_WAIT_PROOF
+                       ? "the node refused the cluster token (a wrong token, or none)"
+                       : "the node closed the connection before the token handshake";
+    if (!lc->c.closing && !lc->c.write_failed)
+      lc->auth_err = "the node did not finish the token handshake within 10 s";
+  }
+  return -1;
+}
+
 static int l_connect(lua_State *L)
 {
   const char *addr = luaL_checkstring(L, 1);
@@ -354,6 +450,14 @@ static int l_connect(lua_State *L)
   if (lc->c.connect_status < 0) {
     rc = lc->c.connect_status;
     goto fail;
+  }
+  if (is_tcp && auth_handshake(lc, lua_tostring(L, 3)) < 0) {
+    const char *why = lc->auth_err;
+    lr_conn_close(&lc->c);
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot join the cluster at %s: %s", addr, why);
+    lua_pushliteral(L, "AuthenticationError");
+    return 3;
   }
   return 1;
 fail:

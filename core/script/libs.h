@@ -13,6 +13,7 @@ void lr_lib_sys_open(lua_State *L);   /* lib_sys.c: process utilities */
 void lr_lib_ref_open(lua_State *L);   /* lib_ref.c: ObjectRef userdata */
 void lr_lib_proto_open(lua_State *L); /* lib_proto.c: typed messages */
 void lr_lib_http_open(lua_State *L);  /* lib_http.c: dashboard HTTP server */
+void lr_lib_auth_open(lua_State *L);  /* lib_auth.c: the cluster token */
 int luaopen_lray_core(lua_State *L);
 
 /* Typed messages (lib_proto.c; needs lr_lib_proto_open first). Encode the

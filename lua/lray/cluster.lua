@@ -10,6 +10,9 @@ local M = {}
 
 M.BASE = os.getenv("LRAY_TMPDIR") or "/tmp/lray"
 M.ADDRESS_FILE = M.BASE .. "/address"
+-- The cluster token `lray start` made or was given, readable by its owner
+-- only: drivers, the CLI and `lray start --address` on this machine find it.
+M.TOKEN_FILE = M.BASE .. "/token"
 
 local node_proc = nil
 local node = nil      -- {exited = bool} for the embedded node of this session
@@ -214,7 +217,29 @@ function M.find_address()
   return nil, table.concat(lines, "\n")
 end
 
-function M.join(addr, hello)
+--- The cluster token: given, $LRAY_TOKEN, or the file of this machine's
+--- cluster. nil when there is none.
+function M.token(given)
+  if given then return given end
+  local env = os.getenv("LRAY_TOKEN")
+  if env and env ~= "" then return env end
+  if core.exists(M.TOKEN_FILE) then return (core.token_read(M.TOKEN_FILE)) end
+  return nil
+end
+
+--- Connects to addr with the cluster token; raises AuthenticationError (an
+--- error value) when the token is refused. Returns what runtime.connect does.
+function M.connect(addr, hello, token, level)
+  local w, err, kind = runtime.connect(addr, hello, M.token(token))
+  if not w and kind == "AuthenticationError" then
+    error(require("lray.errors").new("AuthenticationError", err .. ("; pass the cluster's token"
+      .. " (lray.init{token = ...}, --token, or $LRAY_TOKEN); on a machine of the cluster it"
+      .. " is in %s"):format(M.TOKEN_FILE)), level and level + 1 or 2)
+  end
+  return w, err
+end
+
+function M.join(addr, hello, token)
   if addr == "auto" then
     local a = M.auto_address()
     if not a then
@@ -223,7 +248,7 @@ function M.join(addr, hello)
     end
     addr = a
   end
-  local w, err = runtime.connect(addr, hello)
+  local w, err = M.connect(addr, hello, token, 3)
   if w and addr == M.auto_address() then w.dashboard_url = M.auto_dashboard_url() end
   if not w then
     error(("lray.init: cannot reach the cluster at %s (%s); is `lray start --head`"

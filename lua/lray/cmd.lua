@@ -66,40 +66,34 @@ local function alive(pid) return pid and core.kill(pid, 0) ~= nil end
 
 local START = { head = "flag", port = "number", host = "string", num_cpus = "number", num_gpus = "number",
   resources = "string", dashboard_port = "number", dashboard_host = "string", address = "string",
-  object_store_memory = "number", block = "flag" }
+  token = "string", object_store_memory = "number", block = "flag" }
 
-local function start(argv)
-  local o, err = parse(argv, 2, START)
-  if not o then return die(err .. " (see API.md: lray start --head [--port P] [--num-cpus N] ...)") end
-  if o.address then
-    return die("joining another machine's cluster (lray start --address) is not supported"
-      .. " yet; run `lray start --head` on one machine and connect drivers with"
-      .. " lray.init{address = \"host:port\"}")
+-- Nodes joined to a cluster from this machine: BASE/node-<id>.pid each.
+local function node_pidfiles()
+  local out = {}
+  for _, name in ipairs(core.readdir(cluster.BASE) or {}) do
+    if name:match("^node%-.+%.pid$") then out[#out + 1] = cluster.BASE .. "/" .. name end
   end
-  if not o.head then return die("say `lray start --head` to start a cluster on this machine") end
-  local pid = read_pid()
-  if alive(pid) then
-    return die(("a cluster is already running here (pid %d, address %s); `lray stop` stops it")
-      :format(pid, tostring(cluster.auto_address())))
-  end
-  if o.resources then
-    local ok, res = pcall(require("cjson").decode, o.resources)
-    if not ok or type(res) ~= "table" then
-      return die("--resources must be a JSON object such as '{\"Custom\": 4}'")
-    end
-  end
-  core.mkdir(cluster.BASE)
-  local session = cluster.BASE .. "/head-" .. core.random_hex(3)
-  local args = cluster.node_args({ session = session, num_cpus = o.num_cpus,
-    num_gpus = o.num_gpus, resources = o.resources, port = o.port or 6380,
-    host = o.host,
-    object_store_memory = o.object_store_memory })
+  return out
+end
+
+local function read_pidfile(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local pid = tonumber(f:read("*l"))
+  f:close()
+  return pid
+end
+
+-- Starts `lray _node` with args in the background, logging to session's
+-- node.log; waits for its unix socket. Returns pid, conn or nil, why.
+local function spawn_node(args, session)
   local exited = false
   core.mkdir(session)
   local log = session .. "/node.log"
   local npid, proc = core.spawn({ file = core.exe_path(), args = args, detached = true,
     log = log, on_exit = function() exited = true end })
-  if not npid then return die(tostring(proc)) end
+  if not npid then return nil, tostring(proc) end
   local addr = "unix:" .. session .. "/node.sock"
   local deadline = core.now() + 10
   local conn
@@ -114,9 +108,103 @@ local function start(argv)
     local why = f and f:read("*a") or ""
     if f then f:close() end
     os.remove(log)
+    os.remove(session .. "/token")
     core.rmdir(session)
-    return die("the cluster did not start: " .. (why:gsub("%s+$", "")))
+    return nil, (why:gsub("%s+$", ""))
   end
+  return npid, conn, addr
+end
+
+-- The token a node of this cluster uses: a file of its session (0600).
+local function session_token(session, tok)
+  core.mkdir(session)
+  local ok, err = core.token_write(session .. "/token", tok)
+  if not ok then return nil, err end
+  return session .. "/token"
+end
+
+-- The end of both kinds of start: how to stop it; --block waits for it.
+local function started(o, npid)
+  io.stdout:write("Stop it with: lray stop\n")
+  io.stdout:flush()
+  if o.block then
+    while alive(npid) do core.usleep(0.2) end
+  end
+  return 0
+end
+
+-- `lray start --address HOST:PORT`: a node that joins a running cluster.
+local function join(o)
+  local tok = cluster.token(o.token)
+  if not tok then
+    return die("joining needs the cluster's token: pass --token TOKEN or set LRAY_TOKEN"
+      .. " (the head printed it; on the head's machine it is in " .. cluster.TOKEN_FILE .. ")")
+  end
+  local ok, why = core.token_check(tok)
+  if not ok then return die("--token: " .. why) end
+  core.mkdir(cluster.BASE)
+  local id = core.random_hex(3)
+  local session = cluster.BASE .. "/node-" .. id
+  local tf, terr = session_token(session, tok)
+  if not tf then return die(terr) end
+  if not core.exists(cluster.TOKEN_FILE) then core.token_write(cluster.TOKEN_FILE, tok) end
+  local args = cluster.node_args({ session = session, num_cpus = o.num_cpus,
+    num_gpus = o.num_gpus, resources = o.resources, port = o.port or 0, host = o.host,
+    object_store_memory = o.object_store_memory })
+  args[#args + 1] = "--token-file"; args[#args + 1] = tf
+  args[#args + 1] = "--head-address"; args[#args + 1] = o.address
+  local npid, conn, addr = spawn_node(args, session)
+  if not npid then return die("the node did not join " .. o.address .. ": " .. tostring(conn)) end
+  runtime.conn = conn
+  conn:on_message(runtime.on_message)
+  local st = runtime.state({ t = "status" })
+  conn:close()
+  local f = io.open(cluster.BASE .. "/node-" .. id .. ".pid", "w"); f:write(npid, "\n"); f:close()
+  io.stdout:write(("Joined the lray cluster at %s as node %s (pid %d).\n"):format(o.address,
+    tostring(st.node_id), npid))
+  io.stdout:write(("  Address on this machine: %s\n"):format(addr))
+  return started(o, npid)
+end
+
+local function start(argv)
+  local o, err = parse(argv, 2, START)
+  if not o then return die(err .. " (see API.md: lray start --head [--port P] [--num-cpus N] ...)") end
+  if o.resources then
+    local ok, res = pcall(require("cjson").decode, o.resources)
+    if not ok or type(res) ~= "table" then
+      return die("--resources must be a JSON object such as '{\"Custom\": 4}'")
+    end
+  end
+  if o.head and o.address then return die("--head starts a cluster and --address joins one: choose one") end
+  if o.address then return join(o) end
+  if not o.head then
+    return die("say `lray start --head` to start a cluster on this machine, or"
+      .. " `lray start --address HOST:PORT --token TOKEN` to join one")
+  end
+  local pid = read_pid()
+  if alive(pid) then
+    return die(("a cluster is already running here (pid %d, address %s); `lray stop` stops it")
+      :format(pid, tostring(cluster.auto_address())))
+  end
+  -- The cluster token: given (--token, $LRAY_TOKEN, for deployments that
+  -- make it ahead of time) or new; kept for this machine's drivers and CLI.
+  local tok = o.token or os.getenv("LRAY_TOKEN")
+  if tok == "" then tok = nil end
+  tok = tok or core.token_new()
+  local ok, why = core.token_check(tok)
+  if not ok then return die("--token: " .. why) end
+  core.mkdir(cluster.BASE)
+  local wok, werr = core.token_write(cluster.TOKEN_FILE, tok)
+  if not wok then return die(werr) end
+  local session = cluster.BASE .. "/head-" .. core.random_hex(3)
+  local tf, terr = session_token(session, tok)
+  if not tf then return die(terr) end
+  local args = cluster.node_args({ session = session, num_cpus = o.num_cpus,
+    num_gpus = o.num_gpus, resources = o.resources, port = o.port or 6380,
+    host = o.host, object_store_memory = o.object_store_memory })
+  args[#args + 1] = "--token-file"; args[#args + 1] = tf
+  local npid, conn, addr = spawn_node(args, session)
+  if not npid then return die("the cluster did not start: " .. tostring(conn)) end
   runtime.conn = conn
   conn:on_message(runtime.on_message)
   local st = runtime.state({ t = "status" })
@@ -125,16 +213,16 @@ local function start(argv)
   local url, dpid
   if o.dashboard_port ~= 0 then
     local dash = require("lray.dashboard")
-    local token
+    local dtoken
     if not dash.is_loopback(o.dashboard_host) then
-      token = core.random_hex(16)
-      local tf = io.open(cluster.BASE .. "/dashboard_token", "w")
-      tf:write(token, "\n")
-      tf:close()
+      dtoken = core.random_hex(16)
+      local tfd = io.open(cluster.BASE .. "/dashboard_token", "w")
+      tfd:write(dtoken, "\n")
+      tfd:close()
       os.execute("chmod 600 '" .. cluster.BASE .. "/dashboard_token'")
     end
     url, dpid = dash.spawn({ node = addr, host = o.dashboard_host, port = o.dashboard_port,
-      port_fixed = o.dashboard_port ~= nil, token_file = token and cluster.BASE .. "/dashboard_token",
+      port_fixed = o.dashboard_port ~= nil, token_file = dtoken and cluster.BASE .. "/dashboard_token",
       log = cluster.BASE .. "/dashboard.log" })
     if not url then io.stderr:write("lray: ", tostring(dpid), "\n") end
   end
@@ -147,6 +235,10 @@ local function start(argv)
   io.stdout:write(("  Address for other machines: %s\n"):format(tcp))
   io.stdout:write("Connect a driver on this machine with:\n")
   io.stdout:write("  lray.init{address = \"auto\"}\n")
+  io.stdout:write("Join another machine to it with:\n")
+  io.stdout:write(("  lray start --address %s --host <that machine's address> --token %s\n")
+    :format(tcp, tok))
+  io.stdout:write(("  (the token is also in %s, readable by you only)\n"):format(cluster.TOKEN_FILE))
   if url then
     io.stdout:write(("Dashboard: %s\n"):format(url))
     if not require("lray.dashboard").is_loopback(o.dashboard_host) then
@@ -154,28 +246,53 @@ local function start(argv)
         .. " Authorization: Bearer <token>)\n"):format(cluster.BASE))
     end
   end
-  io.stdout:write("Stop it with: lray stop\n")
-  io.stdout:flush()
-  return 0
+  return started(o, npid)
 end
 
 -- -- stop --------------------------------------------------------------------
 
-local function stop()
-  local pid = read_pid()
-  if not alive(pid) then
-    os.remove(PIDFILE)
-    os.remove(cluster.ADDRESS_FILE)
-    io.stdout:write("No lray cluster is running on this machine.\n")
-    return 0
-  end
+local function kill_and_wait(pid)
   core.kill(pid, 15)
   local deadline = core.now() + 5
   while alive(pid) and core.now() < deadline do core.usleep(0.01) end
   if alive(pid) then core.kill(pid, 9) end
+end
+
+-- Every node `lray start` started on this machine: the head and joined ones.
+local function stop()
+  local stopped = {}
+  for _, pf in ipairs(node_pidfiles()) do
+    local npid = read_pidfile(pf)
+    if alive(npid) then kill_and_wait(npid); stopped[#stopped + 1] = npid end
+    os.remove(pf)
+  end
+  local pid = read_pid()
+  if alive(pid) then kill_and_wait(pid); stopped[#stopped + 1] = pid end
   os.remove(PIDFILE)
   os.remove(cluster.ADDRESS_FILE)
-  io.stdout:write(("Stopped the lray cluster (pid %d).\n"):format(pid))
+  os.remove(cluster.TOKEN_FILE)
+  -- What nodes killed with SIGKILL left: their sessions and stores.
+  for _, name in ipairs(core.readdir(cluster.BASE) or {}) do
+    local dir = cluster.BASE .. "/" .. name
+    if name:match("^head%-") or name:match("^node%-") and not name:match("%.pid$") then
+      local c = core.connect("unix:" .. dir .. "/node.sock")
+      if c then
+        c:close()
+      else
+        for _, f in ipairs(core.readdir(dir) or {}) do os.remove(dir .. "/" .. f) end
+        core.rmdir(dir)
+      end
+    end
+  end
+  core.shm_sweep("lray-")
+  if #stopped == 0 then
+    io.stdout:write("No lray cluster is running on this machine.\n")
+    return 0
+  end
+  table.sort(stopped)
+  local pids = {}
+  for i, p in ipairs(stopped) do pids[i] = tostring(p) end
+  io.stdout:write(("Stopped the lray cluster (pid %s).\n"):format(table.concat(pids, ", ")))
   return 0
 end
 
@@ -184,7 +301,7 @@ end
 local function connect_auto()
   local addr, why = cluster.find_address()
   if not addr then return nil, why end
-  local conn, err = core.connect(addr)
+  local conn, err = core.connect(addr, nil, cluster.token())
   if not conn then return nil, "cannot reach the cluster at " .. addr .. ": " .. tostring(err) end
   runtime.conn = conn
   conn:on_message(runtime.on_message)

@@ -20,6 +20,7 @@ M.types = {
   TaskError = true, ActorDiedError = true, WorkerCrashedError = true,
   ObjectLostError = true, OwnerDiedError = true, GetTimeoutError = true, TaskCancelledError = true,
   RayError = true, Empty = true, Full = true, ObjectStoreFullError = true, ValueError = true,
+  AuthenticationError = true,
 }
 
 ---@param etype string

@@ -12,12 +12,22 @@ Runs a Lua script with lray loaded; `arg` is set as luajit sets it.
 With no arguments, `lray` starts the interactive REPL.
 Options (as in luajit): -e CHUNK, -l NAME, -i (REPL after the script), -v, - (stdin).
 ]] },
-  start = { "lray start --head [options]", "start a cluster on this machine", [[
-Starts the head node of a cluster in the background and prints how to connect.
-  --head                   start a head node (required)
-  --port P                 TCP port for other machines and drivers (default 6380)
-  --host ADDR              address to listen on (default 127.0.0.1: nothing
-                           listens beyond this machine unless asked)
+  start = { "lray start --head | --address HOST:PORT [options]",
+    "start a cluster on this machine, or join one", [[
+Starts a node in the background: the head of a new cluster (--head), which
+prints how to connect and how other machines join, or a node that joins the
+cluster whose head is at HOST:PORT (--address).
+  --head                   start the head node of a new cluster
+  --address HOST:PORT      join the cluster whose head listens there
+  --token TOKEN            the cluster token (default: $LRAY_TOKEN, else the
+                           token file of a cluster on this machine
+                           ($LRAY_TMPDIR or /tmp/lray, /token); a new head
+                           makes one)
+  --port P                 TCP port for other machines and drivers (default
+                           6380 for a head, any free one for a joining node)
+  --host ADDR              address to listen on and advertise (default
+                           127.0.0.1: nothing listens beyond this machine
+                           unless asked)
   --block                  stay in the foreground until the node exits
   --num-cpus N             CPUs this node offers (default: detected cores)
   --num-gpus N             GPUs this node offers (default: detected GPUs)

@@ -24,7 +24,7 @@ local tick = nil       -- see lray.init: lets Ctrl-C interrupt a blocked get
 -- -- Lifecycle ---------------------------------------------------------------
 
 local INIT_OPTS = {
-  address = "string", num_cpus = "number", num_gpus = "number", resources = "table",
+  address = "string", token = "string", num_cpus = "number", num_gpus = "number", resources = "table",
   object_store_memory = "number", namespace = "string", log_to_driver = "boolean",
   ignore_reinit_error = "boolean", _prestart = "number",
   include_dashboard = "boolean", dashboard_port = "number", dashboard_host = "string",
@@ -91,7 +91,7 @@ function lray.init(opts)
   if opts.address == nil then
     w = cluster().start_embedded(opts, hello)
   else
-    w = cluster().join(opts.address, hello)
+    w = cluster().join(opts.address, hello, opts.token)
   end
   runtime.job_id, runtime.namespace, runtime.node_id = w.job_id, w.namespace, w.node_id
   if core.isatty(0) and not tick then

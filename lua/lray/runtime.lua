@@ -701,13 +701,13 @@ local function dump_state()
 end
 
 --- Connects to the node at addr and says hello. Returns the welcome.
-function M.connect(addr, hello)
+function M.connect(addr, hello, token)
   if not M.dump_installed then
     M.dump_installed = true
     core.signal(12, dump_state)
   end
-  local conn, err = core.connect(addr)
-  if not conn then return nil, err end
+  local conn, err, kind = core.connect(addr, nil, token)
+  if not conn then return nil, err, kind end
   M.conn = conn
   M.lost = nil
   conn:on_message(M.on_message)

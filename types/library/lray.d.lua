@@ -4,11 +4,12 @@
 
 ---@alias lray.ArrayType "double"|"float"|"int8_t"|"uint8_t"|"int16_t"|"uint16_t"|"int32_t"|"uint32_t"|"int64_t"|"uint64_t"
 
----@alias lray.ErrorType "TaskError"|"ActorDiedError"|"WorkerCrashedError"|"ObjectLostError"|"OwnerDiedError"|"GetTimeoutError"|"TaskCancelledError"|"RayError"|"ValueError"|"Empty"|"Full"|"ObjectStoreFullError"
+---@alias lray.ErrorType "TaskError"|"ActorDiedError"|"WorkerCrashedError"|"ObjectLostError"|"OwnerDiedError"|"GetTimeoutError"|"TaskCancelledError"|"RayError"|"ValueError"|"Empty"|"Full"|"ObjectStoreFullError"|"AuthenticationError"
 
 --- Options of `lray.init`.
 ---@class lray.InitOptions
 ---@field address? string nil: a local cluster; `"auto"`: the one `lray start` runs here; `"host:port"`
+---@field token? string the cluster token for a `"host:port"` address (default: `$LRAY_TOKEN`, or the file `lray start` keeps on this machine)
 ---@field num_cpus? number CPUs of the local cluster (default: the machine's cores)
 ---@field num_gpus? number GPUs of the local cluster (default: detected)
 ---@field resources? table<string, number> custom resources, e.g. `{Custom = 4}`

@@ -1,0 +1,130 @@
+-- API.md "Clusters of many machines" and "Security", as far as they are
+-- built: nodes join a head with the cluster token, the head keeps the node
+-- table, a node that dies is declared dead (for good), losing the head ends
+-- the others, and every TCP peer proves the token before anything it sends
+-- is read. Each node is its own `lray _node` process on its own loopback
+-- address (spec/helpers/nodes.lua).
+local nodes = require("spec.helpers.nodes")
+local shell = require("spec.helpers.shell")
+
+local function by_host(list)
+  local out = {}
+  for _, n in ipairs(list) do out[n.address:match("^(.*):%d+$")] = n end
+  return out
+end
+
+-- Sends bytes to host:port and reads until the node closes the connection
+-- (at most `wait` seconds); returns "closed" or "open".
+local function poke(address, bytes, wait)
+  local host, port = address:match("^(.*):(%d+)$")
+  local cmd = ("exec 3<>/dev/tcp/%s/%s; printf %s >&3; timeout %d cat <&3 >/dev/null; echo rc=$?")
+    :format(host, port, shell.q(bytes), wait)
+  local out = shell.run("bash -c " .. shell.q(cmd))
+  return out:match("rc=0") and "closed" or "open"
+end
+
+describe("a cluster of several nodes", function()
+  local c
+
+  setup(function()
+    c = nodes.start({ nodes = 2, num_cpus = 1,
+      extra = { "--resources '{\"Custom\": 2}'", "--num-gpus 0" } })
+  end)
+
+  teardown(function()
+    if c then c:stop() end
+  end)
+
+  it("lists every node with its address and resources, the head first", function()
+    local list = c:nodes()
+    assert.are.equal(3, #list)
+    assert.is_true(list[1].is_head)
+    local h = by_host(list)
+    assert.is_true(h["127.0.0.2"].alive and h["127.0.0.3"].alive and h["127.0.0.1"].alive)
+    assert.are.equal(2, h["127.0.0.2"].resources.Custom)
+    assert.are.equal(1, h["127.0.0.3"].resources.CPU)
+  end)
+
+  it("answers `lray list nodes` on a node that joined, through the head", function()
+    local out = shell.run(("ls -d %s/node-*/ | head -1"):format(shell.q(c.base)))
+    local sock = out:gsub("%s+$", "") .. "node.sock"
+    local got, status = c:lray("list nodes --format json", "LRAY_ADDRESS=" .. shell.q("unix:" .. sock))
+    assert.are.equal(0, status, got)
+    assert.are.equal(3, #require("cjson").decode(got))
+  end)
+
+  it("keeps the token in a file only its owner can read", function()
+    local mode = shell.ok("stat -c %a " .. shell.q(c.base .. "/token")):gsub("%s+$", "")
+    assert.are.equal("600", mode)
+  end)
+
+  it("refuses a node with a wrong token, and the head stays up", function()
+    local out, status = c:join("127.0.0.9", "--token 00112233445566778899aabbccddeeff")
+    assert.are_not.equal(0, status)
+    assert.matches("token was refused by the head at " .. c.address:gsub("%.", "%%."), out)
+    assert.are.equal(3, #c:nodes())
+  end)
+
+  it("raises AuthenticationError for a driver with a wrong or no token, naming the address", function()
+    local script = os.tmpname()
+    shell.write(script, [[
+      local lray = require("lray")
+      local ok, e = pcall(lray.init, { address = arg[1], token = arg[2] ~= "" and arg[2] or nil })
+      print(ok, type(e) == "table" and e.type, type(e) == "table" and e.message)
+    ]])
+    local run = function(tok, env)
+      return shell.run(("LRAY_TMPDIR=/nonexistent %s %s %s %s %s"):format(env or "", shell.q(nodes.BIN),
+        shell.q(script), c.address, shell.q(tok)))
+    end
+    local out = run("00112233445566778899aabbccddeeff")
+    assert.matches("false\tAuthenticationError\tcannot join the cluster at " .. c.address:gsub("%.", "%%.")
+      .. ": the node refused the cluster token", out)
+    out = run("", "LRAY_TOKEN=")
+    assert.matches("false\tAuthenticationError\t.*needs its token and none was given", out)
+    out = run(c.token)
+    assert.matches("^true", out)
+    os.remove(script)
+  end)
+
+  it("closes a connection that sends garbage, an oversized frame or nothing, and stays up", function()
+    assert.are.equal("closed", poke(c.address, "GET / HTTP/1.0\\r\\n\\r\\n", 10))
+    assert.are.equal("closed", poke(c.address, "\\377\\377\\377\\177", 10))
+    assert.are.equal("closed", poke(c.address, "", 10))   -- the 5 s deadline
+    local log = shell.run(("cat %s/head-*/node.log"):format(shell.q(c.base)))
+    assert.matches("it did not prove the cluster token", log, 1, true)
+    assert.matches("within 5 s", log, 1, true)
+    assert.are.equal(3, #c:nodes())
+  end)
+
+  it("declares a node that was killed dead within 5 s, for good", function()
+    local pid = tonumber(shell.ok(("pgrep -f -- %s | head -1"):format(
+      shell.q("[_]node --session " .. c.base .. "/node-"))):match("%d+"))
+    local before = {}
+    for _, n in ipairs(c:nodes()) do before[n.node_id] = n.alive end
+    shell.ok("kill -9 " .. pid)
+    assert.is_true(c:wait_nodes(function(list)
+      local dead = 0
+      for _, n in ipairs(list) do if not n.alive then dead = dead + 1 end end
+      return dead == 1
+    end, 5))
+    for _, n in ipairs(c:nodes()) do
+      if not n.alive then assert.matches("connection to the head closed", n.cause, 1, true) end
+    end
+  end)
+end)
+
+describe("losing the head", function()
+  it("ends the nodes that joined it, and `lray stop` leaves nothing behind", function()
+    local c = nodes.start({ nodes = 1 })
+    local head = assert(tonumber(shell.ok("cat " .. shell.q(c.base .. "/head.pid")):match("%d+")))
+    shell.ok("kill -9 " .. head)
+    local gone = false
+    for _ = 1, 100 do
+      if #c:node_pids() == 0 then gone = true; break end
+      shell.run("sleep 0.1")
+    end
+    assert.is_true(gone, "a joined node outlived its head by 10 s")
+    local left = c:stop()
+    assert.are.same({}, left)
+  end)
+end)
