@@ -689,6 +689,7 @@ int lr_raylet_main(int argc, char **argv)
   n->max_workers = mw ? atoi(mw) : (int)(by_mem < 64 ? 64 : by_mem > 4096 ? 4096 : by_mem);
   lr_ev_init(n);
   lr_obj_init(n);
+  lr_memmon_start(n);
   lr_gcs_env_t env = {n, n->loop, head_send, head_to_raylet};
   n->gcs = lr_gcs_new(&env);
   lr_shm_sweep("lray-");

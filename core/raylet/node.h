@@ -10,6 +10,7 @@
  *   placement.c actors the head placed here: resources, start, stop
  *   events.c    what happened, for `lray list/logs/timeline` and the dashboard
  *   state.c     the state API answers (JSON)
+ *   memmon.c    memory pressure: oom_score_adj, the memory monitor
  *
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #ifndef LR_RAYLET_NODE_H
@@ -229,6 +230,7 @@ struct lr_node_s {
   int cleaned;
   int debug;
   struct lr_events_s *ev;
+  struct lr_memmon_s *memmon;
 };
 
 /* -- node.c ------------------------------------------------------------------ */
@@ -335,6 +337,23 @@ void lr_ev_remove_logs(lr_node_t *n);
 /* Writes {"items": [...]} for list what (tasks, jobs, spans, counters,
  * objects, logs, workers); 0, or -1 when what is not one of them. */
 int lr_ev_list(lr_node_t *n, const lr_m_list_t *m, lr_buf_t *json);
+
+/* -- memmon.c ------------------------------------------------------------------- */
+
+enum { LR_OOM_NODE = -500, LR_OOM_ACTOR = 500, LR_OOM_TASK = 1000 };
+
+/* Sets pid's oom_score_adj (0: this process); 0 or a negative errno. */
+int lr_memmon_set_score(int64_t pid, int score);
+/* w runs tasks (actor 0) or an actor (1) from now on: its score follows. */
+void lr_memmon_worker_role(lr_worker_t *w, int actor);
+/* Lowers the node's own score and starts the monitor (see memmon.c). */
+void lr_memmon_start(lr_node_t *n);
+/* Memory in use and its limit, in bytes; 0, or -1 when unreadable. */
+int lr_memmon_usage(lr_node_t *n, uint64_t *used, uint64_t *limit);
+/* The lease whose worker the monitor would kill now (the newest granted
+ * task lease), or NULL. */
+lr_lease_t *lr_memmon_pick(lr_node_t *n);
+uint64_t lr_memmon_kills(lr_node_t *n);
 
 /* -- state.c -------------------------------------------------------------------- */
 

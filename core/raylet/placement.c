@@ -165,6 +165,7 @@ static void start_on(lr_node_t *n, lr_placement_t *p, lr_worker_t *w)
   w->actor = p;
   w->for_actor = NULL;
   w->state = LR_W_ACTOR;
+  lr_memmon_worker_role(w, 1);
   snprintf(w->job, sizeof(w->job), "%s", p->job);
   lr_free(w->label);
   w->label = lr_xstrdup(p->cname);
