@@ -498,6 +498,7 @@ void lr_node_cleanup(lr_node_t *n, int code)
     unlink(w->addr + 5);
   }
   lr_place_unlink_all(n);
+  lr_spill_cleanup(n);
   lr_shm_close(&n->shm);
   if (n->shm_name[0]) lr_shm_unlink(n->shm_name);
   if (n->session_dir[0]) {
