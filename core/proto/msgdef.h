@@ -84,7 +84,8 @@
   T(WORKER_EXIT, worker_exit, MSG) /* raylet -> head: an actor's process ended */ \
   T(NODE_REGISTER, node_register, MSG) /* raylet -> head: a node joins */     \
   T(NODE_VIEW, node_view, MSG)     /* raylet -> head: resources; heartbeat */ \
-  T(NODE_DEAD, node_dead, MSG)     /* head -> raylet: you are dead: exit */
+  T(NODE_DEAD, node_dead, MSG)     /* head -> raylet: you are dead: exit */ \
+  T(LEASE_OOM, lease_oom, MSG)     /* node -> submitter: killed for memory */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
  * (shm = {offset, length}), or an encoded error (err); arr names the element
@@ -320,6 +321,12 @@
 #define LR_FIELDS_lease_stop(F) F(lid, STR, ONE, NONE)
 #define LR_FIELDS_lease_end(F) F(lid, STR, ONE, NONE)
 #define LR_FIELDS_lease_wait(F) F(rid, STR, ONE, NONE)
+
+/* The node's memory monitor is about to kill this lease's worker: text says
+ * why (its tasks are retried, or fail naming memory pressure). */
+#define LR_FIELDS_lease_oom(F)                                                \
+  F(lid, STR, ONE, NONE)                                                      \
+  F(text, STR, ONE, NONE)
 
 /* Spans a worker ran (tasks, actor calls), in columns of equal length:
  * wall-clock start and duration in seconds; failed: it raised. */

@@ -637,6 +637,7 @@ void lr_node_cleanup(lr_node_t *n, int code)
     unlink(w->addr + 5);
   }
   lr_place_unlink_all(n);
+  lr_spill_cleanup(n);
   lr_shm_close(&n->shm);
   if (n->shm_name[0]) lr_shm_unlink(n->shm_name);
   if (n->session_dir[0]) {
@@ -835,6 +836,7 @@ int lr_raylet_main(int argc, char **argv)
   n->max_workers = mw ? atoi(mw) : (int)(by_mem < 64 ? 64 : by_mem > 4096 ? 4096 : by_mem);
   lr_ev_init(n);
   lr_obj_init(n);
+  lr_memmon_start(n);
   lr_gcs_env_t env = {n, n->loop, head_send, head_to_raylet};
   if (!a.head_address) n->gcs = lr_gcs_new(&env); /* a joined node has no head */
   lr_shm_sweep("lray-");

@@ -12,6 +12,8 @@
  *   state.c     the state API answers (JSON)
  *   headlink.c  this node in the cluster's node table; a joined node's link
  *               to the head
+ *   memmon.c    memory pressure: oom_score_adj, the memory monitor
+ *   spill.c     spilling objects to disk when the store is full
  *
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #ifndef LR_RAYLET_NODE_H
@@ -164,6 +166,9 @@ struct lr_obj_s {
   int64_t owner_pid;      /* who put it (for `lray memory`) */
   char *call_site;
   double doomed_at; /* monotonic; < 0 while referenced */
+  int64_t inner;       /* of count: objects that contain it */
+  double used_at;      /* monotonic: stored or last asked for (LRU) */
+  int64_t spilled_len; /* >= 0: on disk (spill.c), not in the store */
   UT_hash_handle hh;
 };
 
@@ -242,6 +247,8 @@ struct lr_node_s {
   uv_timer_t view_timer;
   uint64_t view_digest, view_sent;
   struct lr_events_s *ev;
+  struct lr_memmon_s *memmon;
+  uint64_t spilled_bytes, spills, restores;
 };
 
 /* -- node.c ------------------------------------------------------------------ */
@@ -359,6 +366,41 @@ void lr_headlink_self(lr_node_t *n);
 /* Sends client c's rpc m (rid: its rid field, rewritten) to the head; -1
  * when there is no head link. */
 int lr_headlink_relay(lr_node_t *n, lr_client_t *c, lr_pf_t *rid, const void *m);
+
+/* -- memmon.c ------------------------------------------------------------------- */
+
+enum { LR_OOM_NODE = -500, LR_OOM_ACTOR = 500, LR_OOM_TASK = 1000 };
+
+/* Sets pid's oom_score_adj (0: this process); 0 or a negative errno. */
+int lr_memmon_set_score(int64_t pid, int score);
+/* w runs tasks (actor 0) or an actor (1) from now on: its score follows. */
+void lr_memmon_worker_role(lr_worker_t *w, int actor);
+/* Lowers the node's own score and starts the monitor (see memmon.c). */
+void lr_memmon_start(lr_node_t *n);
+/* Memory in use and its limit, in bytes; 0, or -1 when unreadable. */
+int lr_memmon_usage(lr_node_t *n, uint64_t *used, uint64_t *limit);
+/* The lease whose worker the monitor would kill now (the newest granted
+ * task lease), or NULL. */
+lr_lease_t *lr_memmon_pick(lr_node_t *n);
+uint64_t lr_memmon_kills(lr_node_t *n);
+
+/* -- spill.c -------------------------------------------------------------------- */
+
+/* 1 when o may be spilled: stored, in the store, and counted only by the
+ * objects containing it, so no process can be reading its range. */
+int lr_spill_candidate(const lr_obj_t *o);
+/* Writes o to disk and frees its range: 0, LR_EBADARG (not a candidate) or
+ * a negative errno (the disk; o stays in the store). */
+int lr_spill_one(lr_node_t *n, lr_obj_t *o);
+/* Spills candidates, least recently used first, until a range of size fits
+ * (never keep); returns how many it spilled. LRAY_SPILL=0: none. */
+int lr_spill_make_room(lr_node_t *n, uint64_t size, const lr_obj_t *keep);
+/* Brings a spilled o back into the store (0 when it is not spilled), or
+ * LR_ESTOREFULL / a negative errno, leaving it on disk. */
+int lr_spill_restore(lr_node_t *n, lr_obj_t *o);
+/* o is freed: its file goes. */
+void lr_spill_forget(lr_node_t *n, lr_obj_t *o);
+void lr_spill_cleanup(lr_node_t *n);
 
 /* -- state.c -------------------------------------------------------------------- */
 

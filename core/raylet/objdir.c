@@ -12,6 +12,7 @@
  * LRAY_FREE_GRACE_S=0). */
 #include <stdio.h>
 #include <string.h>
+#include "common/errdef.h"
 #include "raylet/node.h"
 
 typedef struct lr_lend_s {
@@ -49,6 +50,7 @@ lr_obj_t *lr_obj_get(lr_node_t *n, const char *id, size_t len)
   o->id = dupn(id, len);
   o->shm_len = -1;
   o->doomed_at = -1;
+  o->spilled_len = -1;
   HASH_ADD_KEYPTR(hh, n->objects, o->id, len, o);
   return o;
 }
@@ -57,7 +59,10 @@ static void free_obj(lr_node_t *n, lr_obj_t *o)
 {
   HASH_DEL(n->objects, o);
   if (o->shm_len >= 0) lr_salloc_free(&n->region, (uint64_t)o->shm_off, (uint64_t)o->shm_len);
+  lr_spill_forget(n, o);
   for (uint32_t i = 0; i < o->ncontains; i++) {
+    lr_obj_t *in = lr_obj_find(n, o->contains[i], strlen(o->contains[i]));
+    if (in) in->inner--;
     lr_obj_decref(n, o->contains[i], strlen(o->contains[i]));
     lr_free(o->contains[i]);
   }
@@ -313,6 +318,7 @@ static void store(lr_node_t *n, lr_obj_t *o, const lr_m_put_t *m, const char *et
         const lr_pstr_t *id = &m->refs.items[i].v.s;
         o->contains[i] = dupn(id->p, id->n);
         lr_obj_incref(n, id->p, id->n);
+        lr_obj_find(n, id->p, id->n)->inner++;
       }
     }
   } else {
@@ -320,6 +326,7 @@ static void store(lr_node_t *n, lr_obj_t *o, const lr_m_put_t *m, const char *et
     o->emsg = lr_xstrdup(emsg);
   }
   o->st = (o->err || o->etype) ? LR_O_ERR : LR_O_OK;
+  o->used_at = lr_node_now();
   lr_waiter_t *w = o->waiters;
   o->waiters = NULL;
   for (lr_waiter_t *next; w; w = next) {
@@ -364,11 +371,75 @@ void lr_obj_expect(lr_node_t *n, lr_client_t *c, const lr_m_expect_t *m)
   lr_obj_hold(n, c, m->id.v.s.p, m->id.v.s.n);
 }
 
+/* A read of a spilled object waits while the store is full, as a put does:
+ * every process is asked to collect, and the restore is retried for a while
+ * before the reader gets ObjectStoreFullError. */
+typedef struct {
+  lr_node_t *n;
+  uint64_t client;
+  char *id;
+  int tries;
+  uv_timer_t t;
+} restore_try_t;
+
+static void restore_closed(uv_handle_t *h)
+{
+  restore_try_t *r = h->data;
+  lr_free(r->id);
+  lr_free(r);
+}
+
+/* Sends o (restored first, if spilled) to c; 1 when answered. */
+static int send_restored(lr_node_t *n, lr_client_t *c, lr_obj_t *o, int tries)
+{
+  o->used_at = lr_node_now();
+  int rc = lr_spill_restore(n, o);
+  if (rc == LR_ESTOREFULL && tries < 40) {
+    if (tries == 0) {
+      lr_m_gc_t gc = LR_MSG_INIT(GC);
+      for (lr_client_t *x = n->clients; x; x = x->hh.next) lr_node_send(x, &gc);
+    }
+    return 0;
+  }
+  if (rc < 0) { /* still on disk: this reader gets the failure */
+    char msg[300];
+    snprintf(msg, sizeof(msg), "object %s is spilled to disk and cannot be restored into"
+             " the object store: %s", o->id, rc == LR_ESTOREFULL ? "the store is full" :
+             uv_strerror(rc));
+    lr_obj_t tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.id = o->id;
+    tmp.shm_len = -1;
+    tmp.etype = "ObjectStoreFullError";
+    tmp.emsg = msg;
+    send_obj(c, &tmp);
+    return 1;
+  }
+  send_obj(c, o);
+  return 1;
+}
+
+static void restore_retry(uv_timer_t *t)
+{
+  restore_try_t *r = t->data;
+  lr_client_t *c = lr_node_client(r->n, r->client);
+  lr_obj_t *o = lr_obj_find(r->n, r->id, strlen(r->id));
+  r->tries++;
+  if (!c || !o || send_restored(r->n, c, o, r->tries)) uv_close((uv_handle_t *)t, restore_closed);
+}
+
 void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
 {
   lr_obj_t *o = lr_obj_get(n, id, len);
   if (o->st != LR_O_PENDING) {
-    send_obj(c, o);
+    if (send_restored(n, c, o, 0)) return;
+    restore_try_t *r = lr_xcalloc(1, sizeof(*r));
+    r->n = n;
+    r->client = c->id;
+    r->id = dupn(id, len);
+    uv_timer_init(n->loop, &r->t);
+    r->t.data = r;
+    uv_timer_start(&r->t, restore_retry, 25, 25);
     return;
   }
   for (lr_waiter_t *w = o->waiters; w; w = w->next)
@@ -469,6 +540,8 @@ static int try_alloc(alloc_try_t *a)
     reap(n, 1);
     off = lr_salloc_alloc(&n->region, (uint64_t)a->size);
   }
+  if (off < 0 && lr_spill_make_room(n, (uint64_t)a->size, NULL) > 0)
+    off = lr_salloc_alloc(&n->region, (uint64_t)a->size);
   if (off >= 0) {
     lr_alloc_t *r = lr_xcalloc(1, sizeof(*r));
     r->off = (uint64_t)off;

@@ -165,6 +165,7 @@ static void start_on(lr_node_t *n, lr_placement_t *p, lr_worker_t *w)
   w->actor = p;
   w->for_actor = NULL;
   w->state = LR_W_ACTOR;
+  lr_memmon_worker_role(w, 1);
   snprintf(w->job, sizeof(w->job), "%s", p->job);
   lr_free(w->label);
   w->label = lr_xstrdup(p->cname);
@@ -187,6 +188,7 @@ static void start_on(lr_node_t *n, lr_placement_t *p, lr_worker_t *w)
     vals[i].id.n = 1;
     vals[i].id.v.s = *id;
     lr_obj_t *o = lr_obj_find(n, id->p, id->n);
+    if (o) lr_spill_restore(n, o); /* (it stays on disk only when the store is full) */
     if (o) lr_obj_value(o, &vals[i], &shm[2 * i]);
     depv[i].key.i = m->deps.items[i].key.i;
     depv[i].v.rec = &vals[i];

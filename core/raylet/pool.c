@@ -267,6 +267,7 @@ lr_worker_t *lr_pool_spawn(lr_node_t *n, lr_placement_t *for_actor)
   w->partial_timer.data = w;
   w->timer_open = 1;
   w->pid = w->proc.pid;
+  lr_memmon_worker_role(w, 0);
   snprintf(w->addr, sizeof(w->addr), "unix:%s/w-%s.sock", n->session_dir, w->wid);
   HASH_ADD_STR(n->workers, wid, w);
   w->in_table = 1;

@@ -190,6 +190,15 @@ local function lease_lost(L, why)
     unlend(t)
     if t.cancelled then
       fail(t, cancelled_error(t))
+    elseif L.oom and t.retries ~= 0 then
+      -- Killed by the node's memory monitor: retried without using up
+      -- max_retries (as Ray), after a pause that grows with each such kill.
+      t.oom_kills = (t.oom_kills or 0) + 1
+      again[#again + 1] = t
+    elseif L.oom then
+      fail(t, errors.new("WorkerCrashedError", ("the worker running task '%s' (pid %s) was"
+        .. " killed by the node's memory monitor (memory pressure), and the task is not"
+        .. " retried (max_retries = 0): %s"):format(tostring(t.name), tostring(L.pid), L.oom)))
     elseif t.retries ~= 0 then
       t.retries = t.retries - 1
       again[#again + 1] = t
@@ -200,8 +209,31 @@ local function lease_lost(L, why)
   end
   L.tasks = {}
   table.sort(again, function(a, b) return a.num < b.num end)
+  if L.oom and #again > 0 then
+    local k = 0
+    for _, t in ipairs(again) do k = math.max(k, t.oom_kills) end
+    for _, t in ipairs(again) do t.state = "waiting" end
+    -- Runs the retries after the backoff (0.1 s doubling, at most 5 s).
+    core.timer(min(0.1 * 2 ^ (k - 1), 5), 0, function()
+      for i = #again, 1, -1 do
+        local t = again[i]
+        if t.state == "waiting" then insert(sh.queue, 1, t); t.state = "queued" end
+      end
+      pump(sh)
+    end)
+    return pump(sh)
+  end
   for i = #again, 1, -1 do insert(sh.queue, 1, again[i]); again[i].state = "queued" end
   pump(sh)
+end
+
+-- The node's memory monitor is about to kill the worker of one of our
+-- leases: remember why, for when its connection closes.
+runtime.handlers.lease_oom = function(m)
+  for _, sh in pairs(shapes) do
+    local L = sh.leases[m.lid]
+    if L then L.oom = m.text; return end
+  end
 end
 
 local function on_result(L, m)
