@@ -88,6 +88,8 @@ struct lr_gcs_s {
   gcs_client_t *clients;
   struct gcs_node_s *nodes; /* nodes.c */
   uv_timer_t *node_timer;   /* declares silent nodes dead */
+  uv_timer_t *view_timer;   /* sends the cluster view when it changed */
+  int view_dirty;
   /* Decoded copies of kept messages live here until the outermost
    * lr_gcs_recv (or timer callback) returns. */
   lr_arena_t scratch;

@@ -32,6 +32,19 @@ static void res_free(gcs_res_t *r)
   memset(r, 0, sizeof(*r));
 }
 
+/* 1 when f says something else than r. */
+static int res_differs(const gcs_res_t *r, const lr_pf_t *f)
+{
+  if (r->n != f->n) return 1;
+  for (uint32_t i = 0; i < f->n; i++) {
+    const lr_pstr_t *k = &f->items[i].key.s;
+    if (r->units[i] != f->items[i].v.i || strlen(r->names[i]) != k->n ||
+        memcmp(r->names[i], k->p, k->n))
+      return 1;
+  }
+  return 0;
+}
+
 static void res_set(gcs_res_t *r, const lr_pf_t *f)
 {
   res_free(r);
@@ -58,6 +71,7 @@ static void node_died(lr_gcs_t *g, gcs_node_t *nd, const char *cause)
 {
   if (!nd->alive) return;
   nd->alive = 0;
+  g->view_dirty = 1;
   lr_gcs_setf(&nd->cause, "%s", cause);
   fprintf(stderr, "lray: node %s (%s) is dead: %s\n", nd->node_id,
           nd->address ? nd->address : "?", cause);
@@ -81,6 +95,51 @@ static void on_check(uv_timer_t *t)
                LR_GCS_NODE_TIMEOUT);
       node_died(g, nd, cause);
     }
+}
+
+/* -- The cluster view ------------------------------------------------------------ */
+
+static lr_pitem_t *res_items(const gcs_res_t *r)
+{
+  lr_pitem_t *it = lr_xcalloc(r->n ? r->n : 1, sizeof(*it));
+  for (uint32_t i = 0; i < r->n; i++) {
+    it[i].key.s.p = r->names[i];
+    it[i].key.s.n = strlen(r->names[i]);
+    it[i].v.i = r->units[i];
+  }
+  return it;
+}
+
+/* Sends every node manager the view of every node, when it changed. */
+static void on_view_timer(uv_timer_t *t)
+{
+  lr_gcs_t *g = t->data;
+  if (!g->view_dirty) return;
+  g->view_dirty = 0;
+  size_t k = HASH_COUNT(g->nodes), i = 0;
+  lr_m_node_info_t *infos = lr_xcalloc(k ? k : 1, sizeof(*infos));
+  lr_pitem_t *items = lr_xcalloc(k ? k : 1, sizeof(*items));
+  for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next, i++) {
+    lr_m_node_info_t *in = &infos[i];
+    in->type = LR_PT_NODE_INFO;
+    LR_SET_CSTR(in->node_id, nd->node_id);
+    if (nd->address) LR_SET_CSTR(in->address, nd->address);
+    LR_SET_BOOL(in->alive, nd->alive);
+    LR_SET_ITEMS(in->res, res_items(&nd->total), nd->total.n);
+    LR_SET_ITEMS(in->avail, res_items(&nd->avail), nd->avail.n);
+    items[i].v.rec = in;
+  }
+  lr_m_cluster_view_t v = LR_MSG_INIT(CLUSTER_VIEW);
+  LR_SET_ITEMS(v.nodes, items, k);
+  g->env.to_raylet(g->env.ud, &v);
+  for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next)
+    if (nd->alive && nd->client) g->env.send(g->env.ud, nd->client, &v);
+  for (i = 0; i < k; i++) {
+    lr_free(infos[i].res.items);
+    lr_free(infos[i].avail.items);
+  }
+  lr_free(infos);
+  lr_free(items);
 }
 
 void lr_nodes_register(lr_gcs_t *g, uint64_t client, const lr_m_node_register_t *m)
@@ -107,6 +166,15 @@ void lr_nodes_register(lr_gcs_t *g, uint64_t client, const lr_m_node_register_t 
   nd->last_seen = uv_now(g->env.loop);
   res_set(&nd->total, &m->res);
   res_set(&nd->avail, &m->avail);
+  g->view_dirty = 1;
+  if (!g->view_timer) {
+    g->view_timer = lr_xcalloc(1, sizeof(uv_timer_t));
+    uv_timer_init(g->env.loop, g->view_timer);
+    g->view_timer->data = g;
+    uv_timer_start(g->view_timer, on_view_timer, 100, 100);
+    uv_unref((uv_handle_t *)g->view_timer);
+  }
+  on_view_timer(g->view_timer); /* a node joined: everyone hears at once */
   if (client && !g->node_timer) {
     g->node_timer = lr_xcalloc(1, sizeof(uv_timer_t));
     uv_timer_init(g->env.loop, g->node_timer);
@@ -121,8 +189,11 @@ void lr_nodes_view(lr_gcs_t *g, uint64_t client, const lr_m_node_view_t *m)
   gcs_node_t *nd = find(g, &m->node_id);
   if (!nd || !nd->alive || nd->client != client) return;
   nd->last_seen = uv_now(g->env.loop);
-  if (LR_HAS(m->res)) res_set(&nd->total, &m->res);
-  if (LR_HAS(m->avail) || LR_HAS(m->res)) res_set(&nd->avail, &m->avail);
+  if (res_differs(&nd->total, &m->res) || res_differs(&nd->avail, &m->avail)) {
+    g->view_dirty = 1;
+    res_set(&nd->total, &m->res);
+    res_set(&nd->avail, &m->avail);
+  }
 }
 
 void lr_nodes_client_gone(lr_gcs_t *g, uint64_t client)
@@ -190,5 +261,6 @@ void lr_nodes_free(lr_gcs_t *g)
     lr_free(nd);
   }
   if (g->node_timer) uv_close((uv_handle_t *)g->node_timer, timer_closed);
-  g->node_timer = NULL;
+  if (g->view_timer) uv_close((uv_handle_t *)g->view_timer, timer_closed);
+  g->node_timer = g->view_timer = NULL;
 }

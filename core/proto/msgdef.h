@@ -85,7 +85,9 @@
   T(NODE_REGISTER, node_register, MSG) /* raylet -> head: a node joins */     \
   T(NODE_VIEW, node_view, MSG)     /* raylet -> head: resources; heartbeat */ \
   T(NODE_DEAD, node_dead, MSG)     /* head -> raylet: you are dead: exit */ \
-  T(LEASE_OOM, lease_oom, MSG)     /* node -> submitter: killed for memory */
+  T(LEASE_OOM, lease_oom, MSG)     /* node -> submitter: killed for memory */ \
+  T(NODE_INFO, node_info, REC)     /* one node in a cluster view */           \
+  T(CLUSTER_VIEW, cluster_view, MSG) /* head -> raylets: every node's resources */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
  * (shm = {offset, length}), or an encoded error (err); arr names the element
@@ -131,7 +133,8 @@
   F(path, STR, ONE, NONE)                                                     \
   F(cpath, STR, ONE, NONE)                                                    \
   F(namespace, STR, ONE, NONE)                                                \
-  F(log_to_driver, BOOL, ONE, NONE)
+  F(log_to_driver, BOOL, ONE, NONE)                                           \
+  F(tcp, STR, ONE, NONE)
 
 /* One reply type for every rpc; each request fills the fields it needs. The
  * state API (resources, nodes, list, status) answers in json. */
@@ -151,7 +154,9 @@
   F(methods, BOOL, SMAP, NONE)                                                \
   F(json, STR, ONE, NONE)                                                     \
   F(lid, STR, ONE, NONE)                                                      \
-  F(pid, INT, ONE, NONE)
+  F(pid, INT, ONE, NONE)                                                      \
+  F(token, STR, ONE, NONE)                                                    \
+  F(spill, STR, ONE, NONE)
 
 #define LR_FIELDS_fn(F)                                                       \
   F(h, STR, ONE, NONE)                                                        \
@@ -309,7 +314,8 @@
   F(rid, STR, ONE, NONE)                                                      \
   F(res, INT, SMAP, NONE)                                                     \
   F(name, STR, ONE, NONE)                                                     \
-  F(job, STR, ONE, NONE)
+  F(job, STR, ONE, NONE)                                                      \
+  F(spilled, BOOL, ONE, NONE)
 
 #define LR_FIELDS_lease_start(F)                                              \
   F(lid, STR, ONE, NONE)                                                      \
@@ -433,5 +439,17 @@
 #define LR_FIELDS_node_dead(F)                                                \
   F(node_id, STR, ONE, NONE)                                                  \
   F(cause, STR, ONE, NONE)
+
+/* The head's view of every node, sent to each node manager when it changes
+ * (at most every 100 ms): a lease that does not fit here spills to a node
+ * whose free resources fit (one hop: a request marked spilled stays). */
+#define LR_FIELDS_node_info(F)                                                \
+  F(node_id, STR, ONE, NONE)                                                  \
+  F(address, STR, ONE, NONE)                                                  \
+  F(alive, BOOL, ONE, NONE)                                                   \
+  F(res, INT, SMAP, NONE)                                                     \
+  F(avail, INT, SMAP, NONE)
+
+#define LR_FIELDS_cluster_view(F) F(nodes, REC, LIST, NODE_INFO)
 
 #endif

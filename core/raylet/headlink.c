@@ -166,6 +166,7 @@ static void on_head_frame(lr_conn_t *c, const char *p, size_t len)
     return;
   }
   if (type == LR_PT_REPLY) relay_reply(n, msg);
+  else if (type == LR_PT_CLUSTER_VIEW) lr_view_update(n, msg);
   lr_arena_reset(&n->arena);
 }
 

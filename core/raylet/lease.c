@@ -127,7 +127,8 @@ static void start(lr_node_t *n, lr_lease_t *L, lr_worker_t *w, const lr_res_gpus
   lr_m_reply_t r = LR_MSG_INIT(REPLY);
   LR_SET_CSTR(r.rid, L->rid ? L->rid : "");
   LR_SET_CSTR(r.lid, L->lid);
-  LR_SET_CSTR(r.address, w->addr);
+  /* A submitter on another node reaches the worker over TCP. */
+  LR_SET_CSTR(r.address, L->owner->conn.h.handle.type == UV_TCP && w->tcp[0] ? w->tcp : w->addr);
   LR_SET_INT(r.pid, w->pid);
   lr_node_send(L->owner, &r);
 }
@@ -231,6 +232,14 @@ void lr_lease_request(lr_node_t *n, lr_client_t *c, const lr_m_lease_t *m)
     lr_node_send(c, &r);
     return;
   }
+  const char *to = m->spilled.n && m->spilled.v.b ? NULL : lr_view_spill(n, &req);
+  if (to) { /* it fits better elsewhere: the submitter asks there */
+    lr_m_reply_t r = LR_MSG_INIT(REPLY);
+    if (m->rid.n) r.rid = m->rid;
+    LR_SET_CSTR(r.spill, to);
+    lr_node_send(c, &r);
+    return;
+  }
   lr_lease_t *L = lr_xcalloc(1, sizeof(*L));
   lr_node_random_hex(L->lid, 8);
   L->owner = c;
@@ -248,6 +257,7 @@ void lr_lease_request(lr_node_t *n, lr_client_t *c, const lr_m_lease_t *m)
   }
   snprintf(L->job, sizeof(L->job), "%s", job ? job : "");
   L->req = req;
+  L->spilled = m->spilled.n && m->spilled.v.b;
   L->num = lr_node_number(n);
   L->state = LR_L_PENDING;
   L->submitted = lr_node_now();
@@ -385,6 +395,24 @@ void lr_lease_blocked(lr_node_t *n, lr_worker_t *w, int on)
     w->blocked = 0;
     n->nblocked--;
     lr_sched_unblock(n->sched, L->num);
+  }
+}
+
+void lr_lease_respill(lr_node_t *n)
+{
+  lr_lease_t *L, *tmp;
+  HASH_ITER(hh, n->leases, L, tmp) {
+    if (L->state != LR_L_PENDING || L->granted || L->spilled || !owner_open(L)) continue;
+    const char *to = lr_view_spill(n, &L->req);
+    if (!to) continue;
+    lr_m_reply_t r = LR_MSG_INIT(REPLY);
+    LR_SET_CSTR(r.rid, L->rid ? L->rid : "");
+    LR_SET_CSTR(r.spill, to);
+    lr_node_send(L->owner, &r);
+    lr_sched_remove(n->sched, L->num);
+    L->state = LR_L_DONE;
+    forget(n, L);
+    lease_free(L);
   }
 }
 

@@ -124,6 +124,7 @@ static void head_to_raylet(void *ud, const void *m)
   switch (r->type) {
   case LR_PT_ACTOR_PLACE: lr_place_actor(n, m); break;
   case LR_PT_ACTOR_STOP: lr_place_stop(n, m); break;
+  case LR_PT_CLUSTER_VIEW: lr_view_update(n, m); break;
   case LR_PT_WARN: {
     const lr_m_warn_t *w = m;
     char job[LR_ID_MAX] = "";
@@ -210,6 +211,9 @@ static void on_hello(lr_node_t *n, lr_client_t *c, lr_m_hello_t *m)
       return;
     }
     c->kind = LR_CL_WORKER;
+    if (m->tcp.n && m->tcp.v.s.n < sizeof(w->tcp))
+      snprintf(w->tcp, sizeof(w->tcp), "%.*s", (int)m->tcp.v.s.n, m->tcp.v.s.p);
+    if (n->token[0]) LR_SET_CSTR(r.token, n->token); /* a unix peer: trusted */
     LR_SET_CSTR(r.node_id, n->node_id);
     LR_SET_CSTR(r.shm, n->shm_name);
     LR_SET_CSTR(r.session_dir, n->session_dir);
@@ -249,6 +253,7 @@ static void on_hello(lr_node_t *n, lr_client_t *c, lr_m_hello_t *m)
   LR_SET_CSTR(r.session_dir, n->session_dir);
   LR_SET_CSTR(r.namespace, j->ns);
   LR_SET_CSTR(r.address, lr_node_address(n, addr, sizeof(addr)));
+  if (n->token[0] && c->conn.h.handle.type != UV_TCP) LR_SET_CSTR(r.token, n->token);
   reply(c, &m->rid, &r);
 }
 

@@ -12,6 +12,7 @@
  *   state.c     the state API answers (JSON)
  *   headlink.c  this node in the cluster's node table; a joined node's link
  *               to the head
+ *   view.c      every node's resources, as the head last said: where to spill
  *   memmon.c    memory pressure: oom_score_adj, the memory monitor
  *   spill.c     spilling objects to disk when the store is full
  *
@@ -92,6 +93,7 @@ struct lr_worker_s {
   lr_node_t *node;
   char wid[LR_ID_MAX];
   char addr[PATH_MAX];
+  char tcp[300]; /* host:port for submitters on other nodes ("" none) */
   int64_t pid;
   int state;
   uv_process_t proc;
@@ -129,6 +131,7 @@ struct lr_lease_s {
   lr_res_req_t req;
   int state;
   int granted; /* resources granted, waiting for an idle worker */
+  int spilled; /* sent here by another node: stays (one hop) */
   lr_res_gpus_t gpus;
   lr_worker_t *worker;
   double submitted, key; /* monotonic seconds; key orders the queue */
@@ -246,6 +249,7 @@ struct lr_node_s {
   char head_address[300];
   uv_timer_t view_timer;
   uint64_t view_digest, view_sent;
+  struct lr_view_s *view; /* view.c: the cluster as the head last said */
   struct lr_events_s *ev;
   struct lr_memmon_s *memmon;
   uint64_t spilled_bytes, spills, restores;
@@ -306,6 +310,9 @@ void lr_lease_drop_job(lr_node_t *n, const char *job);
 void lr_dispatch(lr_node_t *n);
 uint64_t lr_node_number(lr_node_t *n);
 size_t lr_lease_pending(lr_node_t *n);
+/* The cluster view changed: requests waiting here that fit elsewhere now
+ * go there (their submitters hear spill). */
+void lr_lease_respill(lr_node_t *n);
 
 /* -- objdir.c ------------------------------------------------------------------ */
 
@@ -401,6 +408,14 @@ int lr_spill_restore(lr_node_t *n, lr_obj_t *o);
 /* o is freed: its file goes. */
 void lr_spill_forget(lr_node_t *n, lr_obj_t *o);
 void lr_spill_cleanup(lr_node_t *n);
+
+/* -- view.c ------------------------------------------------------------------------ */
+
+void lr_view_update(lr_node_t *n, const lr_m_cluster_view_t *m);
+void lr_view_free(lr_node_t *n);
+/* The address of the node a lease request r should go to instead of
+ * waiting here, or NULL (run or queue it here). */
+const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r);
 
 /* -- state.c -------------------------------------------------------------------- */
 

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+extern char **environ;
 #include "raylet/node.h"
 
 /* -- Idle stack ---------------------------------------------------------------- */
@@ -243,16 +245,38 @@ lr_worker_t *lr_pool_spawn(lr_node_t *n, lr_placement_t *for_actor)
     stdio[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[i + 1].data.stream = (uv_stream_t *)&w->out[i];
   }
-  char *args[] = {n->exe, "_worker", "--node", n->sock, "--wid", w->wid, NULL};
+  char *args[9] = {n->exe, "_worker", "--node", n->sock, "--wid", w->wid, NULL};
+  char host[300] = "", tokenv[LR_AUTH_TOKEN_MAX_HEX + 32] = "";
+  char **env = NULL;
+  if (n->tcp_on && n->token[0]) {
+    /* Submitters on other nodes reach it over TCP, on the node's address,
+     * and prove the token; the token comes in its environment (readable by
+     * this user only), not its command line (readable by all). */
+    snprintf(host, sizeof(host), "%s", n->tcp_addr);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = 0;
+    args[6] = "--host";
+    args[7] = host;
+    snprintf(tokenv, sizeof(tokenv), "LRAY_NODE_TOKEN=%s", n->token);
+    size_t ne = 0;
+    while (environ[ne]) ne++;
+    env = lr_xcalloc(ne + 2, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < ne; i++)
+      if (strncmp(environ[i], "LRAY_NODE_TOKEN=", 16)) env[k++] = environ[i];
+    env[k++] = tokenv;
+  }
   uv_process_options_t o;
   memset(&o, 0, sizeof(o));
   o.file = n->exe;
   o.args = args;
+  o.env = env;
   o.stdio = stdio;
   o.stdio_count = 3;
   o.exit_cb = on_proc_exit;
   w->proc.data = w;
   int rc = uv_spawn(n->loop, &w->proc, &o);
+  lr_free(env);
   if (rc < 0) {
     fprintf(stderr, "lray node: cannot start %s: %s\n", n->exe, uv_strerror(rc));
     w->exited = 1;

@@ -136,7 +136,17 @@ typedef struct {
   lr_auth_t *auth; /* during the token handshake of a TCP connect */
   int auth_state;
   const char *auth_err;
+  int accept_ref;       /* a TCP server's accept handler, called once the
+                           peer proved the token (LUA_NOREF otherwise) */
+  uint64_t auth_deadline; /* loop time (ms) the peer must prove it by */
+  void *next_pending;     /* the list of peers still proving the token */
+  int auth_async;         /* an async connect: on_connect waits for the handshake */
 } lconn_t;
+
+/* The client side of the token handshake (see "The cluster token"). */
+enum { AUTH_WAIT_CHALLENGE = 1, AUTH_WAIT_PROOF, AUTH_DONE, AUTH_FAILED };
+static void auth_async_done(lconn_t *lc);
+static void auth_on_frame(lr_conn_t *c, const char *p, size_t n);
 
 typedef struct {
   lconn_t *lc; /* NULL once closed */
@@ -168,10 +178,25 @@ static void lconn_on_frame(lr_conn_t *c, const char *p, size_t n)
   lr_vm_pcall(L, 2, "message handler");
 }
 
+static void pending_remove(lconn_t *lc);
+
 static void lconn_on_close(lr_conn_t *c)
 {
   lconn_t *lc = c->data;
   lua_State *L = main_L;
+  if (lc->auth_async) { /* closed during an async connect's handshake */
+    if (lc->auth_state == AUTH_WAIT_PROOF)
+      lc->auth_err = "the node refused the cluster token (a wrong token, or none)";
+    else if (!lc->auth_err)
+      lc->auth_err = "the node closed the connection before the token handshake";
+    lc->auth_state = AUTH_FAILED;
+    auth_async_done(lc);
+  }
+  if (lc->accept_ref != LUA_NOREF) { /* closed while proving the token */
+    pending_remove(lc);
+    luaL_unref(L, LUA_REGISTRYINDEX, lc->accept_ref);
+    lc->accept_ref = LUA_NOREF;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, lc->self_ref);
   conn_ud_t *u = lua_touserdata(L, -1);
   if (lc->on_close_ref != LUA_NOREF) {
@@ -200,7 +225,7 @@ static lconn_t *new_conn(lua_State *L, int is_tcp)
   lc->c.data = lc;
   lc->c.on_frame = lconn_on_frame;
   lc->c.on_close = lconn_on_close;
-  lc->on_msg_ref = lc->on_close_ref = lc->on_connect_ref = LUA_NOREF;
+  lc->on_msg_ref = lc->on_close_ref = lc->on_connect_ref = lc->accept_ref = LUA_NOREF;
   lc->id = next_conn_id++;
   lua_pushvalue(L, -1);
   lc->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -292,10 +317,54 @@ static int l_conn_tostring(lua_State *L)
 
 /* -- Connect and listen ---------------------------------------------------- */
 
+/* An async TCP connect's handshake ended (or its connection closed):
+ * on_connect(conn, err) runs now. */
+static void auth_async_done(lconn_t *lc)
+{
+  lua_State *L = main_L;
+  int ok = lc->auth_state == AUTH_DONE;
+  lc->auth_async = 0;
+  if (lc->auth) {
+    lr_auth_close(lc->auth);
+    lr_free(lc->auth);
+    lc->auth = NULL;
+  }
+  lc->c.on_frame = lconn_on_frame;
+  lc->c.max_frame = LR_MAX_FRAME;
+  if (!lc->c.closing) uv_read_stop(&lc->c.h.stream);
+  int ref = lc->on_connect_ref;
+  lc->on_connect_ref = LUA_NOREF;
+  if (ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->self_ref);
+  if (ok) {
+    lua_pushnil(L);
+  } else {
+    lua_pushstring(L, lc->auth_err ? lc->auth_err
+                                   : "the node refused the cluster token (a wrong token, or none)");
+    if (!lc->c.closing) lr_conn_close(&lc->c);
+  }
+  lr_vm_pcall(L, 2, "connect handler");
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
   lconn_t *lc = req->data;
   lc->c.connect_status = status ? status : 1;
+  if (lc->auth_async && status == 0) {
+    lc->auth_state = AUTH_WAIT_CHALLENGE;
+    lc->c.on_frame = auth_on_frame;
+    lc->c.max_frame = LR_AUTH_ANSWER_LEN;
+    lr_conn_start(&lc->c);
+    return;
+  }
+  if (lc->auth_async) { /* could not connect */
+    lc->auth_async = 0;
+    lr_auth_close(lc->auth);
+    lr_free(lc->auth);
+    lc->auth = NULL;
+  }
   if (lc->on_connect_ref == LUA_NOREF) return;
   lua_State *L = main_L;
   int ref = lc->on_connect_ref;
@@ -324,8 +393,6 @@ static void on_connect(uv_connect_t *req, int status)
  * its first frames: the node's CHALLENGE, our ANSWER, the node's PROOF.
  * Nothing else is sent until the node proved it holds the token too. */
 
-enum { AUTH_WAIT_CHALLENGE = 1, AUTH_WAIT_PROOF, AUTH_DONE, AUTH_FAILED };
-
 static void auth_fail(lconn_t *lc, const char *why)
 {
   lc->auth_state = AUTH_FAILED;
@@ -335,6 +402,13 @@ static void auth_fail(lconn_t *lc, const char *why)
 static void auth_on_frame(lr_conn_t *c, const char *p, size_t n)
 {
   lconn_t *lc = c->data;
+  if (lc->auth_async) {
+    lc->auth_async = 0; /* handled below, then finished */
+    auth_on_frame(c, p, n);
+    if (lc->auth_state >= AUTH_DONE) auth_async_done(lc);
+    else lc->auth_async = 1;
+    return;
+  }
   if (lc->auth_state == AUTH_WAIT_CHALLENGE) {
     uint8_t ans[LR_AUTH_ANSWER_LEN];
     if (n != LR_AUTH_CHALLENGE_LEN || memcmp(p, LR_AUTH_LABEL, LR_AUTH_LABEL_LEN)) {
@@ -445,6 +519,15 @@ static int l_connect(lua_State *L)
   } else {
     uv_pipe_connect(&lc->c.creq, &lc->c.h.pipe, host, on_connect);
   }
+  if (async && is_tcp && lua_isstring(L, 3)) {
+    lc->auth = lr_xcalloc(1, sizeof(*lc->auth));
+    if (lr_auth_init(lc->auth, lua_tostring(L, 3)) < 0) {
+      lr_free(lc->auth);
+      lc->auth = NULL;
+    } else {
+      lc->auth_async = 1;
+    }
+  }
   if (async) return 1;
   while (!lc->c.connect_status) uv_run(lr_vm_loop(), UV_RUN_ONCE);
   if (lc->c.connect_status < 0) {
@@ -479,6 +562,7 @@ typedef struct {
     uv_tcp_t tcp;
   } h;
   int is_tcp, cb_ref, self_ref, closed;
+  char token[LR_AUTH_TOKEN_MAX_HEX + 1]; /* TCP peers prove it first ("" none) */
 } server_t;
 
 static void on_server_closed(uv_handle_t *h)
@@ -488,11 +572,119 @@ static void on_server_closed(uv_handle_t *h)
   luaL_unref(main_L, LUA_REGISTRYINDEX, s->self_ref);
 }
 
+/* -- The cluster token, server side -------------------------------------------
+ * A TCP server with a token (a worker's listener) hands a peer to Lua only
+ * once it proved the token: until then its frames are at most an ANSWER
+ * long, and it has 5 s. */
+
+static lconn_t *pending_auth; /* accepted, not yet proved */
+static uv_timer_t pending_timer;
+
+static void pending_remove(lconn_t *lc)
+{
+  for (lconn_t **p = &pending_auth; *p; p = (lconn_t **)&(*p)->next_pending)
+    if (*p == lc) {
+      *p = lc->next_pending;
+      break;
+    }
+  lc->next_pending = NULL;
+  if (lc->auth) {
+    lr_auth_close(lc->auth);
+    lr_free(lc->auth);
+    lc->auth = NULL;
+  }
+  if (!pending_auth) uv_timer_stop(&pending_timer);
+}
+
+static void pending_refuse(lconn_t *lc, const char *why)
+{
+  fprintf(stderr, "lray: closing a connection: %s\n", why);
+  luaL_unref(main_L, LUA_REGISTRYINDEX, lc->accept_ref);
+  lc->accept_ref = LUA_NOREF;
+  pending_remove(lc);
+  lr_conn_close(&lc->c);
+}
+
+static void on_pending_timer(uv_timer_t *t)
+{
+  uint64_t now = uv_now(t->loop);
+  for (lconn_t *lc = pending_auth, *next; lc; lc = next) {
+    next = lc->next_pending;
+    if (now >= lc->auth_deadline) pending_refuse(lc, "it did not prove the cluster token within 5 s");
+  }
+}
+
+static void auth_server_on_frame(lr_conn_t *c, const char *p, size_t n)
+{
+  lconn_t *lc = c->data;
+  uint8_t proof[LR_AUTH_PROOF_LEN];
+  if (!lc->auth) return;
+  if (lr_auth_server_verify(lc->auth, (const uint8_t *)p, n, proof) < 0) {
+    pending_refuse(lc, "it did not prove the cluster token");
+    return;
+  }
+  pending_remove(lc);
+  size_t pos = lr_conn_begin_frame(c);
+  lr_buf_append(&c->out, proof, sizeof(proof));
+  lr_conn_end_frame(c, pos);
+  c->on_frame = lconn_on_frame;
+  c->max_frame = LR_MAX_FRAME;
+  /* Reading stops until Lua sets a message handler (as for a new conn). */
+  uv_read_stop(&c->h.stream);
+  lua_State *L = main_L;
+  int ref = lc->accept_ref;
+  lc->accept_ref = LUA_NOREF;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->self_ref);
+  lr_vm_pcall(L, 1, "accept handler");
+}
+
+static void auth_server_start(server_t *s, lconn_t *lc)
+{
+  uint8_t ch[LR_AUTH_CHALLENGE_LEN];
+  static int timer_init;
+  lc->auth = lr_xcalloc(1, sizeof(*lc->auth));
+  if (lr_auth_init(lc->auth, s->token) < 0) {
+    pending_refuse(lc, "this process has no usable cluster token");
+    return;
+  }
+  lr_auth_server_challenge(lc->auth, ch);
+  lc->c.on_frame = auth_server_on_frame;
+  lc->c.max_frame = LR_AUTH_ANSWER_LEN;
+  if (!timer_init) {
+    uv_timer_init(lr_vm_loop(), &pending_timer);
+    uv_unref((uv_handle_t *)&pending_timer);
+    timer_init = 1;
+  }
+  lc->auth_deadline = uv_now(lr_vm_loop()) + 5000;
+  lc->next_pending = pending_auth;
+  pending_auth = lc;
+  uv_timer_start(&pending_timer, on_pending_timer, 500, 500);
+  size_t pos = lr_conn_begin_frame(&lc->c);
+  lr_buf_append(&lc->c.out, ch, sizeof(ch));
+  lr_conn_end_frame(&lc->c, pos);
+  lr_conn_start(&lc->c);
+}
+
 static void on_incoming(uv_stream_t *st, int status)
 {
   server_t *s = st->data;
   lua_State *L = main_L;
   if (status < 0) return;
+  if (s->is_tcp && s->token[0]) {
+    lconn_t *lc = new_conn(L, 1);
+    lua_pop(L, 1); /* pinned by its self_ref */
+    if (uv_accept(st, &lc->c.h.stream) < 0) {
+      lr_conn_close(&lc->c);
+      return;
+    }
+    uv_tcp_nodelay(&lc->c.h.tcp, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->cb_ref);
+    lc->accept_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    auth_server_start(s, lc);
+    return;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->cb_ref);
   lconn_t *lc = new_conn(L, s->is_tcp);
   if (uv_accept(st, &lc->c.h.stream) < 0) {
@@ -504,8 +696,9 @@ static void on_incoming(uv_stream_t *st, int status)
   lr_vm_pcall(L, 1, "accept handler");
 }
 
-/* listen(addr, on_conn) -> server. addr: "unix:/path" or "host:port"
- * (port 0 picks a free one; server:port() tells which). */
+/* listen(addr, on_conn [, token]) -> server. addr: "unix:/path" or
+ * "host:port" (port 0 picks a free one; server:port() tells which). With a
+ * token, a TCP peer reaches on_conn only once it proved it (net/auth.h). */
 static int l_listen(lua_State *L)
 {
   const char *addr = luaL_checkstring(L, 1);
@@ -518,6 +711,7 @@ static int l_listen(lua_State *L)
   memset(s, 0, sizeof(*s));
   s->is_tcp = is_tcp;
   s->h.handle.data = s;
+  if (lua_isstring(L, 3)) snprintf(s->token, sizeof(s->token), "%s", lua_tostring(L, 3));
   if (is_tcp) {
     struct sockaddr_storage sa;
     uv_tcp_init(lr_vm_loop(), &s->h.tcp);

@@ -348,10 +348,13 @@ end
 
 local callers = setmetatable({}, { __mode = "k" })  -- connections of callers (and submitters)
 
-local function serve_submitters(session, wid)
+-- Submitters on this node connect over the unix socket; on a node of a
+-- cluster (host given), those on other nodes over TCP, proving the token
+-- first. Returns the unix server and the TCP address (or nil).
+local function serve_submitters(session, wid, host)
   local addr = "unix:" .. session .. "/w-" .. wid .. ".sock"
   core.unlink(addr:sub(6))
-  local srv = core.listen(addr, function(conn)
+  local function on_conn(conn)
     callers[conn] = true
     conn:on_message(function(c, msg)
       if msg.t == "push" then
@@ -363,8 +366,14 @@ local function serve_submitters(session, wid)
       end
     end)
     conn:on_close(function() on_submitter_gone(conn) end)
-  end)
-  return srv
+  end
+  local srv = core.listen(addr, on_conn)
+  local token = os.getenv("LRAY_NODE_TOKEN")
+  if not (srv and host and token) then return srv end
+  local tsrv = core.listen(host .. ":0", on_conn, token)
+  if not tsrv then return srv end
+  M.tcp_server = tsrv   -- kept for the process's life
+  return srv, host .. ":" .. tsrv:port()
 end
 
 -- -- Actors ----------------------------------------------------------------
@@ -627,7 +636,7 @@ function M.main(argv)
   core.cancel_setup(CANCEL)
   runtime.role = "worker"
   -- Listen before saying hello: the node may lend this worker at once.
-  local srv = serve_submitters(o.node:match("^(.*)/[^/]*$"), o.wid)
+  local srv, tcp = serve_submitters(o.node:match("^(.*)/[^/]*$"), o.wid, o.host)
   if not srv then
     io.stderr:write("lray worker: cannot listen for submitters\n")
     return 1
@@ -636,7 +645,8 @@ function M.main(argv)
   local w, err
   local deadline = core.now() + 10
   repeat
-    w, err = runtime.connect("unix:" .. o.node, { role = "worker", wid = o.wid, pid = core.getpid() })
+    w, err = runtime.connect("unix:" .. o.node, { role = "worker", wid = o.wid, pid = core.getpid(),
+      tcp = tcp })
     if not w then core.usleep(0.005 + math.random() * 0.02) end
   until w or core.now() > deadline
   if not w then

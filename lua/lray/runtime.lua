@@ -619,6 +619,16 @@ function M.request(msg, fn)
   return rid
 end
 
+--- Like request, but to another node manager over conn (its reply comes
+--- back on conn).
+function M.request_via(conn, msg, fn)
+  local rid = M.new_id()
+  msg.rid = rid
+  on_reply[rid] = fn
+  conn:send(msg)
+  return rid
+end
+
 --- Sends the queued reference changes now (before a reply that lets the
 --- sender of those references let go of them).
 function M.flush_queued()

@@ -45,7 +45,7 @@ local function shape_of(res)
   local key = key_of(res)
   local sh = shapes[key]
   if not sh then
-    sh = { key = key, res = res, queue = {}, leases = {}, requests = {}, nreq = 0,
+    sh = { key = key, res = res, queue = {}, leases = {}, requests = {}, nreq = 0, via = {},
       nwait = 0 }
     shapes[key] = sh
   end
@@ -140,13 +140,86 @@ local function push(L, t)
     name = t.name, job = t.job, refs = t.refs, actors = t.actors, cs = t.cs, lend = t.lend })
 end
 
-local function request_lease(sh)
+-- -- Other nodes -------------------------------------------------------------------
+-- A lease request that fits better on another node comes back with that
+-- node's address (spill): it is asked again there, over an authenticated
+-- TCP connection kept per node, and marked spilled so it stays there. Lease
+-- messages then go to the node that granted (L.raylet, sh.via[rid]).
+
+local raylets = {}   -- address -> {conn, ready, waiting = {fn...}}
+
+-- Sends msg to the node manager at conn (nil: our own node).
+local function to_raylet(conn, msg)
+  if conn then
+    if conn:is_open() then conn:send(msg) end
+  else
+    runtime.send(msg)
+  end
+end
+
+-- Calls fn(conn) once the node manager at addr is connected, or fn(nil,
+-- why) when it cannot be reached.
+local function with_raylet(addr, fn)
+  local r = raylets[addr]
+  if r and r.ready then return fn(r.conn) end
+  if r then r.waiting[#r.waiting + 1] = fn; return end
+  r = { waiting = { fn } }
+  raylets[addr] = r
+  core.connect(addr, function(conn, err)
+    local waiting = r.waiting
+    r.waiting = {}
+    if err then
+      raylets[addr] = nil
+      for _, f in ipairs(waiting) do f(nil, err) end
+      return
+    end
+    r.conn, r.ready = conn, true
+    conn:on_message(runtime.on_message)
+    conn:on_close(function()
+      raylets[addr] = nil
+      -- Requests it never answered are asked again (here, or elsewhere).
+      for _, sh in pairs(shapes) do
+        for rid, via in pairs(sh.via) do
+          if via == conn and sh.requests[rid] then
+            if sh.requests[rid] == "waiting" then sh.nwait = sh.nwait - 1 end
+            sh.requests[rid], sh.via[rid] = nil, nil
+            sh.nreq = sh.nreq - 1
+          end
+        end
+        pump(sh)
+      end
+    end)
+    for _, f in ipairs(waiting) do f(conn) end
+  end, runtime.info and runtime.info.token)
+end
+
+local function request_lease(sh, conn)
   local first = sh.queue[1]
   local rid
-  rid = runtime.request({ t = "lease", res = sh.res, name = first and first.name,
-    job = first and first.job }, function(r) M.granted(sh, rid, r) end)
+  local msg = { t = "lease", res = sh.res, name = first and first.name,
+    job = first and first.job, spilled = conn and true or nil }
+  local function on_reply(r) M.granted(sh, rid, r) end
+  if conn then
+    rid = runtime.request_via(conn, msg, on_reply)
+    sh.via[rid] = conn
+  else
+    rid = runtime.request(msg, on_reply)
+  end
   sh.requests[rid] = "asked"
   sh.nreq = sh.nreq + 1
+end
+
+-- Asks the node at addr instead (our node said it fits better there).
+local function spill(sh, addr)
+  sh.nreq = sh.nreq + 1   -- counted while connecting
+  with_raylet(addr, function(conn)
+    sh.nreq = sh.nreq - 1
+    if conn then
+      request_lease(sh, conn)
+    elseif #sh.queue > 0 then
+      request_lease(sh)   -- unreachable: queue here after all
+    end
+  end)
 end
 
 -- Puts queued tasks on leases with room, and asks for more leases while
@@ -167,7 +240,7 @@ function pump(sh)
     local want = min(#q, MAX_REQUESTS) - sh.nreq
     for _ = 1, want do request_lease(sh) end
   elseif sh.nreq > 0 then
-    for rid in pairs(sh.requests) do runtime.send({ t = "lease_cancel", rid = rid }) end
+    for rid in pairs(sh.requests) do to_raylet(sh.via[rid], { t = "lease_cancel", rid = rid }) end
   end
 end
 
@@ -269,7 +342,7 @@ end
 local function connect(L)
   core.connect(L.addr, function(conn, err)
     if err then
-      runtime.send({ t = "lease_return", lid = L.lid })
+      to_raylet(L.raylet, { t = "lease_return", lid = L.lid })
       return lease_lost(L, "could not be reached (" .. tostring(err) .. ")")
     end
     L.conn = conn
@@ -284,14 +357,16 @@ local function connect(L)
     end)
     conn:on_close(function() lease_lost(L, "died") end)
     pump(L.shape)
-  end)
+  end, runtime.info and runtime.info.token)   -- a worker on another node: TCP
 end
 
 --- The node answered lease request rid of shape sh.
 function M.granted(sh, rid, r)
   if sh.requests[rid] == "waiting" then sh.nwait = sh.nwait - 1 end
-  sh.requests[rid] = nil
+  local via = sh.via[rid]
+  sh.requests[rid], sh.via[rid] = nil, nil
   sh.nreq = sh.nreq - 1
+  if r.spill then return spill(sh, r.spill) end
   if r.err then
     -- Refused outright (not just busy): the queued tasks can never run.
     local q = sh.queue
@@ -305,11 +380,11 @@ function M.granted(sh, rid, r)
     return pump(sh)
   end
   if #sh.queue == 0 then
-    runtime.send({ t = "lease_return", lid = r.lid })
+    to_raylet(via, { t = "lease_return", lid = r.lid })
     return
   end
   local L = { lid = r.lid, addr = r.address, pid = r.pid, shape = sh, inflight = 0,
-    tasks = {}, has = {} }
+    tasks = {}, has = {}, raylet = via }
   sh.leases[L.lid] = L
   connect(L)
 end
