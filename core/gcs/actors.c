@@ -227,6 +227,7 @@ void lr_actors_create(lr_gcs_t *g, uint64_t client,
     HASH_FIND(hh_name, g->names, key, klen, e);
     if (e && e->state != LR_ACTOR_DEAD) {
       if (LR_HAS(o->get_if_exists) && o->get_if_exists.v.b) {
+        lr_handles_hold(g, client, e->aid); /* as lr_actinfo_get */
         if (rid) lr_actinfo_reply(g, client, rid, e, !str_is(&m->aid, e->aid));
       } else if (rid) {
         char *err = NULL;

@@ -144,6 +144,8 @@ lr_gcs_t *lr_gcs_new(const lr_gcs_env_t *env)
 {
   lr_gcs_t *g = lr_xcalloc(1, sizeof(*g));
   g->env = *env;
+  double grace = env->handle_grace > 0 ? env->handle_grace : 0;
+  g->grace_ms = (uint64_t)(grace * 1000 + 0.5);
   return g;
 }
 
@@ -182,6 +184,13 @@ static void from_raylet(lr_gcs_t *g, const void *m)
   }
   case LR_PT_ACTOR_PLACED: lr_actors_placed(g, m); break;
   case LR_PT_WORKER_EXIT: lr_actors_exit(g, m); break;
+  case LR_PT_LEND: lr_handles_lend(g, m); break;
+  case LR_PT_CLAIM:
+    lr_handles_release(g, &((const lr_m_claim_t *)m)->token);
+    break;
+  case LR_PT_UNLEND:
+    lr_handles_release(g, &((const lr_m_unlend_t *)m)->token);
+    break;
   default: break;
   }
 }

@@ -79,6 +79,15 @@ typedef struct gcs_client_s {
   UT_hash_handle hh;
 } gcs_client_t;
 
+/* Handles lent under a token (in flight, or inside a stored object): each
+ * aid counts as a holder until the token is claimed or unlent. */
+typedef struct gcs_lend_s {
+  char *token;
+  char **aids;
+  size_t n;
+  UT_hash_handle hh;
+} gcs_lend_t;
+
 struct lr_gcs_s {
   lr_gcs_env_t env;
   gcs_actor_t *actors;
@@ -86,6 +95,8 @@ struct lr_gcs_s {
   gcs_job_t *jobs;
   gcs_fn_t *fns;
   gcs_client_t *clients;
+  gcs_lend_t *lends;
+  uint64_t grace_ms; /* env.handle_grace */
   /* Decoded copies of kept messages live here until the outermost
    * lr_gcs_recv (or timer callback) returns. */
   lr_arena_t scratch;
@@ -149,6 +160,10 @@ void lr_handles_unhold(lr_gcs_t *g, uint64_t client, const char *aid);
 void lr_handles_hold_list(lr_gcs_t *g, gcs_actor_t *a, int delta);
 /* Lets go of every handle client holds. */
 void lr_handles_drop_client(lr_gcs_t *g, uint64_t client);
+/* The node manager's lend {token, aids}: the aids are held until claim or
+ * unlend of token (lr_handles_release). */
+void lr_handles_lend(lr_gcs_t *g, const lr_m_lend_t *m);
+void lr_handles_release(lr_gcs_t *g, const lr_pf_t *token);
 void lr_handles_free(lr_gcs_t *g);
 
 #endif

@@ -1,13 +1,16 @@
 /* Actor handle counting. An actor's count is the number of clients holding
- * a handle to it (each client counts once, however many handles it has)
+ * a handle to it (each client counts once, however many handles it has),
  * plus the actors being created with a handle to it among their init
- * arguments. A non-detached actor whose count drops to zero and is still
- * zero LR_GCS_HANDLE_GRACE seconds later ends. Loop thread only.
+ * arguments, plus the lends naming it: handles in flight from one process to
+ * another, and handles inside objects the node stores. A non-detached actor
+ * whose count drops to zero and is still zero env.handle_grace seconds later
+ * ends; the grace only batches (no hand-off relies on it). Loop thread
+ * only.
  *
  * Licensed under the MIT license; see LICENSE. */
 #include "gcs/gcs_int.h"
 
-#define GRACE_MS ((uint64_t)(LR_GCS_HANDLE_GRACE * 1000))
+#define GRACE_MS (g->grace_ms)
 
 static gcs_actor_t *find(lr_gcs_t *g, const char *aid)
 {
@@ -143,8 +146,65 @@ void lr_handles_hold_list(lr_gcs_t *g, gcs_actor_t *a, int delta)
   }
 }
 
+/* -- Lends ----------------------------------------------------------------- */
+/* The node manager tells the head of a lend only when it was not claimed
+ * first, and of its claim or unlend only when it told the lend, so a token
+ * here is released at most once per lend. */
+
+void lr_handles_lend(lr_gcs_t *g, const lr_m_lend_t *m)
+{
+  if (!LR_HAS(m->token) || !m->aids.n) return;
+  const lr_pstr_t *t = &m->token.v.s;
+  gcs_lend_t *l;
+  HASH_FIND(hh, g->lends, t->p, t->n, l);
+  if (!l) {
+    l = lr_xcalloc(1, sizeof(*l));
+    l->token = lr_xmalloc(t->n + 1);
+    memcpy(l->token, t->p, t->n);
+    l->token[t->n] = '\0';
+    HASH_ADD_KEYPTR(hh, g->lends, l->token, t->n, l);
+  }
+  /* A token lent again before its release (never, from lray's clients)
+   * holds both. */
+  l->aids = lr_xrealloc(l->aids, (l->n + m->aids.n) * sizeof(*l->aids));
+  for (uint32_t i = 0; i < m->aids.n; i++) {
+    lr_pf_t one = {.n = 1, .v = m->aids.items[i].v};
+    gcs_actor_t *a = lr_gcs_actor(g, &one);
+    /* Only actors that exist now are held, so only they are let go. */
+    if (!a) continue;
+    l->aids[l->n++] = lr_xstrdup(a->aid);
+    a->hcount++;
+  }
+}
+
+static void lend_free(lr_gcs_t *g, gcs_lend_t *l, int let_go)
+{
+  HASH_DEL(g->lends, l);
+  for (size_t i = 0; i < l->n; i++) {
+    gcs_actor_t *a = let_go ? find(g, l->aids[i]) : NULL;
+    lr_free(l->aids[i]);
+    if (a) {
+      a->hcount--;
+      maybe_unreferenced(g, a);
+    }
+  }
+  lr_free(l->aids);
+  lr_free(l->token);
+  lr_free(l);
+}
+
+void lr_handles_release(lr_gcs_t *g, const lr_pf_t *token)
+{
+  if (!LR_HAS(*token)) return;
+  gcs_lend_t *l;
+  HASH_FIND(hh, g->lends, token->v.s.p, token->v.s.n, l);
+  if (l) lend_free(g, l, 1);
+}
+
 void lr_handles_free(lr_gcs_t *g)
 {
   gcs_client_t *c, *tc;
   HASH_ITER(hh, g->clients, c, tc) client_free(g, c);
+  gcs_lend_t *l, *tl;
+  HASH_ITER(hh, g->lends, l, tl) lend_free(g, l, 0);
 }
