@@ -689,7 +689,9 @@ int lr_raylet_main(int argc, char **argv)
   n->max_workers = mw ? atoi(mw) : (int)(by_mem < 64 ? 64 : by_mem > 4096 ? 4096 : by_mem);
   lr_ev_init(n);
   lr_obj_init(n);
-  lr_gcs_env_t env = {n, n->loop, head_send, head_to_raylet};
+  const char *agrace = getenv("LRAY_ACTOR_GRACE_S");
+  lr_gcs_env_t env = {n, n->loop, head_send, head_to_raylet,
+                      agrace ? strtod(agrace, NULL) : LR_GCS_HANDLE_GRACE};
   n->gcs = lr_gcs_new(&env);
   lr_shm_sweep("lray-");
   char hex[9];
