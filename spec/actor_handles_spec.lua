@@ -85,8 +85,8 @@ local function wait_row(aid, cond, what)
     local r = row_of(aid)
     if r and cond(r) then return r end
     if lray.now() > deadline then
-      error(("actor %s: timed out waiting until %s (now %s, %s handles)"):format(
-        aid, what, tostring(r and r.state), tostring(r and r.handles)), 2)
+      error(("actor %s: timed out waiting until %s (now %s, %s handles, cause %s)"):format(
+        aid, what, tostring(r and r.state), tostring(r and r.handles), tostring(r and r.cause)), 2)
     end
     lray.sleep(0.002)
   end
@@ -185,7 +185,8 @@ describe("actor handles with no grace", function()
         if by_actor then assert.is_true(lray.get(k.gc.remote())) end
         -- Its creator let go: only this process, which keeps the value,
         -- holds the actor now.
-        wait_row(aid, function(r) return r.handles == 1 end, "one holder is left")
+        wait_row(aid, function(r) return r.handles == 1 end,
+          ("one holder is left (round %d, by_actor %s)"):format(round, tostring(by_actor)))
         collectgarbage()
         local h = lray.get(ref)
         assert.are.equal(11, lray.get(h.next.remote()))

@@ -269,6 +269,7 @@ void lr_actors_create(lr_gcs_t *g, uint64_t client,
     if (e) release_name(e); /* a dead holder: never, set_dead frees it */
     HASH_ADD_KEYPTR(hh_name, g->names, a->name_key, a->name_klen, a);
   }
+  lr_handles_adopt(g, a); /* holds that came first, over other connections */
   lr_handles_hold(g, client, a->aid); /* the creator holds what it gets */
   copy_holds(g, a, &m->actors);
   lr_handles_hold_list(g, a, 1);

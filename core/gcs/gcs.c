@@ -204,13 +204,16 @@ static void from_client(lr_gcs_t *g, uint64_t client, const void *m)
     lr_actinfo_subscribe(g, client, &((const lr_m_actor_sub_t *)m)->aid);
     break;
   case LR_PT_ACTOR_REF: {
-    gcs_actor_t *a = lr_gcs_actor(g, &((const lr_m_actor_ref_t *)m)->aid);
-    if (a) lr_handles_hold(g, client, a->aid);
+    /* Perhaps before its creator's actor_create: counted from then. */
+    char *aid = lr_gcs_dup(&((const lr_m_actor_ref_t *)m)->aid);
+    if (aid) lr_handles_hold(g, client, aid);
+    lr_free(aid);
     break;
   }
   case LR_PT_ACTOR_UNREF: {
-    gcs_actor_t *a = lr_gcs_actor(g, &((const lr_m_actor_unref_t *)m)->aid);
-    if (a) lr_handles_unhold(g, client, a->aid);
+    char *aid = lr_gcs_dup(&((const lr_m_actor_unref_t *)m)->aid);
+    if (aid) lr_handles_unhold(g, client, aid);
+    lr_free(aid);
     break;
   }
   case LR_PT_ACTOR_READY: lr_actors_ready(g, m); break;

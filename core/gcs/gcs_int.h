@@ -79,6 +79,15 @@ typedef struct gcs_client_s {
   UT_hash_handle hh;
 } gcs_client_t;
 
+/* Holds of an actor id the head does not know yet: a handle's receiver (or
+ * a lender) may reach the head before its creator's actor_create, over
+ * another connection. The actor adopts the count when it is created. */
+typedef struct gcs_early_s {
+  char *aid;
+  int64_t count;
+  UT_hash_handle hh;
+} gcs_early_t;
+
 /* Handles lent under a token (in flight, or inside a stored object): each
  * aid counts as a holder until the token is claimed or unlent. */
 typedef struct gcs_lend_s {
@@ -96,6 +105,7 @@ struct lr_gcs_s {
   gcs_fn_t *fns;
   gcs_client_t *clients;
   gcs_lend_t *lends;
+  gcs_early_t *early;
   uint64_t grace_ms; /* env.handle_grace */
   /* Decoded copies of kept messages live here until the outermost
    * lr_gcs_recv (or timer callback) returns. */
@@ -154,6 +164,7 @@ void lr_actinfo_list(lr_gcs_t *g, uint64_t client, const lr_m_list_t *m);
 
 /* -- handles.c ------------------------------------------------------------- */
 
+/* Counts client as a holder of aid (once), known or not yet. */
 void lr_handles_hold(lr_gcs_t *g, uint64_t client, const char *aid);
 void lr_handles_unhold(lr_gcs_t *g, uint64_t client, const char *aid);
 /* Holds (delta 1) or lets go of (-1) the actors a holds for its life. */
@@ -164,6 +175,8 @@ void lr_handles_drop_client(lr_gcs_t *g, uint64_t client);
  * unlend of token (lr_handles_release). */
 void lr_handles_lend(lr_gcs_t *g, const lr_m_lend_t *m);
 void lr_handles_release(lr_gcs_t *g, const lr_pf_t *token);
+/* a was just created: it takes the holds made before it was known. */
+void lr_handles_adopt(lr_gcs_t *g, gcs_actor_t *a);
 void lr_handles_free(lr_gcs_t *g);
 
 #endif

@@ -639,7 +639,7 @@ static void settle(int type, const char *token)
 
 /* With no grace, a lend is what keeps an actor whose handle is in flight:
  * it counts until its claim (or unlend), once, however often either
- * comes; unknown actors in a lend are ignored. */
+ * comes. */
 TEST(gcs_handles_lend)
 {
   setup();
@@ -673,6 +673,33 @@ TEST(gcs_handles_lend)
   run_due();
   ASSERT_STREQ(state_of("a3"), "DEAD");
   lend("t3", "a3", NULL); /* lends left at the end are freed */
+  teardown();
+}
+
+/* A receiver's actor_ref, or a lend, may reach the head before the
+ * creator's actor_create (other connections): they count from creation. */
+TEST(gcs_handles_before_create)
+{
+  setup();
+  job("j1", "ns1");
+  aid_msg(LR_PT_ACTOR_REF, 4, "a1");
+  lend("t1", "a2", NULL);
+  aid_msg(LR_PT_ACTOR_REF, 4, "a3");
+  aid_msg(LR_PT_ACTOR_UNREF, 4, "a3"); /* came and went before it */
+  create("a1", NULL);
+  create("a2", NULL);
+  create("a3", NULL);
+  client_gone(1); /* the creator lets go of all three */
+  run_due();
+  ASSERT_STREQ(state_of("a1"), "PENDING"); /* client 4 holds it */
+  ASSERT_STREQ(state_of("a2"), "PENDING"); /* t1 holds it */
+  ASSERT_STREQ(state_of("a3"), "DEAD");
+  aid_msg(LR_PT_ACTOR_UNREF, 4, "a1");
+  settle(LR_PT_CLAIM, "t1");
+  run_due();
+  ASSERT_STREQ(state_of("a1"), "DEAD");
+  ASSERT_STREQ(state_of("a2"), "DEAD");
+  aid_msg(LR_PT_ACTOR_REF, 5, "never"); /* freed with the head */
   teardown();
 }
 
