@@ -75,6 +75,9 @@ void lr_actinfo_get(lr_gcs_t *g, uint64_t client, const lr_m_get_actor_t *m)
   char *name = lr_gcs_dup(&m->name);
   gcs_actor_t *a = name ? lr_actors_lookup(g, ns, name) : NULL;
   if (a) {
+    /* The client holds what it gets, from now: no other holder's drop can
+     * end the actor before its own actor_ref would come. */
+    lr_handles_hold(g, client, a->aid);
     lr_actinfo_reply(g, client, rid, a, -1);
   } else {
     lr_m_reply_t r = LR_MSG_INIT(REPLY);
@@ -123,6 +126,8 @@ void lr_actinfo_list(lr_gcs_t *g, uint64_t client, const lr_m_list_t *m)
     lr_json_kstr_opt(&j, "cause", a->cause);
     lr_json_kint(&j, "restarts", a->restarts);
     lr_json_kbool(&j, "detached", a->detached);
+    /* Holders (processes, lends, stored objects, creations): see handles.c */
+    lr_json_kint(&j, "handles", a->hcount);
     lr_json_kstr_opt(&j, "node_id", a->node_id);
     lr_json_end(&j);
   }

@@ -227,6 +227,7 @@ void lr_actors_create(lr_gcs_t *g, uint64_t client,
     HASH_FIND(hh_name, g->names, key, klen, e);
     if (e && e->state != LR_ACTOR_DEAD) {
       if (LR_HAS(o->get_if_exists) && o->get_if_exists.v.b) {
+        lr_handles_hold(g, client, e->aid); /* as lr_actinfo_get */
         if (rid) lr_actinfo_reply(g, client, rid, e, !str_is(&m->aid, e->aid));
       } else if (rid) {
         char *err = NULL;
@@ -268,6 +269,7 @@ void lr_actors_create(lr_gcs_t *g, uint64_t client,
     if (e) release_name(e); /* a dead holder: never, set_dead frees it */
     HASH_ADD_KEYPTR(hh_name, g->names, a->name_key, a->name_klen, a);
   }
+  lr_handles_adopt(g, a); /* holds that came first, over other connections */
   lr_handles_hold(g, client, a->aid); /* the creator holds what it gets */
   copy_holds(g, a, &m->actors);
   lr_handles_hold_list(g, a, 1);

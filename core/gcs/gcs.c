@@ -144,6 +144,8 @@ lr_gcs_t *lr_gcs_new(const lr_gcs_env_t *env)
 {
   lr_gcs_t *g = lr_xcalloc(1, sizeof(*g));
   g->env = *env;
+  double grace = env->handle_grace > 0 ? env->handle_grace : 0;
+  g->grace_ms = (uint64_t)(grace * 1000 + 0.5);
   return g;
 }
 
@@ -188,6 +190,13 @@ static void from_raylet(lr_gcs_t *g, const void *m)
   case LR_PT_NODE_VIEW: lr_nodes_view(g, 0, m); break;
   case LR_PT_ACTOR_PLACED: lr_actors_placed(g, m); break;
   case LR_PT_WORKER_EXIT: lr_actors_exit(g, m); break;
+  case LR_PT_LEND: lr_handles_lend(g, m); break;
+  case LR_PT_CLAIM:
+    lr_handles_release(g, &((const lr_m_claim_t *)m)->token);
+    break;
+  case LR_PT_UNLEND:
+    lr_handles_release(g, &((const lr_m_unlend_t *)m)->token);
+    break;
   default: break;
   }
 }
@@ -201,13 +210,16 @@ static void from_client(lr_gcs_t *g, uint64_t client, const void *m)
     lr_actinfo_subscribe(g, client, &((const lr_m_actor_sub_t *)m)->aid);
     break;
   case LR_PT_ACTOR_REF: {
-    gcs_actor_t *a = lr_gcs_actor(g, &((const lr_m_actor_ref_t *)m)->aid);
-    if (a) lr_handles_hold(g, client, a->aid);
+    /* Perhaps before its creator's actor_create: counted from then. */
+    char *aid = lr_gcs_dup(&((const lr_m_actor_ref_t *)m)->aid);
+    if (aid) lr_handles_hold(g, client, aid);
+    lr_free(aid);
     break;
   }
   case LR_PT_ACTOR_UNREF: {
-    gcs_actor_t *a = lr_gcs_actor(g, &((const lr_m_actor_unref_t *)m)->aid);
-    if (a) lr_handles_unhold(g, client, a->aid);
+    char *aid = lr_gcs_dup(&((const lr_m_actor_unref_t *)m)->aid);
+    if (aid) lr_handles_unhold(g, client, aid);
+    lr_free(aid);
     break;
   }
   case LR_PT_ACTOR_READY: lr_actors_ready(g, m); break;

@@ -6,8 +6,10 @@
  * clients' actor messages, forwarded by the node manager with the client's
  * number and with job, owner and namespace filled in, and the node
  * manager's own messages (client 0): job, job_end, client_gone,
- * actor_placed, worker_exit, and node_register / node_view for its own
- * node. Nodes that joined send node_register and node_view as clients. It also answers `list` with what = "actors"
+ * actor_placed, worker_exit, lend/claim/unlend of actor handles (aids) in
+ * flight or inside stored objects, and node_register / node_view for its
+ * own node. Nodes that joined send node_register and node_view as clients.
+ * It also answers `list` with what = "actors"
  * (reply.json: {items = [actor records]}). It answers clients through env.send and asks
  * the node manager through env.to_raylet: actor_place, actor_stop, and warn
  * (with job: for that job's driver). Today both run in the node process and
@@ -31,11 +33,16 @@ typedef struct lr_gcs_env_s {
   void (*send)(void *ud, uint64_t client, const void *m);
   /* Sends message m to the node manager. */
   void (*to_raylet)(void *ud, const void *m);
+  /* Seconds a non-detached actor with no handle left lives on before it
+   * ends (LR_GCS_HANDLE_GRACE in the node; 0 in tests). */
+  double handle_grace;
 } lr_gcs_env_t;
 
-/* Seconds a non-detached actor with no handle left lives on before it ends
- * (handles in flight between processes are not counted yet). */
-#define LR_GCS_HANDLE_GRACE 0.5
+/* The node's default handle_grace (LRAY_ACTOR_GRACE_S overrides it): a
+ * delay that only batches ends, not a safety margin. Every hand-off of a
+ * handle is counted (lends, handles inside stored objects), and the specs
+ * that prove it run at 0. */
+#define LR_GCS_HANDLE_GRACE 0.05
 
 /* Seconds without a node_view after which a joined node is dead. */
 #define LR_GCS_NODE_TIMEOUT 5.0

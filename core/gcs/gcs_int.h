@@ -79,6 +79,24 @@ typedef struct gcs_client_s {
   UT_hash_handle hh;
 } gcs_client_t;
 
+/* Holds of an actor id the head does not know yet: a handle's receiver (or
+ * a lender) may reach the head before its creator's actor_create, over
+ * another connection. The actor adopts the count when it is created. */
+typedef struct gcs_early_s {
+  char *aid;
+  int64_t count;
+  UT_hash_handle hh;
+} gcs_early_t;
+
+/* Handles lent under a token (in flight, or inside a stored object): each
+ * aid counts as a holder until the token is claimed or unlent. */
+typedef struct gcs_lend_s {
+  char *token;
+  char **aids;
+  size_t n;
+  UT_hash_handle hh;
+} gcs_lend_t;
+
 struct lr_gcs_s {
   lr_gcs_env_t env;
   gcs_actor_t *actors;
@@ -90,6 +108,9 @@ struct lr_gcs_s {
   uv_timer_t *node_timer;   /* declares silent nodes dead */
   uv_timer_t *view_timer;   /* sends the cluster view when it changed */
   int view_dirty;
+  gcs_lend_t *lends;
+  gcs_early_t *early;
+  uint64_t grace_ms; /* env.handle_grace */
   /* Decoded copies of kept messages live here until the outermost
    * lr_gcs_recv (or timer callback) returns. */
   lr_arena_t scratch;
@@ -155,12 +176,19 @@ void lr_actinfo_list(lr_gcs_t *g, uint64_t client, const lr_m_list_t *m);
 
 /* -- handles.c ------------------------------------------------------------- */
 
+/* Counts client as a holder of aid (once), known or not yet. */
 void lr_handles_hold(lr_gcs_t *g, uint64_t client, const char *aid);
 void lr_handles_unhold(lr_gcs_t *g, uint64_t client, const char *aid);
 /* Holds (delta 1) or lets go of (-1) the actors a holds for its life. */
 void lr_handles_hold_list(lr_gcs_t *g, gcs_actor_t *a, int delta);
 /* Lets go of every handle client holds. */
 void lr_handles_drop_client(lr_gcs_t *g, uint64_t client);
+/* The node manager's lend {token, aids}: the aids are held until claim or
+ * unlend of token (lr_handles_release). */
+void lr_handles_lend(lr_gcs_t *g, const lr_m_lend_t *m);
+void lr_handles_release(lr_gcs_t *g, const lr_pf_t *token);
+/* a was just created: it takes the holds made before it was known. */
+void lr_handles_adopt(lr_gcs_t *g, gcs_actor_t *a);
 void lr_handles_free(lr_gcs_t *g);
 
 #endif

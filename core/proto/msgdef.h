@@ -8,7 +8,8 @@
  * LR_PROTO_TYPES(T) lists the types: T(ID, name, KIND). KIND is MSG (sent in
  * a frame of its own) or REC (a record nested in messages). The wire id of a
  * type is its position in this list: append new types at the end, never
- * reorder, and bump LR_PROTO_VERSION when a field changes meaning.
+ * reorder, and bump LR_PROTO_VERSION when a field changes meaning. (4:
+ * actor handles are lent like ObjectRefs: value.actors, lend.aids.)
  *
  * LR_FIELDS_<name>(F) lists a type's fields: F(name, ELEM, CONT, REC).
  *   ELEM  INT (int64), F64 (double), BOOL, STR (bytes), REC (a record)
@@ -19,7 +20,7 @@
 #ifndef LR_MSGDEF_H
 #define LR_MSGDEF_H
 
-#define LR_PROTO_VERSION 3
+#define LR_PROTO_VERSION 4
 
 #define LR_PROTO_TYPES(T)                                                     \
   T(HELLO, hello, MSG)             /* client -> node: a driver or worker */   \
@@ -110,9 +111,12 @@
   F(deps, STR, IMAP, NONE)                                                    \
   F(refs, STR, LIST, NONE)
 
+/* refs: the object ids the value holds; actors: the actor ids of the
+ * handles it holds (the node keeps a stored value's actors alive). */
 #define LR_FIELDS_value(F)                                                    \
   LR_VALUE_FIELDS_(F)                                                         \
-  F(refs, STR, LIST, NONE)
+  F(refs, STR, LIST, NONE)                                                    \
+  F(actors, STR, LIST, NONE)
 
 #define LR_FIELDS_actor_opts(F)                                               \
   F(name, STR, ONE, NONE)                                                     \
@@ -292,13 +296,16 @@
 
 #define LR_FIELDS_cancel_call(F) F(cid, STR, ONE, NONE)
 
-/* ObjectRefs sent straight from one process to another (in a call, a push,
- * a reply) are lent: the sender asks the node to keep ids under token before
- * it sends them, and the receiver claims the token once it holds what it
- * keeps; a message that never arrived is unlent by its sender. */
+/* ObjectRefs and actor handles sent straight from one process to another
+ * (in a call, a push, a reply) are lent: the sender asks the node to keep
+ * ids (objects) and aids (actors) under token before it sends them, and the
+ * receiver claims the token once it holds what it keeps; a message that
+ * never arrived is unlent by its sender. The node hands the aids of a lend
+ * on to the head (client 0), and the claim or unlend of such a token. */
 #define LR_FIELDS_lend(F)                                                     \
   F(token, STR, ONE, NONE)                                                    \
-  F(ids, STR, LIST, NONE)
+  F(ids, STR, LIST, NONE)                                                     \
+  F(aids, STR, LIST, NONE)
 #define LR_FIELDS_claim(F) F(token, STR, ONE, NONE)
 #define LR_FIELDS_unlend(F) F(token, STR, ONE, NONE)
 

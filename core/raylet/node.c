@@ -842,7 +842,9 @@ int lr_raylet_main(int argc, char **argv)
   lr_ev_init(n);
   lr_obj_init(n);
   lr_memmon_start(n);
-  lr_gcs_env_t env = {n, n->loop, head_send, head_to_raylet};
+  const char *agrace = getenv("LRAY_ACTOR_GRACE_S");
+  lr_gcs_env_t env = {n, n->loop, head_send, head_to_raylet,
+                      agrace ? strtod(agrace, NULL) : LR_GCS_HANDLE_GRACE};
   if (!a.head_address) n->gcs = lr_gcs_new(&env); /* a joined node has no head */
   lr_shm_sweep("lray-");
   char hex[9];

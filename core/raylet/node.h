@@ -168,6 +168,7 @@ struct lr_obj_s {
   uint64_t expected_from; /* client that promised to store it, or 0 */
   int64_t owner_pid;      /* who put it (for `lray memory`) */
   char *call_site;
+  int holds_actors; /* its value holds handles: lent to the head (o:<id>) */
   double doomed_at; /* monotonic; < 0 while referenced */
   int64_t inner;       /* of count: objects that contain it */
   double used_at;      /* monotonic: stored or last asked for (LRU) */

@@ -6,7 +6,9 @@
  * An object lives while its count is above zero. The count is the number of
  * processes holding an ObjectRef to it (each counts once), plus objects that
  * contain its id, plus actors placed here that take it as an argument, plus
- * lends. At zero it is freed after free_grace seconds: a batching delay
+ * lends. An object whose value holds actor handles holds those actors (a
+ * lend to the head, token "o:<id>") until it is freed. At zero it is freed
+ * after free_grace seconds: a batching delay
  * (freeing each object on the next turn cost a third of the put rate), not
  * a safety margin; no hand-off relies on it (the ownership specs run with
  * LRAY_FREE_GRACE_S=0). */
@@ -19,6 +21,7 @@ typedef struct lr_lend_s {
   char *token;
   char **ids;
   uint32_t n;
+  int aids; /* it lent actor handles too: the head holds them */
   UT_hash_handle hh;
 } lr_lend_t;
 
@@ -55,9 +58,42 @@ lr_obj_t *lr_obj_get(lr_node_t *n, const char *id, size_t len)
   return o;
 }
 
+/* Tells the head of a lend of aids under token (type LEND), or that the
+ * lend of token is over (CLAIM or UNLEND). */
+static void head_lend(lr_node_t *n, int type, const char *token, size_t len,
+                      const lr_pf_t *aids)
+{
+  lr_m_lend_t l = LR_MSG_INIT(LEND);
+  lr_m_claim_t c = LR_MSG_INIT(CLAIM);
+  lr_m_unlend_t u = LR_MSG_INIT(UNLEND);
+  if (type == LR_PT_LEND) {
+    LR_SET_STR(l.token, token, len);
+    l.aids = *aids;
+    lr_node_to_head(n, 0, &l);
+  } else if (type == LR_PT_CLAIM) {
+    LR_SET_STR(c.token, token, len);
+    lr_node_to_head(n, 0, &c);
+  } else {
+    LR_SET_STR(u.token, token, len);
+    lr_node_to_head(n, 0, &u);
+  }
+}
+
+/* An object's lend of the actors its value holds: token "o:<id>". */
+static void object_lend(lr_node_t *n, lr_obj_t *o, int type, const lr_pf_t *aids)
+{
+  size_t len = strlen(o->id);
+  char *token = lr_xmalloc(len + 3);
+  memcpy(token, "o:", 2);
+  memcpy(token + 2, o->id, len + 1);
+  head_lend(n, type, token, len + 2, aids);
+  lr_free(token);
+}
+
 static void free_obj(lr_node_t *n, lr_obj_t *o)
 {
   HASH_DEL(n->objects, o);
+  if (o->holds_actors) object_lend(n, o, LR_PT_UNLEND, NULL);
   if (o->shm_len >= 0) lr_salloc_free(&n->region, (uint64_t)o->shm_off, (uint64_t)o->shm_len);
   lr_spill_forget(n, o);
   for (uint32_t i = 0; i < o->ncontains; i++) {
@@ -187,7 +223,8 @@ void lr_obj_unhold(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
 /* A process that sends references straight to another (an actor call's
  * arguments, an actor's reply, a pushed task) lends them first: the node
  * counts the lend until the receiver, having registered its own hold,
- * claims it. Lend and claim come over different connections, so either may
+ * claims it. Actor handles in the message (aids) are counted by the head:
+ * the node tells it of such a lend and of its end. Lend and claim come over different connections, so either may
  * arrive first. Known gap: a lend for a reply whose caller died before
  * claiming it stays until the node ends. */
 
@@ -212,11 +249,18 @@ void lr_obj_lend(lr_node_t *n, const lr_m_lend_t *m)
     lr_obj_incref(n, id->p, id->n);
   }
   HASH_ADD_KEYPTR(hh, n->lends, l->token, m->token.v.s.n, l);
+  if (m->aids.n) {
+    /* Handles: the head counts them until the claim or unlend. (A lend
+     * claimed first needs nothing: its receiver holds them already.) */
+    l->aids = 1;
+    head_lend(n, LR_PT_LEND, m->token.v.s.p, m->token.v.s.n, &m->aids);
+  }
 }
 
-static void release_lend(lr_node_t *n, lr_lend_t *l)
+static void release_lend(lr_node_t *n, lr_lend_t *l, int type)
 {
   HASH_DEL(n->lends, l);
+  if (l->aids) head_lend(n, type, l->token, strlen(l->token), NULL);
   for (uint32_t i = 0; i < l->n; i++) {
     lr_obj_decref(n, l->ids[i], strlen(l->ids[i]));
     lr_free(l->ids[i]);
@@ -231,7 +275,7 @@ void lr_obj_claim(lr_node_t *n, const char *token, size_t len)
   lr_lend_t *l;
   HASH_FIND(hh, n->lends, token, len, l);
   if (l) {
-    release_lend(n, l);
+    release_lend(n, l, LR_PT_CLAIM);
     return;
   }
   lr_strset_t *c = lr_xcalloc(1, sizeof(*c));
@@ -246,7 +290,7 @@ void lr_obj_unlend(lr_node_t *n, const char *token, size_t len)
 {
   lr_lend_t *l;
   HASH_FIND(hh, n->lends, token, len, l);
-  if (l) release_lend(n, l);
+  if (l) release_lend(n, l, LR_PT_UNLEND);
 }
 
 /* -- Values ------------------------------------------------------------------------- */
@@ -320,6 +364,10 @@ static void store(lr_node_t *n, lr_obj_t *o, const lr_m_put_t *m, const char *et
         lr_obj_incref(n, id->p, id->n);
         lr_obj_find(n, id->p, id->n)->inner++;
       }
+    }
+    if (m->actors.n) {
+      o->holds_actors = 1;
+      object_lend(n, o, LR_PT_LEND, &m->actors);
     }
   } else {
     o->etype = lr_xstrdup(etype);

@@ -89,13 +89,19 @@ static const char *s(const lr_pf_t *f)
   return LR_HAS(*f) ? sv(&f->v.s) : NULL;
 }
 
-static void setup(void)
+/* A head whose handle grace is grace seconds. */
+static void setup_grace(double grace)
 {
-  lr_gcs_env_t env = {
-      .ud = &loop, .loop = &loop, .send = on_send, .to_raylet = on_raylet};
+  lr_gcs_env_t env = {.ud = &loop,
+                      .loop = &loop,
+                      .send = on_send,
+                      .to_raylet = on_raylet,
+                      .handle_grace = grace};
   uv_loop_init(&loop);
   g = lr_gcs_new(&env);
 }
+
+static void setup(void) { setup_grace(0); }
 
 static void teardown(void)
 {
@@ -561,7 +567,7 @@ static void run_until_dead(const char *aid, double limit)
 
 TEST(gcs_handles_grace)
 {
-  setup();
+  setup_grace(0.5);
   job("j1", "ns1");
   create("a1", NULL); /* client 1 holds it */
   create("a2", NULL);
@@ -591,7 +597,7 @@ static void on_stop(uv_timer_t *t) { uv_stop(t->loop); }
 /* A handle taken back within the grace keeps the actor. */
 TEST(gcs_handles_back)
 {
-  setup();
+  setup_grace(0.5);
   job("j1", "ns1");
   create("a1", NULL);
   aid_msg(LR_PT_ACTOR_UNREF, 1, "a1");
@@ -602,6 +608,122 @@ TEST(gcs_handles_back)
   uv_run(&loop, UV_RUN_DEFAULT);
   ASSERT_STREQ(state_of("a1"), "PENDING");
   uv_close((uv_handle_t *)&t, NULL);
+  teardown();
+}
+
+/* Runs the loop until nothing is due now: grace timers of 0 fire. */
+static void run_due(void)
+{
+  for (int i = 0; i < 3; i++) uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void lend(const char *token, const char *aid1, const char *aid2)
+{
+  lr_m_lend_t m = LR_MSG_INIT(LEND);
+  lr_pitem_t aids[2] = {{.v.s = {aid1, strlen(aid1)}},
+                        {.v.s = {aid2 ? aid2 : "", aid2 ? strlen(aid2) : 0}}};
+  LR_SET_CSTR(m.token, token);
+  LR_SET_ITEMS(m.aids, aids, aid2 ? 2 : 1);
+  lr_gcs_recv(g, 0, &m);
+}
+
+static void settle(int type, const char *token)
+{
+  lr_m_claim_t c = LR_MSG_INIT(CLAIM);
+  lr_m_unlend_t u = LR_MSG_INIT(UNLEND);
+  LR_SET_CSTR(c.token, token);
+  LR_SET_CSTR(u.token, token);
+  if (type == LR_PT_CLAIM) lr_gcs_recv(g, 0, &c);
+  else lr_gcs_recv(g, 0, &u);
+}
+
+/* With no grace, a lend is what keeps an actor whose handle is in flight:
+ * it counts until its claim (or unlend), once, however often either
+ * comes. */
+TEST(gcs_handles_lend)
+{
+  setup();
+  job("j1", "ns1");
+  create("a1", NULL); /* client 1 holds each */
+  create("a2", NULL);
+  create("a3", NULL);
+  lend("t1", "a1", "nosuch");
+  lend("t2", "a2", NULL);
+  lend("o:x", "a3", "a1"); /* an object holding handles */
+  client_gone(1);
+  run_due();
+  ASSERT_STREQ(state_of("a1"), "PENDING");
+  ASSERT_STREQ(state_of("a2"), "PENDING");
+  ASSERT_STREQ(state_of("a3"), "PENDING");
+  settle(LR_PT_CLAIM, "t1");
+  settle(LR_PT_CLAIM, "t1"); /* a second release changes nothing */
+  run_due();
+  ASSERT_STREQ(state_of("a1"), "PENDING"); /* o:x holds it too */
+  settle(LR_PT_UNLEND, "t2");
+  run_due();
+  ASSERT_STREQ(state_of("a2"), "DEAD");
+  ASSERT_STREQ(cause_of("a2"),
+               "no handle to it remains (every handle was dropped)");
+  aid_msg(LR_PT_ACTOR_REF, 4, "a3"); /* the receiver holds it now */
+  settle(LR_PT_UNLEND, "o:x");       /* the object is freed */
+  run_due();
+  ASSERT_STREQ(state_of("a1"), "DEAD");
+  ASSERT_STREQ(state_of("a3"), "PENDING");
+  aid_msg(LR_PT_ACTOR_UNREF, 4, "a3");
+  run_due();
+  ASSERT_STREQ(state_of("a3"), "DEAD");
+  lend("t3", "a3", NULL); /* lends left at the end are freed */
+  teardown();
+}
+
+/* A receiver's actor_ref, or a lend, may reach the head before the
+ * creator's actor_create (other connections): they count from creation. */
+TEST(gcs_handles_before_create)
+{
+  setup();
+  job("j1", "ns1");
+  aid_msg(LR_PT_ACTOR_REF, 4, "a1");
+  lend("t1", "a2", NULL);
+  aid_msg(LR_PT_ACTOR_REF, 4, "a3");
+  aid_msg(LR_PT_ACTOR_UNREF, 4, "a3"); /* came and went before it */
+  create("a1", NULL);
+  create("a2", NULL);
+  create("a3", NULL);
+  client_gone(1); /* the creator lets go of all three */
+  run_due();
+  ASSERT_STREQ(state_of("a1"), "PENDING"); /* client 4 holds it */
+  ASSERT_STREQ(state_of("a2"), "PENDING"); /* t1 holds it */
+  ASSERT_STREQ(state_of("a3"), "DEAD");
+  aid_msg(LR_PT_ACTOR_UNREF, 4, "a1");
+  settle(LR_PT_CLAIM, "t1");
+  run_due();
+  ASSERT_STREQ(state_of("a1"), "DEAD");
+  ASSERT_STREQ(state_of("a2"), "DEAD");
+  aid_msg(LR_PT_ACTOR_REF, 5, "never"); /* freed with the head */
+  teardown();
+}
+
+/* get_actor (and get_if_exists) count the asking client as a holder from
+ * the reply on, so the creator's drop right after cannot end the actor. */
+TEST(gcs_handles_get_actor_holds)
+{
+  setup();
+  job("j1", "ns1");
+  create("a1", &(copts_t){.name = "svc"});
+  lr_m_get_actor_t m = LR_MSG_INIT(GET_ACTOR);
+  LR_SET_CSTR(m.rid, "g");
+  LR_SET_CSTR(m.name, "svc");
+  LR_SET_CSTR(m.namespace, "ns1");
+  lr_gcs_recv(g, 5, &m);
+  ASSERT_STREQ(s(&((lr_m_reply_t *)last(LR_PT_REPLY, 5, 0))->aid), "a1");
+  create_ex(6, "a2", &(copts_t){.name = "svc", .get_if_exists = 1});
+  client_gone(1);
+  client_gone(5);
+  run_due();
+  ASSERT_STREQ(state_of("a1"), "PENDING"); /* client 6 holds it */
+  client_gone(6);
+  run_due();
+  ASSERT_STREQ(state_of("a1"), "DEAD");
   teardown();
 }
 

@@ -7,6 +7,7 @@ local runtime = require("lray.runtime")
 local serialize = require("lray.serialize")
 local errors = require("lray.errors")
 local spans = require("lray._spans")
+local actor_mod = require("lray.actor")
 
 local decode = serialize.decode
 local pairs, ipairs, select, tostring, type, xpcall = pairs, ipairs, select, tostring, type, xpcall
@@ -50,29 +51,48 @@ local function encode_error(e)
   return serialize.encode(e)
 end
 
--- Stores one result blob: inline, or in shared memory when large.
-local function result_entry(id, blob, refs)
+-- Stores one result blob: inline, or in shared memory when large. aids:
+-- the actors of the handles in it, pinned here until reply_with lent them.
+local function result_entry(id, blob, refs, aids)
   if #blob <= runtime.INLINE_MAX then
-    return { id = id, data = blob, refs = refs }
+    return { id = id, data = blob, refs = refs, actors = aids }
   end
   local ok, r = pcall(runtime.alloc, #blob)
-  if not ok then return { id = id, err = encode_error(r) } end
+  if not ok then
+    for _, aid in ipairs(aids or {}) do actor_mod.unpin(aid) end
+    return { id = id, err = encode_error(r) }
+  end
   runtime.region():write(r.off, blob)
-  return { id = id, shm = { r.off, #blob }, refs = refs }
+  return { id = id, shm = { r.off, #blob }, refs = refs, actors = aids }
+end
+
+-- The handles in a result stay counted here from their encoding until the
+-- reply lends them (the values returned may be collected meanwhile).
+local function pin_all(aids)
+  for _, aid in ipairs(aids or {}) do actor_mod.pin(aid) end
+  return aids
+end
+
+local function unpin_results(results)
+  for _, r in ipairs(results) do
+    for _, aid in ipairs(r.actors or {}) do actor_mod.unpin(aid) end
+  end
 end
 
 -- Sends a task's or call's results (msg: a ret or a result) to whoever
--- asked, straight. Large results go to the node's store first. They and the
--- ObjectRefs inside results are lent to the caller: the node keeps them
--- until the caller, holding them itself, claims the lend (token base..":ret").
+-- asked, straight. Large results go to the node's store first. They, the
+-- ObjectRefs and the actor handles inside results are lent to the caller:
+-- the node keeps them until the caller, holding them itself, claims the
+-- lend (token base..":ret").
 -- What the arguments brought is registered (ref) before the caller's lend of
 -- them is claimed (claim), and both before the reply. cs: the call site that
 -- made the results (`lray memory`).
 function reply_with(conn, msg, base, claim, cs)
-  local lent
+  local lent, aids
   for _, r in ipairs(msg.results) do
     if r.shm then
-      runtime.send({ t = "put", id = r.id, shm = r.shm, arr = r.arr, refs = r.refs, cs = cs })
+      runtime.send({ t = "put", id = r.id, shm = r.shm, arr = r.arr, refs = r.refs,
+        actors = r.actors, cs = cs })
       lent = lent or {}
       lent[#lent + 1] = r.id
     end
@@ -80,10 +100,16 @@ function reply_with(conn, msg, base, claim, cs)
       lent = lent or {}
       lent[#lent + 1] = id
     end
+    for _, aid in ipairs(r.actors or {}) do
+      aids = aids or {}
+      aids[#aids + 1] = aid
+    end
   end
-  local token = lent and (base .. ":ret") or nil
-  if lent then runtime.queue({ t = "lend", token = token, ids = lent }) end
+  local token = (lent or aids) and (base .. ":ret") or nil
+  if token then runtime.queue({ t = "lend", token = token, ids = lent, aids = aids }) end
   if claim then runtime.queue({ t = "claim", token = claim }) end
+  -- Lent: this process's own count of them may end (after the lend).
+  unpin_results(msg.results)
   runtime.flush_queued()
   msg.lend = token
   if conn:is_open() then conn:send(msg) end
@@ -102,19 +128,20 @@ local function results_of(rets, res, what)
     return out
   end
   if nret == 1 then
-    local ok, blob, refs = pcall(runtime.encode_tracked, res, "the result of " .. what)
+    local ok, blob, refs, aids = pcall(runtime.encode_tracked, res, "the result of " .. what)
     if not ok then
       return nil, errors.new("TaskError", what .. " returned a value that cannot be sent: " .. tostring(blob))
     end
-    out[1] = result_entry(rets[1], blob, refs)
+    out[1] = result_entry(rets[1], blob, refs, pin_all(aids))
   else
     for i = 1, nret do
-      local ok, blob, refs = pcall(runtime.encode_tracked, { n = 1, res[i + 1] },
+      local ok, blob, refs, aids = pcall(runtime.encode_tracked, { n = 1, res[i + 1] },
         "return value " .. i .. " of " .. what)
       if not ok then
+        unpin_results(out)
         return nil, errors.new("TaskError", what .. " returned a value that cannot be sent: " .. tostring(blob))
       end
-      out[i] = result_entry(rets[i], blob, refs)
+      out[i] = result_entry(rets[i], blob, refs, pin_all(aids))
     end
   end
   return out

@@ -261,7 +261,7 @@ local function call_method(h, mname, mopts, ...)
   local d = handle_data[h]
   local aid = d.aid
   local what = "actor method '" .. d.cname .. "." .. mname .. "'"
-  local blob, deps, refs = remote.pack_args(what, false, ...)
+  local blob, deps, refs, aids = remote.pack_args(what, false, ...)
   local nret = mopts and mopts.num_returns or 1
   local rets = {}
   for i = 1, nret do rets[i] = runtime.new_id() end
@@ -269,10 +269,18 @@ local function call_method(h, mname, mopts, ...)
   st.cname = st.cname or d.cname
   call_seq = call_seq + 1
   local cid = runtime.new_id()
-  -- ObjectRefs inside the arguments are lent to the actor: the node keeps
-  -- them until the actor, holding them itself, claims the lend.
-  local lend = refs and #refs > 0 and cid or nil
-  if lend then runtime.queue({ t = "lend", token = lend, ids = refs }) end
+  -- ObjectRefs and actor handles inside the arguments are lent to the
+  -- actor: the node keeps them until the actor, holding them itself, claims
+  -- the lend. So are the ObjectRef arguments (deps), whose values may hold
+  -- handles the actor registers before it claims.
+  local ids = refs
+  if deps then
+    ids = {}
+    for i = 1, #(refs or {}) do ids[i] = refs[i] end
+    for _, id in pairs(deps) do ids[#ids + 1] = id end
+  end
+  local lend = ((ids and #ids > 0) or aids) and cid or nil
+  if lend then runtime.queue({ t = "lend", token = lend, ids = ids, aids = aids }) end
   local call = { rets = rets, seq = call_seq, tries = 0, msg = { t = "call", cid = cid, m = mname,
     args = blob, deps = deps, refs = refs, rets = rets, lend = lend },
     keep = { ... }, -- arguments stay referenced until the call returns
@@ -358,6 +366,18 @@ end
 --- Counts one more reference to actor aid here (a handle already exists).
 function M.pin(aid) hcounts[aid] = (hcounts[aid] or 0) + 1 end
 
+--- Ends a reference counted by M.pin or M.hold.
+M.unpin = function(aid) return handle_gone(aid) end
+
+--- Counts one more reference to actor aid here, where no handle to it may
+--- exist (a value holding one, kept undecoded): the node hears of the first.
+function M.hold(aid)
+  local n = hcounts[aid]
+  hcounts[aid] = (n or 0) + 1
+  if not n and runtime.conn then runtime.queue({ t = "actor_ref", aid = aid }) end
+end
+runtime.actor_hold, runtime.actor_drop = M.hold, M.unpin
+
 function call_ended(call)
   if call.aid then
     local aid = call.aid
@@ -437,7 +457,8 @@ local function create(rc, ...)
   if opts.name then
     local r = runtime.rpc(msg)
     if r.err then errors.raise("ValueError", r.err) end
-    if r.existed then return M.handle(r.aid, r.cname, r.methods) end
+    -- (The node counts us as a holder of what it answers.)
+    if r.existed then return M.handle(r.aid, r.cname, r.methods, true) end
     local st = state_of(aid)
     st.cname = cname
     return M.handle(aid, cname, methods, true)
@@ -541,7 +562,7 @@ end
 function M.get_actor(name, namespace)
   local r = runtime.rpc({ t = "get_actor", name = name, namespace = namespace })
   if r.err then errors.raise("ValueError", r.err) end
-  return M.handle(r.aid, r.cname, r.methods)
+  return M.handle(r.aid, r.cname, r.methods, true)   -- the node counts us already
 end
 
 function M.reset()

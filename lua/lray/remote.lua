@@ -59,7 +59,10 @@ end
 function M.export(ex, value, what, is_class)
   if ex.session == M.session then return ex.hash end
   serialize.refresh(true)
-  local code, refs = runtime.encode_tracked(value, what)
+  local code, refs, aids = runtime.encode_tracked(value, what)
+  -- Handles captured by the definition live as long as its code, which
+  -- this process keeps (and sends on) for the rest of the session.
+  for _, aid in ipairs(aids or {}) do runtime.actor_hold(aid) end
   local h = core.hash(code)
   if is_class then
     runtime.send({ t = "fn", h = h, code = code, refs = refs })

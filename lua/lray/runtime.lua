@@ -113,7 +113,7 @@ local function take_hold(id, held)
   if not held then queue({ t = "ref", id = id }) end
 end
 
-local drop
+local drop, pin_each
 
 -- An entry leaves the table: what it pinned (the refs inside an actor
 -- call's inline result) is let go too.
@@ -124,6 +124,11 @@ local function forget(id, e)
     local pins = e.pins
     e.pins = nil
     for i = 1, #pins do drop(pins[i]) end
+  end
+  if e and e.apins then
+    local apins = e.apins
+    e.apins = nil
+    for i = 1, #apins do M.actor_drop(apins[i]) end
   end
 end
 
@@ -150,6 +155,11 @@ end
 M.pin = function(id) take_hold(id, false) end
 M.queue_unref = queue_unref
 
+-- Actor handle counting lives in lray.actor, which sets these: hold(aid)
+-- counts one more use of actor aid here (telling the node if it is the
+-- first), drop(aid) ends one.
+M.actor_hold, M.actor_drop = nil, nil
+
 --- A new ObjectRef to id. held: the node already counts this process as a
 --- holder (it created the object for us), so no message is needed.
 function M.new_ref(id, held)
@@ -165,7 +175,7 @@ local function escape(id)
   if e and e.loc == "local" and not e.promoted then
     e.promoted = true
     if e.st then
-      queue({ t = "put", id = id, data = e.data, err = e.err, refs = e.refs })
+      queue({ t = "put", id = id, data = e.data, err = e.err, refs = e.refs, actors = e.actors })
     else
       e.promote_on_arrival = true
       queue({ t = "expect", id = id })
@@ -223,6 +233,16 @@ function M.err_blob(v)
   return encode(errors.new(v.etype, v.emsg or ""))
 end
 
+-- Holds each id of list with hold; returns the list to let go of later.
+function pin_each(list, hold)
+  local pins = {}
+  for i = 1, #list do
+    hold(list[i])
+    pins[i] = list[i]
+  end
+  return pins
+end
+
 --- Records a value or failure that arrived for id.
 function M.fill(id, msg, loc)
   local e = objs[id]
@@ -238,11 +258,13 @@ function M.fill(id, msg, loc)
     -- An actor call's inline result holding ObjectRefs: this process keeps
     -- them alive for as long as it keeps the value (it may decode it late).
     e.refs = msg.refs
-    e.pins = {}
-    for i = 1, #msg.refs do
-      M.pin(msg.refs[i])
-      e.pins[i] = msg.refs[i]
-    end
+    e.pins = pin_each(msg.refs, M.pin)
+  end
+  if msg.actors and #msg.actors > 0 and loc == "local" then
+    -- ...and the actors of the handles inside it, as the node would for a
+    -- stored value (the sender lent them until we claim).
+    e.actors = msg.actors
+    e.apins = pin_each(msg.actors, M.actor_hold)
   end
   if loc then e.loc = loc end
   local w = watchers[id]
@@ -254,7 +276,9 @@ function M.fill(id, msg, loc)
     e.promote_on_arrival = nil
     -- A large result arrives already stored on the node (the actor put it
     -- there): only an inline one needs storing.
-    if not e.shm then queue({ t = "put", id = id, data = e.data, err = e.err, refs = e.refs }) end
+    if not e.shm then
+      queue({ t = "put", id = id, data = e.data, err = e.err, refs = e.refs, actors = e.actors })
+    end
     if e.orphan then
       -- No ObjectRef to it is left here: the node's copy is all there is.
       forget(id, e)
@@ -574,15 +598,16 @@ function M.put(value, cs)
     M.submitted()
     return M.new_ref(id, true)
   end
-  local blob, refs = M.encode_tracked({ n = 1, value }, "the value given to lray.put")
+  -- The node holds the actors of handles in the value while it stores it.
+  local blob, refs, aids = M.encode_tracked({ n = 1, value }, "the value given to lray.put")
   local id = M.new_id()
   local e = M.expect(id, "node")
   if #blob <= M.INLINE_MAX then
-    M.send({ t = "put", id = id, data = blob, refs = refs, cs = cs })
+    M.send({ t = "put", id = id, data = blob, refs = refs, actors = aids, cs = cs })
     e.data = blob
   else
     local loc = M.store_blob(blob)
-    M.send({ t = "put", id = id, shm = loc, refs = refs, cs = cs })
+    M.send({ t = "put", id = id, shm = loc, refs = refs, actors = aids, cs = cs })
     e.shm = loc
   end
   e.st = "ok"

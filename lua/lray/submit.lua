@@ -106,26 +106,34 @@ local function dep_values(deps)
   return depv
 end
 
--- ObjectRefs the task's arguments hold (nested ones, and top-level ones
--- whose values the worker reads in place) are lent to the worker: the node
--- keeps them until the worker, holding what it keeps itself, claims the
--- lend. A task that never got its answer takes the lend back.
+-- ObjectRefs and actor handles the task's arguments hold are lent to the
+-- worker: the node keeps them until the worker, holding what it keeps
+-- itself, claims the lend. So are top-level ObjectRef arguments the node
+-- knows (the worker reads a stored one in place; a value may hold handles,
+-- which the worker registers before it claims), and the handles inside the
+-- values of those only this process has. A task that never got its answer
+-- takes the lend back.
 local function lend_ids(t)
-  local ids
+  local ids, aids
   for _, id in ipairs(t.refs or {}) do ids = ids or {}; ids[#ids + 1] = id end
+  for _, aid in ipairs(t.actors or {}) do aids = aids or {}; aids[#aids + 1] = aid end
   for _, id in pairs(t.deps or {}) do
     local e = runtime.objs[id]
-    if e and e.shm then ids = ids or {}; ids[#ids + 1] = id end
+    if e and (e.loc ~= "local" or e.promoted) then
+      ids = ids or {}; ids[#ids + 1] = id
+    elseif e and e.actors then
+      for _, aid in ipairs(e.actors) do aids = aids or {}; aids[#aids + 1] = aid end
+    end
   end
-  return ids
+  return ids, aids
 end
 
 local function push(L, t)
   t.state, t.lease = "pushed", L
-  local lent = lend_ids(t)
-  if lent then
+  local lent, aids = lend_ids(t)
+  if lent or aids then
     t.lend = t.tid
-    runtime.queue({ t = "lend", token = t.lend, ids = lent })
+    runtime.queue({ t = "lend", token = t.lend, ids = lent, aids = aids })
     runtime.flush_queued()
   end
   L.inflight = L.inflight + 1
