@@ -128,3 +128,94 @@ describe("losing the head", function()
     assert.are.same({}, left)
   end)
 end)
+
+describe("tasks on a cluster of several nodes", function()
+  local c, script
+
+  -- Runs a driver on the head's machine (address "auto") with body after
+  -- init; returns its output and exit status.
+  local function driver(body, timeout)
+    shell.write(script, "local lray = require('lray')\nlray.init({ address = 'auto' })\n"
+      .. body .. "\nlray.shutdown()\n")
+    return shell.run(("LRAY_TMPDIR=%s timeout %d %s %s"):format(shell.q(c.base), timeout or 60,
+      shell.q(nodes.BIN), shell.q(script)))
+  end
+
+  setup(function()
+    script = os.tmpname()
+    c = nodes.start({ nodes = 2, num_cpus = 2, extra = { "--resources '{\"Custom\": 2}'", "" } })
+  end)
+
+  teardown(function()
+    os.remove(script)
+    if c then c:stop() end
+  end)
+
+  it("runs a task on the node whose resources fit it", function()
+    local list = c:nodes()
+    local custom_node
+    for _, n in ipairs(list) do if n.resources.Custom then custom_node = n.node_id end end
+    local out, status = driver([[
+      local where = lray.remote(function() return lray.get_runtime_context().node_id end)
+      print("RAN " .. lray.get(where.options({ resources = { Custom = 1 } }).remote()))
+    ]])
+    assert.are.equal(0, status, out)
+    assert.matches("RAN " .. custom_node, out, 1, true)
+    assert.not_matches("cannot be scheduled", out, 1, true)
+  end)
+
+  it("spreads work over the nodes when the head is busy, with every result right", function()
+    local out, status = driver([[
+      local busy = lray.remote(function(i)
+        local t0 = lray.now(); while lray.now() - t0 < 0.2 do end
+        return i * i, lray.get_runtime_context().node_id
+      end)
+      local refs = {}
+      for i = 1, 12 do refs[i] = { busy.options({ num_returns = 2 }).remote(i) } end
+      local nodes, ok = {}, true
+      for i, r in ipairs(refs) do
+        if lray.get(r[1]) ~= i * i then ok = false end
+        nodes[lray.get(r[2])] = true
+      end
+      local k = 0
+      for _ in pairs(nodes) do k = k + 1 end
+      local quick = lray.remote(function(x) return x + 1 end)
+      local qs = {}
+      for i = 1, 300 do qs[i] = quick.remote(i) end
+      for i, v in ipairs(lray.get(qs)) do if v ~= i + 1 then ok = false end end
+      print("NODES " .. k .. " OK " .. tostring(ok))
+    ]])
+    assert.are.equal(0, status, out)
+    assert.matches("OK true", out, 1, true)
+    assert.is_true(tonumber(out:match("NODES (%d+)")) >= 2, out)
+  end)
+
+  it("retries the tasks of a node killed mid-workload on the others", function()
+    local out, status = driver([[
+      local slow = lray.remote(function(i)
+        local t0 = lray.now(); while lray.now() - t0 < 0.5 do end
+        return i
+      end)
+      local refs = {}
+      for i = 1, 10 do refs[i] = slow.options({ max_retries = 3 }).remote(i) end
+      -- Mid-workload: the tasks are running when a node that is not the
+      -- head is killed.
+      local t0 = lray.now(); while lray.now() - t0 < 0.25 do end
+      local victim
+      for _, n in ipairs(lray.nodes()) do
+        if n.alive and not n.is_head then victim = n end
+      end
+      local host = victim.address:match("^(.*):%d+$")
+      os.execute("pkill -9 -f '[_]node .*--host " .. host .. " '")
+      local ok = true
+      for i, r in ipairs(refs) do if lray.get(r, { timeout = 60 }) ~= i then ok = false end end
+      print("VICTIM " .. tostring(victim ~= nil) .. " OK " .. tostring(ok))
+    ]], 120)
+    assert.are.equal(0, status, out)
+    assert.matches("VICTIM true OK true", out, 1, true)
+    assert.is_true(c:wait_nodes(function(list)
+      for _, n in ipairs(list) do if not n.alive then return true end end
+      return false
+    end, 10))
+  end)
+end)
