@@ -129,17 +129,19 @@ describe("losing the head", function()
   end)
 end)
 
+-- Runs a driver on the head's machine of cluster c (address "auto") with
+-- body after init, from the file script; returns its output and status.
+local function run_driver(c, script, body, timeout)
+  shell.write(script, "local lray = require('lray')\nlray.init({ address = 'auto' })\n"
+    .. body .. "\nlray.shutdown()\n")
+  return shell.run(("LRAY_TMPDIR=%s timeout %d %s %s"):format(shell.q(c.base), timeout or 60,
+    shell.q(nodes.BIN), shell.q(script)))
+end
+
 describe("tasks on a cluster of several nodes", function()
   local c, script
 
-  -- Runs a driver on the head's machine (address "auto") with body after
-  -- init; returns its output and exit status.
-  local function driver(body, timeout)
-    shell.write(script, "local lray = require('lray')\nlray.init({ address = 'auto' })\n"
-      .. body .. "\nlray.shutdown()\n")
-    return shell.run(("LRAY_TMPDIR=%s timeout %d %s %s"):format(shell.q(c.base), timeout or 60,
-      shell.q(nodes.BIN), shell.q(script)))
-  end
+  local function driver(body, timeout) return run_driver(c, script, body, timeout) end
 
   setup(function()
     script = os.tmpname()
@@ -217,5 +219,68 @@ describe("tasks on a cluster of several nodes", function()
       for _, n in ipairs(list) do if not n.alive then return true end end
       return false
     end, 10))
+  end)
+end)
+
+describe("a hung head", function()
+  it("is lost to the nodes that joined it after 5 s of silence", function()
+    local c = nodes.start({ nodes = 1 })
+    local head = assert(tonumber(shell.ok("cat " .. shell.q(c.base .. "/head.pid")):match("%d+")))
+    shell.ok("kill -STOP " .. head)
+    local gone = false
+    for _ = 1, 150 do   -- 15 s at most: 5 s of silence, then the node exits
+      if #c:node_pids() == 1 then gone = true; break end
+      shell.run("sleep 0.1")
+    end
+    shell.ok("kill -9 " .. head)
+    assert.is_true(gone, "a joined node outlived a hung head by 15 s")
+    local log = shell.run(("cat %s/node-*/node.log 2>/dev/null"):format(shell.q(c.base)))
+    local left = c:stop()
+    assert.are.same({}, left)
+    if log ~= "" then assert.matches("stopped answering", log, 1, true) end
+  end)
+end)
+
+describe("actors on a cluster of several nodes", function()
+  local c, script
+
+  local function driver(body, timeout) return run_driver(c, script, body, timeout) end
+
+  setup(function()
+    script = os.tmpname()
+    c = nodes.start({ nodes = 2, num_cpus = 1, head_cpus = 1,
+      extra = { "--resources '{\"Custom\": 1}'", "--resources '{\"Custom\": 1}'" } })
+  end)
+
+  teardown(function()
+    os.remove(script)
+    if c then c:stop() end
+  end)
+
+  it("places an actor on the node whose resources fit it, calls it there, and restarts it elsewhere when that node dies", function()
+    local out, status = driver([[
+      local me = lray.get_runtime_context().node_id
+      local Counter = lray.remote({
+        init = function(self) self.n = 0 end,
+        inc = function(self) self.n = self.n + 1; return self.n end,
+        where = function() return lray.get_runtime_context().node_id end,
+      })
+      local a = Counter.options({ resources = { Custom = 1 }, max_restarts = 1,
+        max_task_retries = 2 }).remote()
+      local first = lray.get(a.where.remote())
+      for _ = 1, 50 do a.inc.remote() end
+      print("ON_OTHER " .. tostring(first ~= me) .. " COUNT " .. lray.get(a.inc.remote()))
+      for _, n in ipairs(lray.nodes()) do
+        if n.node_id == first then
+          os.execute("pkill -9 -f '[_]node .*--host " .. n.address:match("^(.*):%d+$") .. " '")
+        end
+      end
+      local second = lray.get(a.where.remote(), { timeout = 30 })
+      print("MOVED " .. tostring(second ~= first and second ~= me) .. " COUNT " .. lray.get(a.inc.remote()))
+    ]], 90)
+    assert.are.equal(0, status, out)
+    assert.matches("ON_OTHER true COUNT 51", out, 1, true)
+    -- Restarted on the other node with Custom: init ran again.
+    assert.matches("MOVED true COUNT 1", out, 1, true)
   end)
 end)

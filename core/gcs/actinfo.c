@@ -24,6 +24,8 @@ static void send_info(gcs_actor_t *a, uint64_t client)
   LR_SET_INT(m.restarts, a->restarts);
   LR_SET_INT(m.max_task_retries, a->max_task_retries);
   if (a->init_error) LR_SET_STR(m.init_error, a->init_error, a->init_error_n);
+  if (a->tcp) LR_SET_CSTR(m.tcp, a->tcp);
+  if (a->node_id) LR_SET_CSTR(m.node_id, a->node_id);
   a->g->env.send(a->g->env.ud, client, &m);
 }
 

@@ -60,7 +60,8 @@ static void stop(gcs_actor_t *a, int final)
   if (final) LR_SET_BOOL(m.final, 1);
   a->stop_sent = 1;
   if (final) a->final_sent = 1;
-  a->g->env.to_raylet(a->g->env.ud, &m);
+  if (a->node_client) a->g->env.send(a->g->env.ud, a->node_client, &m);
+  else a->g->env.to_raylet(a->g->env.ud, &m);
 }
 
 /* What placing needs free when the creator asked nothing: one CPU. */
@@ -88,7 +89,11 @@ static void place(gcs_actor_t *a)
   }
   if (!LR_HAS(m.place)) LR_SET_ITEMS(m.place, &one_cpu, 1);
   a->running = a->stop_sent = 0;
-  g->env.to_raylet(g->env.ud, &m);
+  /* Its ObjectRef arguments live in the head node's store for now: such an
+   * actor starts there. */
+  a->node_client = lr_nodes_pick(g, &m.place, &m.res, LR_HAS(m.deps) || LR_HAS(m.refs));
+  if (a->node_client) g->env.send(g->env.ud, a->node_client, &m);
+  else g->env.to_raylet(g->env.ud, &m);
 }
 
 /* -- Transitions ----------------------------------------------------------- */
@@ -108,7 +113,8 @@ static void set_dead(gcs_actor_t *a, const char *cause)
   lr_free(how);
   if (!a->cause && cause) a->cause = lr_xstrdup(cause);
   lr_free(a->addr);
-  a->addr = NULL;
+  lr_free(a->tcp);
+  a->addr = a->tcp = NULL;
   release_name(a);
   if (!a->final_sent) stop(a, 1);
   a->running = 0;
@@ -166,7 +172,8 @@ static void restart(gcs_actor_t *a, char *how)
   a->cause = how;
   a->state = LR_ACTOR_RESTARTING;
   lr_free(a->addr);
-  a->addr = NULL;
+  lr_free(a->tcp);
+  a->addr = a->tcp = NULL;
   a->pid = 0;
   a->killed = 0;
   lr_actinfo_notify(a);
@@ -304,6 +311,8 @@ void lr_actors_ready(lr_gcs_t *g, const lr_m_actor_ready_t *m)
   a->state = LR_ACTOR_ALIVE;
   lr_free(a->addr);
   a->addr = lr_gcs_dup(&m->addr);
+  lr_free(a->tcp);
+  a->tcp = lr_gcs_dup(&m->tcp);
   lr_actinfo_notify(a);
 }
 
@@ -348,6 +357,8 @@ void lr_actors_exit(lr_gcs_t *g, const lr_m_worker_exit_t *m)
   if (pid) snprintf(pidtext, sizeof(pidtext), "%lld", (long long)pid);
   if (a->killed)
     lr_gcs_setf(&how, "it was killed by lray.kill");
+  else if (LR_HAS(m->how))
+    how = lr_gcs_dup(&m->how);
   else if (sig != 0)
     lr_gcs_setf(&how, "its worker process (pid %s) was killed by signal %lld",
                 pidtext, (long long)sig);
@@ -458,6 +469,7 @@ void lr_actors_free(gcs_actor_t *a)
   lr_free(a->addr);
   lr_free(a->cause);
   lr_free(a->node_id);
+  lr_free(a->tcp);
   lr_free(a->init_error);
   lr_buf_free(&a->create);
   for (size_t i = 0; i < a->nholds; i++) lr_free(a->holds[i]);
@@ -467,4 +479,28 @@ void lr_actors_free(gcs_actor_t *a)
   lr_free(a->waiters);
   lr_free(a->name_key);
   lr_free(a);
+}
+
+void lr_actors_node_died(lr_gcs_t *g, uint64_t client, const char *how)
+{
+  /* Each actor on it ends as if its process died (restarts count); the
+   * node can no longer say so itself. */
+  char **aids = NULL;
+  size_t n = 0;
+  for (gcs_actor_t *a = g->actors; a; a = a->hh.next)
+    if (a->node_client == client && a->state != LR_ACTOR_DEAD) {
+      aids = lr_xrealloc(aids, (n + 1) * sizeof(char *));
+      aids[n++] = lr_xstrdup(a->aid);
+    }
+  for (size_t i = 0; i < n; i++) {
+    lr_m_worker_exit_t m = LR_MSG_INIT(WORKER_EXIT);
+    LR_SET_CSTR(m.aid, aids[i]);
+    LR_SET_CSTR(m.how, how);
+    gcs_actor_t *a = lr_gcs_actor(g, &m.aid);
+    if (a && a->pid) LR_SET_INT(m.pid, a->pid);
+    if (a) a->final_sent = 0, a->node_client = 0; /* nothing is left there */
+    lr_actors_exit(g, &m);
+    lr_free(aids[i]);
+  }
+  lr_free(aids);
 }

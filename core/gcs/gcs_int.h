@@ -22,6 +22,8 @@ typedef struct gcs_actor_s {
   char *aid;
   char *cname, *name, *ns, *job, *owner; /* owner: the creating actor */
   char *addr, *cause, *node_id;
+  char *tcp;            /* its address for callers on other nodes */
+  uint64_t node_client; /* the node it is placed on (0: the head's own) */
   char *init_error; /* the encoded error (a blob: see init_error_n) */
   size_t init_error_n;
   /* The actor_create message as received, encoded: what every placement
@@ -108,6 +110,7 @@ struct lr_gcs_s {
   uv_timer_t *node_timer;   /* declares silent nodes dead */
   uv_timer_t *view_timer;   /* sends the cluster view when it changed */
   int view_dirty;
+  uint64_t alive_sent; /* loop time of the last node_alive */
   gcs_lend_t *lends;
   gcs_early_t *early;
   uint64_t grace_ms; /* env.handle_grace */
@@ -150,6 +153,8 @@ void lr_actors_kill(lr_gcs_t *g, uint64_t client, const lr_m_kill_actor_t *m);
 gcs_actor_t *lr_actors_lookup(lr_gcs_t *g, const char *ns, const char *name);
 void lr_actors_drop_job(lr_gcs_t *g, const char *job);
 void lr_actors_drop_client(lr_gcs_t *g, uint64_t client);
+/* The node at client died: its actors restart elsewhere or end (how). */
+void lr_actors_node_died(lr_gcs_t *g, uint64_t client, const char *how);
 /* Ends actor a for the cause already set: kills its process (the exit
  * finishes the job) or, when none runs, makes it DEAD now. */
 void lr_actors_end(gcs_actor_t *a);
@@ -162,6 +167,11 @@ void lr_nodes_view(lr_gcs_t *g, uint64_t client, const lr_m_node_view_t *m);
 void lr_nodes_client_gone(lr_gcs_t *g, uint64_t client);
 void lr_nodes_list(lr_gcs_t *g, uint64_t client, const lr_pf_t *rid);
 void lr_nodes_free(lr_gcs_t *g);
+/* The node an actor needing place and res (SMAP units) goes to: the head's
+ * own node (0) while it fits now, else the node with the most free CPU
+ * where it fits now, else one where it can ever fit; local_only: 0. The
+ * pick's free resources are lowered at once, so a burst spreads. */
+uint64_t lr_nodes_pick(lr_gcs_t *g, const lr_pf_t *place, const lr_pf_t *res, int local_only);
 
 /* -- actinfo.c ------------------------------------------------------------- */
 

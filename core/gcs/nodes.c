@@ -19,6 +19,7 @@ typedef struct gcs_node_s {
   char *node_id, *address, *cause;
   uint64_t client; /* 0: the head's own node manager */
   int alive;
+  int changed;        /* since the last view sent */
   uint64_t last_seen; /* loop time, ms */
   gcs_res_t total, avail;
   UT_hash_handle hh;
@@ -71,11 +72,16 @@ static void node_died(lr_gcs_t *g, gcs_node_t *nd, const char *cause)
 {
   if (!nd->alive) return;
   nd->alive = 0;
-  g->view_dirty = 1;
+  nd->changed = g->view_dirty = 1;
   lr_gcs_setf(&nd->cause, "%s", cause);
   fprintf(stderr, "lray: node %s (%s) is dead: %s\n", nd->node_id,
           nd->address ? nd->address : "?", cause);
   if (nd->client) {
+    char *how = NULL;
+    lr_gcs_setf(&how, "its node %s (%s) died: %s", nd->node_id,
+                nd->address ? nd->address : "?", cause);
+    lr_actors_node_died(g, nd->client, how);
+    lr_free(how);
     lr_m_node_dead_t m = LR_MSG_INIT(NODE_DEAD);
     LR_SET_CSTR(m.node_id, nd->node_id);
     LR_SET_CSTR(m.cause, cause);
@@ -87,6 +93,12 @@ static void on_check(uv_timer_t *t)
 {
   lr_gcs_t *g = t->data;
   uint64_t now = uv_now(g->env.loop);
+  if (now - g->alive_sent >= 1000) { /* the head lives: every node hears */
+    lr_m_node_alive_t a = LR_MSG_INIT(NODE_ALIVE);
+    g->alive_sent = now;
+    for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next)
+      if (nd->alive && nd->client) g->env.send(g->env.ud, nd->client, &a);
+  }
   char cause[96];
   for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next)
     if (nd->alive && nd->client &&
@@ -110,16 +122,15 @@ static lr_pitem_t *res_items(const gcs_res_t *r)
   return it;
 }
 
-/* Sends every node manager the view of every node, when it changed. */
-static void on_view_timer(uv_timer_t *t)
+/* Sends the nodes marked changed (or all, full) to client (0: our own node
+ * manager; every node, when broadcast). */
+static void send_view(lr_gcs_t *g, int full, int broadcast, uint64_t client)
 {
-  lr_gcs_t *g = t->data;
-  if (!g->view_dirty) return;
-  g->view_dirty = 0;
   size_t k = HASH_COUNT(g->nodes), i = 0;
   lr_m_node_info_t *infos = lr_xcalloc(k ? k : 1, sizeof(*infos));
   lr_pitem_t *items = lr_xcalloc(k ? k : 1, sizeof(*items));
-  for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next, i++) {
+  for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next) {
+    if (!full && !nd->changed) continue;
     lr_m_node_info_t *in = &infos[i];
     in->type = LR_PT_NODE_INFO;
     LR_SET_CSTR(in->node_id, nd->node_id);
@@ -128,18 +139,36 @@ static void on_view_timer(uv_timer_t *t)
     LR_SET_ITEMS(in->res, res_items(&nd->total), nd->total.n);
     LR_SET_ITEMS(in->avail, res_items(&nd->avail), nd->avail.n);
     items[i].v.rec = in;
+    i++;
   }
   lr_m_cluster_view_t v = LR_MSG_INIT(CLUSTER_VIEW);
-  LR_SET_ITEMS(v.nodes, items, k);
-  g->env.to_raylet(g->env.ud, &v);
-  for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next)
-    if (nd->alive && nd->client) g->env.send(g->env.ud, nd->client, &v);
-  for (i = 0; i < k; i++) {
-    lr_free(infos[i].res.items);
-    lr_free(infos[i].avail.items);
+  LR_SET_ITEMS(v.nodes, items, i);
+  if (full) LR_SET_BOOL(v.full, 1);
+  if (broadcast) {
+    g->env.to_raylet(g->env.ud, &v);
+    for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next)
+      if (nd->alive && nd->client) g->env.send(g->env.ud, nd->client, &v);
+  } else if (client) {
+    g->env.send(g->env.ud, client, &v);
+  } else {
+    g->env.to_raylet(g->env.ud, &v);
+  }
+  for (size_t j = 0; j < i; j++) {
+    lr_free(infos[j].res.items);
+    lr_free(infos[j].avail.items);
   }
   lr_free(infos);
   lr_free(items);
+}
+
+/* Every 100 ms: the nodes that changed, to every node manager. */
+static void on_view_timer(uv_timer_t *t)
+{
+  lr_gcs_t *g = t->data;
+  if (!g->view_dirty) return;
+  g->view_dirty = 0;
+  send_view(g, 0, 1, 0);
+  for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next) nd->changed = 0;
 }
 
 void lr_nodes_register(lr_gcs_t *g, uint64_t client, const lr_m_node_register_t *m)
@@ -166,7 +195,7 @@ void lr_nodes_register(lr_gcs_t *g, uint64_t client, const lr_m_node_register_t 
   nd->last_seen = uv_now(g->env.loop);
   res_set(&nd->total, &m->res);
   res_set(&nd->avail, &m->avail);
-  g->view_dirty = 1;
+  nd->changed = g->view_dirty = 1;
   if (!g->view_timer) {
     g->view_timer = lr_xcalloc(1, sizeof(uv_timer_t));
     uv_timer_init(g->env.loop, g->view_timer);
@@ -174,7 +203,10 @@ void lr_nodes_register(lr_gcs_t *g, uint64_t client, const lr_m_node_register_t 
     uv_timer_start(g->view_timer, on_view_timer, 100, 100);
     uv_unref((uv_handle_t *)g->view_timer);
   }
-  on_view_timer(g->view_timer); /* a node joined: everyone hears at once */
+  /* A node that joins hears of every node at once; the others hear of it
+   * with the next batch (at most 100 ms), so 1,000 joins cost 1,000 full
+   * views, not a million messages. */
+  if (client) send_view(g, 1, 0, client);
   if (client && !g->node_timer) {
     g->node_timer = lr_xcalloc(1, sizeof(uv_timer_t));
     uv_timer_init(g->env.loop, g->node_timer);
@@ -190,7 +222,7 @@ void lr_nodes_view(lr_gcs_t *g, uint64_t client, const lr_m_node_view_t *m)
   if (!nd || !nd->alive || nd->client != client) return;
   nd->last_seen = uv_now(g->env.loop);
   if (res_differs(&nd->total, &m->res) || res_differs(&nd->avail, &m->avail)) {
-    g->view_dirty = 1;
+    nd->changed = g->view_dirty = 1;
     res_set(&nd->total, &m->res);
     res_set(&nd->avail, &m->avail);
   }
@@ -263,4 +295,54 @@ void lr_nodes_free(lr_gcs_t *g)
   if (g->node_timer) uv_close((uv_handle_t *)g->node_timer, timer_closed);
   if (g->view_timer) uv_close((uv_handle_t *)g->view_timer, timer_closed);
   g->node_timer = g->view_timer = NULL;
+}
+
+/* Units of kind name (n bytes) in r, 0 when absent. */
+static int64_t res_get(const gcs_res_t *r, const char *name, size_t n)
+{
+  for (uint32_t i = 0; i < r->n; i++)
+    if (strlen(r->names[i]) == n && !memcmp(r->names[i], name, n)) return r->units[i];
+  return 0;
+}
+
+static int fits(const gcs_res_t *r, const lr_pf_t *need)
+{
+  for (uint32_t i = 0; i < need->n; i++)
+    if (res_get(r, need->items[i].key.s.p, need->items[i].key.s.n) < need->items[i].v.i) return 0;
+  return 1;
+}
+
+static void take(gcs_res_t *r, const lr_pf_t *need)
+{
+  for (uint32_t i = 0; i < need->n; i++)
+    for (uint32_t k = 0; k < r->n; k++)
+      if (strlen(r->names[k]) == need->items[i].key.s.n &&
+          !memcmp(r->names[k], need->items[i].key.s.p, need->items[i].key.s.n))
+        r->units[k] -= need->items[i].v.i;
+}
+
+uint64_t lr_nodes_pick(lr_gcs_t *g, const lr_pf_t *place, const lr_pf_t *res, int local_only)
+{
+  gcs_node_t *own = NULL, *best = NULL, *ever = NULL;
+  for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next)
+    if (nd->alive && !nd->client) own = nd;
+  if (local_only || !own) return 0;
+  if (fits(&own->avail, place) && fits(&own->avail, res)) {
+    take(&own->avail, res);
+    return 0;
+  }
+  for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next) {
+    if (!nd->alive || !nd->client) continue;
+    if (fits(&nd->avail, place) && fits(&nd->avail, res)) {
+      if (!best || res_get(&nd->avail, "CPU", 3) > res_get(&best->avail, "CPU", 3)) best = nd;
+    } else if (!ever && fits(&nd->total, place) && fits(&nd->total, res)) {
+      ever = nd;
+    }
+  }
+  if (best) {
+    take(&best->avail, res);
+    return best->client;
+  }
+  if (fits(&own->total, place) && fits(&own->total, res)) return 0; /* wait here */
+  return ever ? ever->client : 0;
 }

@@ -88,7 +88,8 @@
   T(NODE_DEAD, node_dead, MSG)     /* head -> raylet: you are dead: exit */ \
   T(LEASE_OOM, lease_oom, MSG)     /* node -> submitter: killed for memory */ \
   T(NODE_INFO, node_info, REC)     /* one node in a cluster view */           \
-  T(CLUSTER_VIEW, cluster_view, MSG) /* head -> raylets: every node's resources */
+  T(CLUSTER_VIEW, cluster_view, MSG) /* head -> raylets: every node's resources */ \
+  T(NODE_ALIVE, node_alive, MSG)   /* head -> raylets: the head lives (1 s) */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
  * (shm = {offset, length}), or an encoded error (err); arr names the element
@@ -210,7 +211,8 @@
 
 #define LR_FIELDS_actor_ready(F)                                              \
   F(aid, STR, ONE, NONE)                                                      \
-  F(addr, STR, ONE, NONE)
+  F(addr, STR, ONE, NONE)                                                     \
+  F(tcp, STR, ONE, NONE)
 
 /* err: the encoded error (for the actor's callers); message: its text, so
  * the node never decodes a payload. */
@@ -269,7 +271,9 @@
   F(name, STR, ONE, NONE)                                                     \
   F(restarts, INT, ONE, NONE)                                                 \
   F(max_task_retries, INT, ONE, NONE)                                         \
-  F(init_error, STR, ONE, NONE)
+  F(init_error, STR, ONE, NONE)                                               \
+  F(tcp, STR, ONE, NONE)                                                      \
+  F(node_id, STR, ONE, NONE)
 
 #define LR_FIELDS_actor_start(F)                                              \
   F(aid, STR, ONE, NONE)                                                      \
@@ -423,7 +427,8 @@
   F(pid, INT, ONE, NONE)                                                      \
   F(status, INT, ONE, NONE)                                                   \
   F(signal, INT, ONE, NONE)                                                   \
-  F(cause, STR, ONE, NONE)
+  F(cause, STR, ONE, NONE)                                                    \
+  F(how, STR, ONE, NONE)
 
 /* -- Nodes -------------------------------------------------------------------
  * A node manager that joins a cluster (`lray start --address`) connects to
@@ -447,9 +452,13 @@
   F(node_id, STR, ONE, NONE)                                                  \
   F(cause, STR, ONE, NONE)
 
-/* The head's view of every node, sent to each node manager when it changes
- * (at most every 100 ms): a lease that does not fit here spills to a node
- * whose free resources fit (one hop: a request marked spilled stays). */
+/* The head's view of the nodes, sent to each node manager when it changes
+ * (at most every 100 ms): the nodes that changed since the last one, or
+ * (full) all of them, to a node that just joined. A lease that does not
+ * fit here spills to a node whose free resources fit (one hop: a request
+ * marked spilled stays). node_alive: the head sends it every second, so a
+ * node tells a hung head from a quiet one (5 s of silence: the head is
+ * lost). */
 #define LR_FIELDS_node_info(F)                                                \
   F(node_id, STR, ONE, NONE)                                                  \
   F(address, STR, ONE, NONE)                                                  \
@@ -457,6 +466,9 @@
   F(res, INT, SMAP, NONE)                                                     \
   F(avail, INT, SMAP, NONE)
 
-#define LR_FIELDS_cluster_view(F) F(nodes, REC, LIST, NODE_INFO)
+#define LR_FIELDS_cluster_view(F)                                             \
+  F(nodes, REC, LIST, NODE_INFO)                                              \
+  F(full, BOOL, ONE, NONE)
+#define LR_FIELDS_node_alive(F)
 
 #endif

@@ -22,6 +22,8 @@
 
 enum { HL_OFF, HL_CONNECTING, HL_CHALLENGE, HL_PROOF, HL_UP };
 
+static void head_lost(lr_node_t *n, const char *why);
+
 /* The node's resources in units: totals (avail 0) or what is free now. */
 static lr_pitem_t *res_items(lr_node_t *n, int avail, uint32_t *count)
 {
@@ -90,6 +92,16 @@ static void on_view_timer(uv_timer_t *t)
 {
   lr_node_t *n = t->data;
   uint64_t now = uv_now(n->loop), d = avail_digest(n);
+  if (!n->gcs && n->hl_state == HL_UP &&
+      now - n->head_heard > (uint64_t)(LR_GCS_NODE_TIMEOUT * 1000)) {
+    /* The head sends node_alive every second: silence is a hung or cut-off
+     * head, which TCP alone would not notice for minutes. */
+    char why[400];
+    snprintf(why, sizeof(why), "the head at %s stopped answering (nothing heard for %g s)",
+             n->head_address, LR_GCS_NODE_TIMEOUT);
+    head_lost(n, why);
+    return;
+  }
   if (d == n->view_digest && now - n->view_sent < VIEW_ALIVE_MS) return;
   n->view_digest = d;
   n->view_sent = now;
@@ -149,10 +161,12 @@ static void on_head_frame(lr_conn_t *c, const char *p, size_t len)
     lr_auth_close(&n->hl_auth);
     c->max_frame = LR_MAX_FRAME;
     n->hl_state = HL_UP;
+    n->head_heard = uv_now(n->loop);
     start_views(n);
     return;
   }
   void *msg;
+  n->head_heard = uv_now(n->loop);
   int type = lr_proto_decode(p, len, &n->arena, &msg, err, sizeof(err));
   if (type < 0) {
     head_lost(n, "the head sent a message this node cannot read");
@@ -169,6 +183,8 @@ static void on_head_frame(lr_conn_t *c, const char *p, size_t len)
   }
   if (type == LR_PT_REPLY) relay_reply(n, msg);
   else if (type == LR_PT_CLUSTER_VIEW) lr_view_update(n, msg);
+  else if (type == LR_PT_ACTOR_PLACE) lr_place_actor(n, msg);
+  else if (type == LR_PT_ACTOR_STOP) lr_place_stop(n, msg);
   lr_arena_reset(&n->arena);
 }
 
@@ -262,3 +278,5 @@ int lr_headlink_relay(lr_node_t *n, lr_client_t *c, lr_pf_t *rid, const void *m)
   to_head(n, m);
   return 0;
 }
+
+void lr_headlink_send(lr_node_t *n, const void *m) { to_head(n, m); }

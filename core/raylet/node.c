@@ -181,8 +181,18 @@ static void no_head(lr_node_t *n, uint64_t client, const void *m)
 
 void lr_node_to_head(lr_node_t *n, uint64_t client, const void *m)
 {
-  if (n->gcs) lr_gcs_recv(n->gcs, client, m);
-  else if (client) no_head(n, client, m);
+  if (n->gcs) {
+    lr_gcs_recv(n->gcs, client, m);
+    return;
+  }
+  switch (((const lr_prec_t *)m)->type) {
+  case LR_PT_ACTOR_PLACED: /* about actors the head placed here */
+  case LR_PT_WORKER_EXIT:
+  case LR_PT_ACTOR_READY:
+  case LR_PT_ACTOR_FAILED: lr_headlink_send(n, m); break;
+  default:
+    if (client) no_head(n, client, m);
+  }
 }
 
 /* -- Messages from clients ----------------------------------------------------- */
@@ -426,7 +436,12 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
   case LR_PT_KILL_ACTOR: lr_node_to_head(n, c->id, msg); break;
   case LR_PT_ACTOR_READY:
   case LR_PT_ACTOR_FAILED:
-    if (w) lr_node_to_head(n, c->id, msg);
+    if (w || c->kind == LR_CL_NODE) lr_node_to_head(n, c->id, msg);
+    break;
+  case LR_PT_ACTOR_PLACED:
+  case LR_PT_WORKER_EXIT:
+    /* A joined node's reports on the actors the head placed there. */
+    if (c->kind == LR_CL_NODE) lr_node_to_head(n, c->id, msg);
     break;
   case LR_PT_ACTOR_CREATE: forward_actor_create(n, c, msg); break;
   case LR_PT_GET_ACTOR: forward_get_actor(n, c, msg); break;

@@ -250,6 +250,7 @@ struct lr_node_s {
   char head_address[300];
   uv_timer_t view_timer;
   uint64_t view_digest, view_sent;
+  uint64_t head_heard; /* loop time (ms) of the head's last frame */
   struct lr_view_s *view; /* view.c: the cluster as the head last said */
   struct lr_events_s *ev;
   struct lr_memmon_s *memmon;
@@ -374,6 +375,8 @@ void lr_headlink_self(lr_node_t *n);
 /* Sends client c's rpc m (rid: its rid field, rewritten) to the head; -1
  * when there is no head link. */
 int lr_headlink_relay(lr_node_t *n, lr_client_t *c, lr_pf_t *rid, const void *m);
+/* Sends m to the head (a joined node; dropped while the link is down). */
+void lr_headlink_send(lr_node_t *n, const void *m);
 
 /* -- memmon.c ------------------------------------------------------------------- */
 

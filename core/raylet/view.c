@@ -21,7 +21,7 @@ typedef struct view_node_s {
 
 struct lr_view_s {
   view_node_t *nodes;
-  size_t n;
+  size_t n, cap;
 };
 
 static void fill(lr_node_t *n, view_node_t *v, const lr_pf_t *res, int64_t *out, int set_ids)
@@ -46,14 +46,26 @@ void lr_view_update(lr_node_t *n, const lr_m_cluster_view_t *m)
 {
   struct lr_view_s *vw = n->view;
   if (!vw) vw = n->view = lr_xcalloc(1, sizeof(*vw));
-  lr_free(vw->nodes);
-  vw->n = m->nodes.n;
-  vw->nodes = lr_xcalloc(vw->n ? vw->n : 1, sizeof(view_node_t));
-  for (size_t i = 0; i < vw->n; i++) {
+  if (m->full.n && m->full.v.b) vw->n = 0;
+  for (size_t i = 0; i < m->nodes.n; i++) {
     const lr_m_node_info_t *in = m->nodes.items[i].v.rec;
-    view_node_t *v = &vw->nodes[i];
-    if (in->node_id.n) snprintf(v->node_id, sizeof(v->node_id), "%.*s", (int)in->node_id.v.s.n, in->node_id.v.s.p);
-    if (in->address.n) snprintf(v->address, sizeof(v->address), "%.*s", (int)in->address.v.s.n, in->address.v.s.p);
+    char id[LR_ID_MAX] = "";
+    if (in->node_id.n)
+      snprintf(id, sizeof(id), "%.*s", (int)in->node_id.v.s.n, in->node_id.v.s.p);
+    view_node_t *v = NULL;
+    for (size_t j = 0; j < vw->n && !v; j++)
+      if (!strcmp(vw->nodes[j].node_id, id)) v = &vw->nodes[j];
+    if (!v) {
+      if (vw->n == vw->cap) {
+        vw->cap = vw->cap ? vw->cap * 2 : 8;
+        vw->nodes = lr_xrealloc(vw->nodes, vw->cap * sizeof(view_node_t));
+      }
+      v = &vw->nodes[vw->n++];
+    }
+    memset(v, 0, sizeof(*v));
+    snprintf(v->node_id, sizeof(v->node_id), "%s", id);
+    if (in->address.n)
+      snprintf(v->address, sizeof(v->address), "%.*s", (int)in->address.v.s.n, in->address.v.s.p);
     v->alive = in->alive.n && in->alive.v.b;
     fill(n, v, &in->res, v->total, 1);
     fill(n, v, &in->avail, v->avail, 0);

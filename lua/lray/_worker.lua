@@ -512,17 +512,25 @@ local function become_actor(m)
   end
   local addr = "unix:" .. m.session .. "/a-" .. m.aid .. ".sock"
   core.unlink(addr:sub(6))
-  local srv, err = core.listen(addr, function(conn)
+  local function on_caller(conn)
     callers[conn] = true
     conn:on_message(function(c, msg)
       if msg.t == "cancel_call" then return cancel_queued(c, msg.cid) end
       calls[#calls + 1] = { c, msg }
     end)
-  end)
+  end
+  local srv, err = core.listen(addr, on_caller)
   if not srv then return fail(err) end
   actor.srv = srv
+  -- Callers on other nodes come over TCP and prove the token first.
+  local tcp
+  local token = os.getenv("LRAY_NODE_TOKEN")
+  if M.host and token then
+    actor.tcp_srv = core.listen(M.host .. ":0", on_caller, token)
+    if actor.tcp_srv then tcp = M.host .. ":" .. actor.tcp_srv:port() end
+  end
   runtime.current = { actor_id = m.aid, job_id = m.job, gpu_ids = actor_gpus }
-  runtime.send({ t = "actor_ready", aid = m.aid, addr = addr })
+  runtime.send({ t = "actor_ready", aid = m.aid, addr = addr, tcp = tcp })
 end
 
 -- -- Concurrent actors -------------------------------------------------------
@@ -663,6 +671,7 @@ function M.main(argv)
   core.cancel_setup(CANCEL)
   runtime.role = "worker"
   -- Listen before saying hello: the node may lend this worker at once.
+  M.host = o.host
   local srv, tcp = serve_submitters(o.node:match("^(.*)/[^/]*$"), o.wid, o.host)
   if not srv then
     io.stderr:write("lray worker: cannot listen for submitters\n")

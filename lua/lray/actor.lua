@@ -147,7 +147,7 @@ local function connect(st, aid)
       end
     end)
     M.send_queued(st)
-  end)
+  end, runtime.info and runtime.info.token)
 end
 
 --- Sends the calls waiting in st.queue on st.conn.
@@ -189,7 +189,9 @@ runtime.handlers.actor = function(m)
       st.conn = nil
     end
     if st.state ~= "ALIVE" or st.key ~= key then
-      st.state, st.addr, st.key = "ALIVE", m.addr, key
+      -- An actor on another node is reached over TCP (with the token).
+      local elsewhere = m.tcp and m.node_id and m.node_id ~= runtime.node_id
+      st.state, st.addr, st.key = "ALIVE", elsewhere and m.tcp or m.addr, key
       if not st.conn and not st.connecting then connect(st, m.aid) end
     end
   elseif m.state == "DEAD" then
