@@ -257,7 +257,8 @@ describe("actors on a cluster of several nodes", function()
     if c then c:stop() end
   end)
 
-  it("places an actor on the node whose resources fit it, calls it there, and restarts it elsewhere when that node dies", function()
+  it("places an actor where its resources fit, calls it there, restarts it elsewhere when that node dies",
+    function()
     local out, status = driver([[
       local me = lray.get_runtime_context().node_id
       local Counter = lray.remote({
