@@ -228,9 +228,18 @@ static void from_client(lr_gcs_t *g, uint64_t client, const void *m)
   case LR_PT_GET_ACTOR: lr_actinfo_get(g, client, m); break;
   case LR_PT_NODE_REGISTER: lr_nodes_register(g, client, m); break;
   case LR_PT_NODE_VIEW: lr_nodes_view(g, client, m); break;
-  /* A joined node's reports on the actors the head placed there. */
-  case LR_PT_ACTOR_PLACED: lr_actors_placed(g, m); break;
-  case LR_PT_WORKER_EXIT: lr_actors_exit(g, m); break;
+  /* A joined node's reports on the actors the head placed there: only
+   * from that node. */
+  case LR_PT_ACTOR_PLACED: {
+    gcs_actor_t *a = lr_gcs_actor(g, &((const lr_m_actor_placed_t *)m)->aid);
+    if (a && a->node_client == client) lr_actors_placed(g, m);
+    break;
+  }
+  case LR_PT_WORKER_EXIT: {
+    gcs_actor_t *a = lr_gcs_actor(g, &((const lr_m_worker_exit_t *)m)->aid);
+    if (a && a->node_client == client) lr_actors_exit(g, m);
+    break;
+  }
   case LR_PT_NODES: lr_nodes_list(g, client, &((const lr_m_nodes_t *)m)->rid); break;
   case LR_PT_LIST: {
     const lr_m_list_t *l = m;

@@ -203,10 +203,12 @@ void lr_nodes_register(lr_gcs_t *g, uint64_t client, const lr_m_node_register_t 
     uv_timer_start(g->view_timer, on_view_timer, 100, 100);
     uv_unref((uv_handle_t *)g->view_timer);
   }
-  /* A node that joins hears of every node at once; the others hear of it
-   * with the next batch (at most 100 ms), so 1,000 joins cost 1,000 full
-   * views, not a million messages. */
+  /* A node that joins hears of every node at once, and so does the head's
+   * own node manager (a function call); the others hear of it with the
+   * next batch (at most 100 ms), so 1,000 joins cost 1,000 full views, not
+   * a million messages. */
   if (client) send_view(g, 1, 0, client);
+  send_view(g, 0, 0, 0); /* and the head's own node manager, at once */
   if (client && !g->node_timer) {
     g->node_timer = lr_xcalloc(1, sizeof(uv_timer_t));
     uv_timer_init(g->env.loop, g->node_timer);
