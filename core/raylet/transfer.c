@@ -126,13 +126,22 @@ static void finish(lr_xfer_t *x, const char *etype, const char *err)
   lr_node_t *n = x->n;
   HASH_DEL(n->xfers, x);
   if (err && x->off >= 0) lr_salloc_free(&n->region, (uint64_t)x->off, (uint64_t)x->size);
-  if (!err) {
+  if (!err) { /* the range is the object's from here on */
     n->pulls++;
     n->pulled_bytes += (uint64_t)x->size;
     if (n->debug)
       fprintf(stderr, "lray node: pulled %s (%lld bytes) from %s in %.3f s\n", x->id,
               (long long)x->size, x->from, lr_node_now() - x->started);
     lr_obj_stored(n, x->id, x->off, x->size, x->arr);
+    /* Stored meanwhile by other means (its range kept, ours freed): the
+     * readers get that one. */
+    lr_obj_t *o = lr_obj_find(n, x->id, strlen(x->id));
+    if (!o || o->st != LR_O_OK || o->shm_len != x->size) {
+      etype = "RayError";
+      err = "the object was stored on this node in another form while it was copied";
+    } else {
+      x->off = o->shm_off;
+    }
   }
   for (reader_t *r = x->readers, *next; r; r = next) {
     next = r->next;
