@@ -20,7 +20,7 @@
 #ifndef LR_MSGDEF_H
 #define LR_MSGDEF_H
 
-#define LR_PROTO_VERSION 4
+#define LR_PROTO_VERSION 5
 
 #define LR_PROTO_TYPES(T)                                                     \
   T(HELLO, hello, MSG)             /* client -> node: a driver or worker */   \
@@ -89,10 +89,15 @@
   T(LEASE_OOM, lease_oom, MSG)     /* node -> submitter: killed for memory */ \
   T(NODE_INFO, node_info, REC)     /* one node in a cluster view */           \
   T(CLUSTER_VIEW, cluster_view, MSG) /* head -> raylets: every node's resources */ \
-  T(NODE_ALIVE, node_alive, MSG)   /* head -> raylets: the head lives (1 s) */
+  T(NODE_ALIVE, node_alive, MSG)   /* head -> raylets: the head lives (1 s) */ \
+  /* Objects between nodes (core/raylet/transfer.c). */                      \
+  T(FETCH, fetch, MSG)             /* client -> node: copy a remote object */ \
+  T(PULL, pull, MSG)               /* node -> node: send me a piece */        \
+  T(CHUNK, chunk, MSG)             /* node -> node: a piece of an object */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
- * (shm = {offset, length}), or an encoded error (err); arr names the element
+ * (shm = {offset, length}; node: the TCP address of the node whose store it
+ * is, when it has one), or an encoded error (err); arr names the element
  * type of an lray.array stored raw; refs are the ids the value contains.
  * etype and emsg: a failure the control plane made (it never encodes user
  * values): the receiver raises an error of that type and message. */
@@ -103,7 +108,8 @@
   F(err, STR, ONE, NONE)                                                      \
   F(arr, STR, ONE, NONE)                                                      \
   F(etype, STR, ONE, NONE)                                                    \
-  F(emsg, STR, ONE, NONE)
+  F(emsg, STR, ONE, NONE)                                                     \
+  F(node, STR, ONE, NONE)
 
 /* A call's arguments: the encoded list (args), the ObjectRefs passed at the
  * top level, by position (deps), and the ids nested in args (refs). */
@@ -161,7 +167,8 @@
   F(lid, STR, ONE, NONE)                                                      \
   F(pid, INT, ONE, NONE)                                                      \
   F(token, STR, ONE, NONE)                                                    \
-  F(spill, STR, ONE, NONE)
+  F(spill, STR, ONE, NONE) \
+  F(etype, STR, ONE, NONE)
 
 #define LR_FIELDS_fn(F)                                                       \
   F(h, STR, ONE, NONE)                                                        \
@@ -470,5 +477,37 @@
   F(nodes, REC, LIST, NODE_INFO)                                              \
   F(full, BOOL, ONE, NONE)
 #define LR_FIELDS_node_alive(F)
+
+/* -- Objects between nodes --------------------------------------------------
+ * A process reads an object whose value record names another node's store
+ * (value.node) by asking its own node to fetch it: size bytes of the range
+ * at node `from`, an lray.array's element type arr. The node copies it into
+ * its own store (one transfer per object, shared by every reader) and
+ * answers reply {off} (a range of its own store, now held by the reader),
+ * or reply {err, etype}. */
+#define LR_FIELDS_fetch(F)                                                    \
+  F(rid, STR, ONE, NONE)                                                      \
+  F(id, STR, ONE, NONE)                                                       \
+  F(from, STR, ONE, NONE)                                                     \
+  F(size, INT, ONE, NONE)                                                     \
+  F(arr, STR, ONE, NONE)
+
+/* The reading node asks the holding node for len bytes at off of object id
+ * (several pulls in flight); the holder keeps the object while the pulling
+ * peer has asked and not said done (or its link closed). */
+#define LR_FIELDS_pull(F)                                                     \
+  F(id, STR, ONE, NONE)                                                       \
+  F(off, INT, ONE, NONE)                                                      \
+  F(len, INT, ONE, NONE)                                                      \
+  F(done, BOOL, ONE, NONE)
+
+/* The answer to a pull: the bytes at off (total: the object's size), or err
+ * (the holder does not have it). */
+#define LR_FIELDS_chunk(F)                                                    \
+  F(id, STR, ONE, NONE)                                                       \
+  F(off, INT, ONE, NONE)                                                      \
+  F(total, INT, ONE, NONE)                                                    \
+  F(data, STR, ONE, NONE)                                                     \
+  F(err, STR, ONE, NONE)
 
 #endif

@@ -141,28 +141,19 @@ static void on_head_frame(lr_conn_t *c, const char *p, size_t len)
 {
   lr_node_t *n = c->data;
   char err[LR_ERRLEN];
-  if (n->hl_state == HL_CHALLENGE) {
-    uint8_t ans[LR_AUTH_ANSWER_LEN];
-    if (lr_auth_client_answer(&n->hl_auth, (const uint8_t *)p, len, ans) < 0) {
-      head_lost(n, "the head did not start lray's token handshake");
-      return;
+  if (n->hl_state == HL_CHALLENGE || n->hl_state == HL_PROOF) {
+    const char *why;
+    int rc = lr_peer_handshake(c, &n->hl_auth, n->hl_state == HL_PROOF, p, len, &why);
+    if (rc < 0) {
+      head_lost(n, n->hl_state == HL_PROOF ? "the head does not hold this cluster's token" :
+                "the head did not start lray's token handshake");
+    } else if (rc == 0) {
+      n->hl_state = HL_PROOF;
+    } else {
+      n->hl_state = HL_UP;
+      n->head_heard = uv_now(n->loop);
+      start_views(n);
     }
-    size_t pos = lr_conn_begin_frame(c);
-    lr_buf_append(&c->out, ans, sizeof(ans));
-    lr_conn_end_frame(c, pos);
-    n->hl_state = HL_PROOF;
-    return;
-  }
-  if (n->hl_state == HL_PROOF) {
-    if (lr_auth_client_check(&n->hl_auth, (const uint8_t *)p, len) < 0) {
-      head_lost(n, "the head does not hold this cluster's token");
-      return;
-    }
-    lr_auth_close(&n->hl_auth);
-    c->max_frame = LR_MAX_FRAME;
-    n->hl_state = HL_UP;
-    n->head_heard = uv_now(n->loop);
-    start_views(n);
     return;
   }
   void *msg;

@@ -225,6 +225,7 @@ static void on_hello(lr_node_t *n, lr_client_t *c, lr_m_hello_t *m)
       snprintf(w->tcp, sizeof(w->tcp), "%.*s", (int)m->tcp.v.s.n, m->tcp.v.s.p);
     if (n->token[0]) LR_SET_CSTR(r.token, n->token); /* a unix peer: trusted */
     LR_SET_CSTR(r.node_id, n->node_id);
+    LR_SET_CSTR(r.address, lr_node_address(n, addr, sizeof(addr)));
     LR_SET_CSTR(r.shm, n->shm_name);
     LR_SET_CSTR(r.session_dir, n->session_dir);
     reply(c, &m->rid, &r);
@@ -464,6 +465,8 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
   case LR_PT_SHUTDOWN: on_shutdown(n, c, msg); break;
   case LR_PT_STOP: lr_node_cleanup(n, 0); break;
   case LR_PT_SPANS: lr_ev_spans(n, c, msg); break;
+  case LR_PT_FETCH: lr_transfer_fetch(n, c, msg); break;
+  case LR_PT_PULL: lr_transfer_serve(n, c, msg); break;
   default: break; /* messages for other processes: ignored */
   }
 }

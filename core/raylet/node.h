@@ -15,6 +15,8 @@
  *   view.c      every node's resources, as the head last said: where to spill
  *   memmon.c    memory pressure: oom_score_adj, the memory monitor
  *   spill.c     spilling objects to disk when the store is full
+ *   peer.c      authenticated links to other nodes (client side)
+ *   transfer.c  objects between nodes: fetch, pull, chunks
  *
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #ifndef LR_RAYLET_NODE_H
@@ -255,6 +257,9 @@ struct lr_node_s {
   struct lr_events_s *ev;
   struct lr_memmon_s *memmon;
   uint64_t spilled_bytes, spills, restores;
+  struct lr_peer_s *peers;    /* peer.c: links to other nodes, by address */
+  struct lr_xfer_s *xfers;    /* transfer.c: copies under way, by object id */
+  uint64_t pulled_bytes, pulls; /* transfer.c: copies made here */
 };
 
 /* -- node.c ------------------------------------------------------------------ */
@@ -339,6 +344,13 @@ void lr_obj_stats(lr_node_t *n, size_t *count, uint64_t *bytes);
 void lr_obj_init(lr_node_t *n);
 /* Why id is not ready, as a sentence in out, or 0 when it is on its way. */
 int lr_obj_why(lr_node_t *n, const char *id, size_t len, char *out, size_t outlen);
+/* A range of size bytes of the store, making room as a put does (freeing
+ * unreferenced objects, spilling); its offset, or -1 when full. */
+int64_t lr_obj_room(lr_node_t *n, uint64_t size);
+/* Object id's bytes are now at [off, off+len) of the store (a copy from
+ * another node, arr: an lray.array's element type or NULL): stored as if
+ * put, waiters told; if it was stored already the range is freed. */
+void lr_obj_stored(lr_node_t *n, const char *id, int64_t off, int64_t len, const char *arr);
 
 /* -- placement.c ---------------------------------------------------------------- */
 
@@ -420,6 +432,51 @@ void lr_view_free(lr_node_t *n);
 /* The address of the node a lease request r should go to instead of
  * waiting here, or NULL (run or queue it here). */
 const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r);
+
+/* -- peer.c --------------------------------------------------------------------- */
+
+typedef struct lr_peer_s lr_peer_t;
+
+/* The link to the node at address (host:port), connecting and proving the
+ * token if there is none yet; NULL (why in err, LR_ERRLEN) when address is
+ * unusable. transfer.c hears when it is up or down. */
+lr_peer_t *lr_peer_get(lr_node_t *n, const char *address, char *err);
+int lr_peer_is_up(const lr_peer_t *p);
+const char *lr_peer_address(const lr_peer_t *p);
+/* Sends m over p (up): 0, or -1 when p is not up. */
+int lr_peer_send(lr_peer_t *p, const void *m);
+/* The client side of the token handshake (net/auth.h) on c, whose frame p
+ * is the server's CHALLENGE (proof 0: answers it) or PROOF (proof 1: checks
+ * it, closes a, lets c take whole frames). 0 answered, 1 proved, or -1 with
+ * why (a static sentence). Shared by peer links and the head link. */
+int lr_peer_handshake(lr_conn_t *c, lr_auth_t *a, int proof, const char *p, size_t len,
+                      const char **why);
+
+/* -- transfer.c ------------------------------------------------------------------ */
+
+/* The pieces of one copy: asked in order, at most window in flight, and
+ * (one link, answered in order) received in the order asked. Pure. */
+typedef struct lr_xplan_s {
+  uint64_t size, chunk, asked, got;
+  int window, inflight;
+} lr_xplan_t;
+
+void lr_xplan_init(lr_xplan_t *p, uint64_t size, uint64_t chunk, int window);
+/* The next piece to ask for (1, with off and len), or 0: none now. */
+int lr_xplan_next(lr_xplan_t *p, uint64_t *off, uint64_t *len);
+/* Piece [off, off+len) arrived: 1 when it completes the object, 0 when
+ * more is due, -1 when it is not the piece due (the copy is bad). */
+int lr_xplan_got(lr_xplan_t *p, uint64_t off, uint64_t len);
+
+
+/* Reader's side: client c asks for a copy of a remote object (fetch). */
+void lr_transfer_fetch(lr_node_t *n, lr_client_t *c, const lr_m_fetch_t *m);
+/* Holder's side: peer c asks for a piece (pull). */
+void lr_transfer_serve(lr_node_t *n, lr_client_t *c, const lr_m_pull_t *m);
+/* From peer.c: p is up, p went down (why), p brought a chunk. */
+void lr_transfer_peer_up(lr_node_t *n, lr_peer_t *p);
+void lr_transfer_peer_down(lr_node_t *n, lr_peer_t *p, const char *why);
+void lr_transfer_chunk(lr_node_t *n, lr_peer_t *p, const lr_m_chunk_t *m);
 
 /* -- state.c -------------------------------------------------------------------- */
 

@@ -317,6 +317,7 @@ static void send_obj(lr_client_t *c, const lr_obj_t *o)
   /* obj's fields are value's first ones, in the same order. */
   lr_m_obj_t m = LR_MSG_INIT(OBJ);
   LR_SET_CSTR(m.id, o->id);
+  if (o->shm_len >= 0 && c && c->node->tcp_on) LR_SET_CSTR(m.node, c->node->tcp_addr);
   m.data = v.data;
   m.shm = v.shm;
   m.err = v.err;
@@ -641,6 +642,31 @@ void lr_obj_alloc(lr_node_t *n, lr_client_t *c, const lr_m_alloc_t *m)
   uv_timer_init(n->loop, &a->t);
   a->t.data = a;
   uv_timer_start(&a->t, alloc_retry, 25, 25);
+}
+
+/* -- Copies from other nodes (transfer.c) --------------------------------------------- */
+
+int64_t lr_obj_room(lr_node_t *n, uint64_t size)
+{
+  int64_t off = lr_salloc_alloc(&n->region, size);
+  if (off < 0) {
+    reap(n, 1);
+    off = lr_salloc_alloc(&n->region, size);
+  }
+  if (off < 0 && lr_spill_make_room(n, size, NULL) > 0) off = lr_salloc_alloc(&n->region, size);
+  return off;
+}
+
+void lr_obj_stored(lr_node_t *n, const char *id, int64_t off, int64_t len, const char *arr)
+{
+  lr_m_put_t m = LR_MSG_INIT(PUT);
+  lr_pitem_t shm[2];
+  shm[0].v.i = off;
+  shm[1].v.i = len;
+  LR_SET_CSTR(m.id, id);
+  LR_SET_ITEMS(m.shm, shm, 2);
+  if (arr && *arr) LR_SET_CSTR(m.arr, arr);
+  store(n, lr_obj_get(n, id, strlen(id)), &m, NULL, NULL);
 }
 
 /* -- Questions ----------------------------------------------------------------------- */

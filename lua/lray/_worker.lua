@@ -63,7 +63,7 @@ local function result_entry(id, blob, refs, aids)
     return { id = id, err = encode_error(r) }
   end
   runtime.region():write(r.off, blob)
-  return { id = id, shm = { r.off, #blob }, refs = refs, actors = aids }
+  return { id = id, shm = { r.off, #blob }, refs = refs, actors = aids, node = runtime.node_address() }
 end
 
 -- The handles in a result stay counted here from their encoding until the
@@ -124,7 +124,7 @@ local function results_of(rets, res, what)
   local nret = #rets
   if nret == 1 and res.n == 1 and runtime.is_big_array(res[1]) then
     local loc, ctype = runtime.store_array(res[1])
-    out[1] = { id = rets[1], shm = loc, arr = ctype }
+    out[1] = { id = rets[1], shm = loc, arr = ctype, node = runtime.node_address() }
     return out
   end
   if nret == 1 then
@@ -457,7 +457,8 @@ local function serve_call(conn, m)
       depv = {}
       for i, id in pairs(m.deps) do
         local e = runtime.objs[id]
-        depv[i] = { id = id, data = e.data, shm = e.shm, err = e.err, arr = e.arr, st = e.st }
+        depv[i] = { id = id, data = e.data, shm = e.shm, err = e.err, arr = e.arr, st = e.st,
+          node = e.node }
       end
     end
     local ok, args, derr = pcall(build_args, m, depv)

@@ -252,7 +252,7 @@ function M.fill(id, msg, loc)
     objs[id] = e
   end
   if e.st then return end
-  e.data, e.shm, e.err, e.arr = msg.data, msg.shm, M.err_blob(msg), msg.arr
+  e.data, e.shm, e.err, e.arr, e.node = msg.data, msg.shm, M.err_blob(msg), msg.arr, msg.node
   e.st = e.err and "err" or "ok"
   if msg.refs and #msg.refs > 0 and loc == "local" then
     -- An actor call's inline result holding ObjectRefs: this process keeps
@@ -329,11 +329,32 @@ function M.region()
   return region
 end
 
+--- The TCP address of this process's node ("unix:..." when it has none):
+--- value records of its store carry it as `node`.
+function M.node_address() return M.info and M.info.address end
+
+-- A record (e) whose range is in another node's store: this node copies the
+-- object into its own (one copy per node, however many readers) and holds
+-- the copy for this process, whose record then names the copy.
+local function localize(e, id)
+  local node = e.node
+  if not (node and e.shm and M.info) or node == M.info.address then return end
+  if not id then errors.raise("RayError", "a value record of node " .. node .. " has no id") end
+  local r = M.rpc({ t = "fetch", id = id, from = node, size = e.shm[2], arr = e.arr })
+  if r.err then errors.raise(r.etype or "ObjectLostError", r.err) end
+  e.shm = { r.off, e.shm[2] }
+  e.node = M.info.address
+  -- The node counts this process as a holder of its copy from now on.
+  if counts[id] == nil then e.unhold = true end
+end
+M.localize = localize
+
 local array -- lray.array, loaded on first use (it needs the FFI)
 
 -- A zero-copy view of an array object in shared memory. The view holds an
 -- ObjectRef, so the object outlives every view of it.
 local function array_view(e, id)
+  localize(e, id)
   array = array or require("lray.array")
   local region_ = M.region()
   local ref = id and M.new_ref(id, false) or nil
@@ -342,8 +363,15 @@ local function array_view(e, id)
     { ref, region_ })
 end
 
-local function blob_of(e)
-  if e.shm then return shm_read(e.shm) end
+local function blob_of(e, id)
+  if e.shm then
+    localize(e, id)
+    local blob = shm_read(e.shm)
+    -- A copy fetched for a record this process holds no reference to (a
+    -- task's argument): read, so the node may let go of it for us.
+    if e.unhold and counts[id] == nil then e.unhold = nil; queue_unref(id) end
+    return blob
+  end
   return e.data
 end
 M.blob_of = blob_of
@@ -359,7 +387,7 @@ end
 function M.values(e, id)
   if e.st == "err" then error(M.decode_error(e.err), 0) end
   if e.arr then return array_view(e, id) end
-  local t = decode(blob_of(e))
+  local t = decode(blob_of(e, id))
   return unpack(t, 1, t.n)
 end
 
@@ -367,7 +395,7 @@ end
 function M.first_value(e, id)
   if e.st == "err" then error(M.decode_error(e.err), 0) end
   if e.arr then return array_view(e, id) end
-  return decode(blob_of(e))[1]
+  return decode(blob_of(e, id))[1]
 end
 
 -- -- Waiting ---------------------------------------------------------------
@@ -594,7 +622,7 @@ function M.put(value, cs)
     local loc, ctype = M.store_array(value)
     M.send({ t = "put", id = id, shm = loc, arr = ctype, cs = cs })
     local e = M.expect(id, "node")
-    e.shm, e.arr, e.st = loc, ctype, "ok"
+    e.shm, e.arr, e.st, e.node = loc, ctype, "ok", M.node_address()
     M.submitted()
     return M.new_ref(id, true)
   end
@@ -608,11 +636,34 @@ function M.put(value, cs)
   else
     local loc = M.store_blob(blob)
     M.send({ t = "put", id = id, shm = loc, refs = refs, actors = aids, cs = cs })
-    e.shm = loc
+    e.shm, e.node = loc, M.node_address()
   end
   e.st = "ok"
   M.submitted()
   return M.new_ref(id, true)
+end
+
+--- The value record of an object this process holds ({id, shm, arr,
+--- node, data}): with ref_of, hands an object to a process on another node
+--- by hand (tests and benchmarks; ObjectRefs themselves do this when sent).
+function M.record_of(id)
+  local e = objs[id]
+  if not (e and e.st == "ok") then return nil end
+  return { id = id, shm = e.shm, arr = e.arr, node = e.node, data = e.data }
+end
+
+--- An ObjectRef to the object of record rec (see record_of).
+function M.ref_of(rec)
+  local e = objs[rec.id]
+  if not e then
+    e = { loc = "node" }
+    objs[rec.id] = e
+  end
+  if not e.st then
+    e.shm, e.arr, e.node, e.data, e.st = rec.shm, rec.arr, rec.node, rec.data, "ok"
+    subscribed[rec.id] = true
+  end
+  return M.new_ref(rec.id, false)
 end
 
 --- A request to the node that waits for its reply.

@@ -101,7 +101,7 @@ local function dep_values(deps)
   local depv = {}
   for i, id in pairs(deps) do
     local e = runtime.objs[id]
-    depv[i] = { id = id, data = e.data, shm = e.shm, err = e.err, arr = e.arr }
+    depv[i] = { id = id, data = e.data, shm = e.shm, err = e.err, arr = e.arr, node = e.node }
   end
   return depv
 end
