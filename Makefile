@@ -17,7 +17,7 @@ TEST_SRCS:= $(wildcard core/test/*.c)
 TEST_OBJS:= $(TEST_SRCS:%.c=$(BUILD)/%.o)
 STAMP    := $(BUILD)/.deps-ok
 
-.PHONY: all deps run test test-c spec netns-test asan clean examples lint install uninstall gen gen-check
+.PHONY: all deps run test test-c spec netns-test asan fuzz fuzz-ci fuzz-build fuzz-bins fuzz-merge fuzz-corpus clean examples lint install uninstall gen gen-check
 all: $(BUILD)/lray
 
 $(STAMP): scripts/deps.sh
@@ -80,12 +80,64 @@ test: lint test-c spec
 netns-test: $(BUILD)/lray
 	LRAY_BIN=$(abspath $(BUILD)/lray) bash scripts/netns/netns_test.sh
 
+# The C tests and the specs built with ASan and UBSan (float-cast-overflow is
+# not in GCC's "undefined": added). CI runs it (CI_TESTS=: not again inside).
+CI_TESTS += asan
 asan:
 	LSAN_OPTIONS=suppressions=$(abspath scripts/lsan.supp):print_suppressions=0 $(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+	  SANFLAGS="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow" \
+	  CI_TESTS= test
+
+# -- Fuzzing ------------------------------------------------------------------
+# libFuzzer targets (fuzz/fuzz_<target>.c; docs/reliability.md, "Fuzzing"),
+# built with clang, ASan and UBSan into build-fuzz/. `make fuzz` runs each
+# for FUZZ_SECONDS on the seeds in fuzz/corpus/<target> (make fuzz-corpus
+# writes them) plus what earlier runs found (build-fuzz/corpus/<target>);
+# crashes are saved as build-fuzz/crashes/<target>-*. `make fuzz-merge` adds
+# the found inputs that reach new code to fuzz/corpus. CI runs fuzz-ci.
+FUZZ_TARGETS    := proto proto_lua ser frame auth
+FUZZ_SECONDS    ?= 60
+FUZZ_CI_SECONDS ?= 20
+FUZZ_BUILD      := build-fuzz
+FUZZ_BINS       := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%)
+FUZZ_FLAGS      ?=
+FUZZ_MAKE = $(MAKE) BUILD=$(FUZZ_BUILD) CC=clang CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+  SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
+
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/fuzz_%.o $(LIB_OBJS) $(PAGE_OBJ)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+.PRECIOUS: $(BUILD)/fuzz/%.o
+fuzz-bins: $(FUZZ_BINS)
+fuzz-build:
+	@$(FUZZ_MAKE) fuzz-bins
+
+# $(call fuzz_run,target,seconds)
+fuzz_run = mkdir -p $(FUZZ_BUILD)/corpus/$(1) $(FUZZ_BUILD)/crashes && \
+  $(FUZZ_BUILD)/fuzz/fuzz_$(1) -max_total_time=$(2) -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/crashes/$(1)- $(FUZZ_FLAGS) \
+    $(FUZZ_BUILD)/corpus/$(1) fuzz/corpus/$(1)
+
+fuzz: fuzz-build
+	@set -e; $(foreach t,$(FUZZ_TARGETS),echo "== fuzz_$(t): $(FUZZ_SECONDS) s"; $(call fuzz_run,$(t),$(FUZZ_SECONDS));)
+
+CI_TESTS += fuzz-ci
+fuzz-ci: fuzz-build
+	@set -e; $(foreach t,$(FUZZ_TARGETS),echo "== fuzz_$(t): $(FUZZ_CI_SECONDS) s"; \
+	  $(call fuzz_run,$(t),$(FUZZ_CI_SECONDS)) 2>$(FUZZ_BUILD)/fuzz_$(t).log || \
+	  { tail -60 $(FUZZ_BUILD)/fuzz_$(t).log; exit 1; }; grep -h 'DONE\|^stat::number_of_exec\|^stat::new' $(FUZZ_BUILD)/fuzz_$(t).log;)
+
+fuzz-merge: fuzz-build
+	@set -e; $(foreach t,$(FUZZ_TARGETS),$(FUZZ_BUILD)/fuzz/fuzz_$(t) -merge=1 \
+	  fuzz/corpus/$(t) $(FUZZ_BUILD)/corpus/$(t) 2>&1 | grep -h 'MERGE-OUTER: [0-9]* new';)
+
+# The seeds: real messages of every type, values and frames, made by
+# fuzz/gen_corpus.lua under build/lray.
+fuzz-corpus: $(BUILD)/lray
+	$(BUILD)/lray fuzz/gen_corpus.lua fuzz/corpus
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # -- Install ------------------------------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the Lua modules in
@@ -115,4 +167,4 @@ uninstall:
 	rmdir $(addprefix $(DESTDIR)$(LUADIR)/,$(filter-out lray/,$(sort $(dir $(LUA_FILES)))) lray) \
 	  $(DESTDIR)$(DATADIR)/library $(DESTDIR)$(DATADIR) 2>/dev/null || true
 
--include $(OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(wildcard $(BUILD)/fuzz/*.d)

@@ -32,25 +32,17 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
   b->len = c->in.cap - c->in.len;
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+int lr_conn_split(lr_conn_t *c)
 {
-  lr_conn_t *c = s->data;
-  LR_UNUSED(b);
-  if (n < 0) {
-    lr_conn_close(c);
-    return;
-  }
-  c->in.len += (size_t)n;
   size_t pos = 0;
+  int rc = 0;
   c->need = 0;
   while (!c->closing && c->in.len - pos >= 4) {
     uint32_t len;
     memcpy(&len, c->in.data + pos, 4);
     if (len > c->max_frame) {
-      fprintf(stderr, "lray: closing a connection: its peer sent a frame of %u bytes"
-              " (the limit is %zu)\n", len, c->max_frame);
-      lr_conn_close(c);
-      return;
+      rc = LR_ETOOBIG;
+      break;
     }
     if (c->in.len - pos - 4 < len) {
       c->need = len + 4 - (c->in.len - pos);
@@ -62,6 +54,25 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
   if (pos) {
     memmove(c->in.data, c->in.data + pos, c->in.len - pos);
     c->in.len -= pos;
+  }
+  return rc;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+  lr_conn_t *c = s->data;
+  LR_UNUSED(b);
+  if (n < 0) {
+    lr_conn_close(c);
+    return;
+  }
+  c->in.len += (size_t)n;
+  if (lr_conn_split(c) < 0) {
+    uint32_t len;
+    memcpy(&len, c->in.data, 4);
+    fprintf(stderr, "lray: closing a connection: its peer sent a frame of %u bytes"
+            " (the limit is %zu)\n", len, c->max_frame);
+    lr_conn_close(c);
   }
 }
 

@@ -45,6 +45,13 @@ int lr_conn_init(uv_loop_t *loop, lr_conn_t *c, int is_tcp);
  * than c->max_frame (LR_MAX_FRAME unless changed) closes the connection,
  * with a line on stderr naming the peer's claim. */
 int lr_conn_start(lr_conn_t *c);
+/* The frame reader without the I/O (on_read appends to c->in, then calls
+ * this): hands each whole frame at the front of c->in to c->on_frame, in
+ * order, stopping once c->closing is set; drops them from c->in; sets
+ * c->need to what the next frame still lacks (0 while its header is
+ * incomplete). 0, or LR_ETOOBIG when the next frame announces more than
+ * c->max_frame: its header is then first in c->in, and the caller closes. */
+int lr_conn_split(lr_conn_t *c);
 /* Starts a frame: reserves the length prefix, returns its position in out.
  * Append the payload to c->out, then call lr_conn_end_frame. */
 size_t lr_conn_begin_frame(lr_conn_t *c);

@@ -72,10 +72,33 @@ void lr_pool_flush_partial(lr_worker_t *w)
   }
 }
 
+static void on_output(lr_worker_t *w, int stream, const char *data, size_t len);
+
+/* Reads what w's pipes hold now, without waiting (its driver is leaving:
+ * what its tasks printed before their results must reach it first, even
+ * when the loop has not come round to those pipes yet). */
+static void drain(lr_worker_t *w)
+{
+  char buf[65536];
+  for (int i = 0; i < 2; i++) {
+    uv_os_fd_t fd;
+    if (uv_is_closing((uv_handle_t *)&w->out[i]) || uv_fileno((uv_handle_t *)&w->out[i], &fd))
+      continue;
+    for (int k = 0; k < 64; k++) { /* at most 4 MiB: the rest comes as usual */
+      ssize_t got = read(fd, buf, sizeof(buf));
+      if (got <= 0) break;
+      on_output(w, i + 1, buf, (size_t)got);
+    }
+  }
+}
+
 void lr_pool_flush_output(lr_node_t *n, const char *job)
 {
   for (lr_worker_t *w = n->workers; w; w = w->hh.next)
-    if (!strcmp(w->job, job)) lr_pool_flush_partial(w);
+    if (!strcmp(w->job, job)) {
+      if (!w->exited) drain(w);
+      lr_pool_flush_partial(w);
+    }
 }
 
 /* A line left unfinished (a prompt, io.write without "\n") still shows up

@@ -112,7 +112,9 @@ static int enc_field(enc_t *e, int idx, const lr_proto_field_t *f, int depth)
     int kt = lua_type(L, -2), rc;
     if (f->cont == LR_CONT_IMAP) {
       double d = kt == LUA_TNUMBER ? lua_tonumber(L, -2) : 0.5;
-      if (d != (double)(int64_t)d) {
+      /* The range first: converting a double outside int64 is undefined. */
+      if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) ||
+          d != (double)(int64_t)d) {
         lua_pop(L, 2);
         return enc_fail(e, "must have integer keys", kt);
       }

@@ -702,6 +702,7 @@ typedef struct dec_s {
   size_t errlen;
   int conf, memo; /* stack slots */
   int have_memo;
+  int no_code; /* lr_ser_decode_data: refuse FUNC */
   long nmemo;
 } dec_t;
 
@@ -1054,6 +1055,10 @@ static int dec(dec_t *D, int depth)
       return dfail(D, "back-reference into a custom value being decoded");
     return 0;
   case LR_SER_FUNC:
+    if (D->no_code) {
+      D->p--;
+      return dfail(D, "function bytecode is not accepted here");
+    }
     return dec_func(D, depth);
   case LR_SER_NAMED:
     return dec_named(D);
@@ -1065,8 +1070,8 @@ static int dec(dec_t *D, int depth)
   }
 }
 
-long lr_ser_decode(lua_State *L, const char *p, size_t n, char *err,
-                   size_t errlen)
+static long decode(lua_State *L, const char *p, size_t n, int no_code,
+                   char *err, size_t errlen)
 {
   dec_t D;
   int base = lua_gettop(L), rc;
@@ -1077,6 +1082,7 @@ long lr_ser_decode(lua_State *L, const char *p, size_t n, char *err,
   D.err = err;
   D.errlen = errlen;
   D.have_memo = 0;
+  D.no_code = no_code;
   D.nmemo = 0;
   if (err && errlen) err[0] = '\0';
   if (!lua_checkstack(L, 8)) return dmsg(&D, "Lua stack overflow");
@@ -1101,6 +1107,18 @@ long lr_ser_decode(lua_State *L, const char *p, size_t n, char *err,
   lua_replace(L, base + 1);
   lua_settop(L, base + 1);
   return (long)(D.p - D.start);
+}
+
+long lr_ser_decode(lua_State *L, const char *p, size_t n, char *err,
+                   size_t errlen)
+{
+  return decode(L, p, n, 0, err, errlen);
+}
+
+long lr_ser_decode_data(lua_State *L, const char *p, size_t n, char *err,
+                        size_t errlen)
+{
+  return decode(L, p, n, 1, err, errlen);
 }
 
 /* -- Lua API --------------------------------------------------------------- */

@@ -69,4 +69,12 @@ int lr_ser_encode(lua_State *L, int idx, const char *root, lr_buf_t *out,
 long lr_ser_decode(lua_State *L, const char *p, size_t n, char *err,
                    size_t errlen);
 
+/* As lr_ser_decode, but data only: a FUNC is refused (LR_ECODEC) before any
+ * of its bytes reach LuaJIT's loader, so no bytecode is ever loaded. For
+ * bytes from a peer that has not proved it holds the cluster token: loading
+ * bytecode from it would let it run any code (LuaJIT does not verify
+ * bytecode). NAMED and CUSTOM values still go through their hooks. */
+long lr_ser_decode_data(lua_State *L, const char *p, size_t n, char *err,
+                        size_t errlen);
+
 #endif

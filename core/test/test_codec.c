@@ -845,3 +845,37 @@ TEST(codec_memo_reuse)
     "assert(r[1] == r[2])\n");
   lua_close(L);
 }
+
+/* lr_ser_decode_data (for peers that have not authenticated) refuses a
+ * function anywhere in a value, and decodes everything else as
+ * lr_ser_decode does. */
+TEST(codec_data_only_refuses_bytecode)
+{
+  lua_State *L = new_state();
+  RUN_OK(L,
+    "local up = 1\n"
+    "samples = {core.encode(function() return up end),\n"
+    "  core.encode({1, {x = print and function() end}}),\n"
+    "  core.encode(setmetatable({}, {__index = function() end}))}\n"
+    "plain = core.encode({1, 'two', {x = -4.5, [true] = {}}})\n");
+  char err[LR_ERRLEN];
+  lua_getglobal(L, "samples");
+  int top = lua_gettop(L);
+  for (int k = 1; k <= 3; k++) {
+    size_t n;
+    lua_rawgeti(L, top, k);
+    const char *s = lua_tolstring(L, -1, &n);
+    ASSERT_EQ(lr_ser_decode(L, s, n, err, sizeof err), n);
+    lua_pop(L, 1);
+    ASSERT_EQ(lr_ser_decode_data(L, s, n, err, sizeof err), LR_ECODEC);
+    ASSERT(strstr(err, "function bytecode is not accepted here"));
+    ASSERT_EQ(lua_gettop(L), top + 1);
+    lua_pop(L, 1);
+  }
+  size_t n;
+  lua_getglobal(L, "plain");
+  const char *s = lua_tolstring(L, -1, &n);
+  ASSERT_EQ(lr_ser_decode_data(L, s, n, err, sizeof err), n);
+  ASSERT(lua_istable(L, -1));
+  lua_close(L);
+}

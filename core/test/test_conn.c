@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <uv.h>
 #include "common/buf.h"
+#include "common/errdef.h"
 #include "net/net.h"
 #include "test/test.h"
 
@@ -188,4 +189,47 @@ TEST(conn_reads_after_write_fails)
   lr_buf_free(&t.got);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
+}
+
+/* The reader without a loop (lr_conn_split, which fuzz/fuzz_frame.c drives):
+ * what a partial frame still needs, a callback that closes stops the split,
+ * and an oversized header is left first in the input. */
+static void on_frame_close(lr_conn_t *c, const char *p, size_t n)
+{
+  on_frame(c, p, n);
+  c->closing = 1;
+}
+
+TEST(conn_split_without_a_loop)
+{
+  tconn_t t;
+  memset(&t, 0, sizeof(t));
+  lr_buf_init(&t.c.in);
+  lr_buf_init(&t.got);
+  t.c.data = &t;
+  t.c.on_frame = on_frame;
+  t.c.max_frame = 8;
+  lr_buf_append(&t.c.in, "\x03\0\0\0abc\x05\0", 9);
+  ASSERT_EQ(lr_conn_split(&t.c), 0);
+  ASSERT_EQ(t.frames, 1);
+  ASSERT_EQ(t.c.need, 0); /* the next header is not whole yet */
+  ASSERT_EQ(t.c.in.len, 2);
+  lr_buf_append(&t.c.in, "\0\0de", 4);
+  ASSERT_EQ(lr_conn_split(&t.c), 0);
+  ASSERT_EQ(t.c.need, 3);
+  lr_buf_append(&t.c.in, "fgh\x01\0\0\0i\x01\0\0\0j", 13);
+  t.c.on_frame = on_frame_close;
+  ASSERT_EQ(lr_conn_split(&t.c), 0);
+  ASSERT_EQ(t.frames, 2); /* closed after "defgh": "i" and "j" are not read */
+  ASSERT_EQ(t.c.in.len, 10);
+  t.c.closing = 0;
+  t.c.on_frame = on_frame;
+  lr_buf_append(&t.c.in, "\x09\0\0\0", 4); /* one byte past max_frame */
+  ASSERT_EQ(lr_conn_split(&t.c), LR_ETOOBIG);
+  ASSERT_EQ(t.frames, 4);
+  ASSERT_EQ(t.c.in.len, 4);
+  ASSERT(!memcmp(t.c.in.data, "\x09\0\0\0", 4));
+  ASSERT(!memcmp(t.got.data, "\x03\0\0\0abc\x05\0\0\0defgh\x01\0\0\0i\x01\0\0\0j", 26));
+  lr_buf_free(&t.c.in);
+  lr_buf_free(&t.got);
 }

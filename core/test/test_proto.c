@@ -138,6 +138,9 @@ TEST(proto_sender_names_the_bad_field)
     "has(err{t = 'push', rets = 'x'}, \"field 'rets' must be a table\")\n"
     "has(err{t = 'push', rets = {1}}, \"field 'rets' must be a string\")\n"
     "has(err{t = 'call', deps = {a = 'x'}}, \"field 'deps' must have integer keys\")\n"
+    /* 2^63 is no int64 (once converted without a range check: undefined) */
+    "has(err{t = 'call', deps = {[2^63] = 'x'}}, \"field 'deps' must have integer keys\")\n"
+    "has(err{t = 'call', deps = {[-2^64] = 'x'}}, \"field 'deps' must have integer keys\")\n"
     "has(err{t = 'result', results = {{shm = {1, 'x'}}}}, \"field 'shm' must be an integer\")\n"
     "has(err{t = 'warn', text = true}, \"field 'text' must be a string (got boolean)\")\n"
     "has(err{t = 'nope'}, \"unknown message type 'nope'\")\n"
