@@ -69,9 +69,10 @@ end
 -- them is claimed (claim), and both before the reply. cs: the call site that
 -- made the results (`lray memory`).
 function reply_with(conn, msg, base, claim, cs)
-  local lent
+  local lent, stored
   for _, r in ipairs(msg.results) do
     if r.shm then
+      stored = true
       runtime.send({ t = "put", id = r.id, shm = r.shm, arr = r.arr, refs = r.refs, cs = cs })
       lent = lent or {}
       lent[#lent + 1] = r.id
@@ -86,6 +87,13 @@ function reply_with(conn, msg, base, claim, cs)
   if claim then runtime.queue({ t = "claim", token = claim }) end
   runtime.flush_queued()
   msg.lend = token
+  if stored then
+    -- The node must have the puts before the caller reads the ranges: were
+    -- this process killed with a put still in its buffer and the result
+    -- already sent, the node would free the range and hand it out again,
+    -- and the caller would read another object's bytes.
+    runtime.flush_out()
+  end
   if conn:is_open() then conn:send(msg) end
   for _, r in ipairs(msg.results) do
     if r.shm then runtime.queue_unref(r.id) end
