@@ -204,6 +204,16 @@ local function lease_lost(L, why)
   pump(sh)
 end
 
+-- A lease that is over with nothing in flight on it closes its connection
+-- (each lease opens its own: kept, they piled up in both processes). Its
+-- close is then not a death.
+local function retire(L)
+  if L.ended and L.inflight == 0 and not L.lost and L.conn and L.conn:is_open() then
+    L.lost = true
+    L.conn:close()
+  end
+end
+
 local function on_result(L, m)
   local t = L.tasks[m.tid]
   if not t then return end
@@ -216,6 +226,7 @@ local function on_result(L, m)
     L.ended = true
     L.shape.leases[L.lid] = nil
     unlend(t)
+    retire(L)
     return enqueue(t, true)
   end
   local s = timing[t.fh]
@@ -231,6 +242,7 @@ local function on_result(L, m)
   -- refs take_results queued go out first.
   if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
   finish(t)
+  retire(L)
   pump(L.shape)
 end
 
@@ -247,6 +259,7 @@ local function connect(L)
       elseif m.t == "lease_end" then
         L.ended = true
         L.shape.leases[L.lid] = nil
+        retire(L)
         pump(L.shape)
       end
     end)
