@@ -277,6 +277,11 @@ describe("objects borrowed across tasks while workers die", function()
       used, objects = store()
       return used == base_used and objects == base_objects
     end)
+    local cpus = cpus_back()
+    report("(4) %d tasks borrowing %d objects of 200 KiB (1 in 4 nested), %d workers killed,"
+      .. " %.1f s, %d lost; store %d B / %d objects before release, %d B / %d objects after"
+      .. " (%s)", ntasks, nobj, kills, took, lost, peak_used, peak_objects, used, objects,
+      back and ("baseline %.3f s after release"):format(back) or "NOT back to baseline in 10 s")
     if not back then
       local left = {}
       for _, o in ipairs(runtime.state({ t = "list", what = "objects" }).items or {}) do
@@ -286,12 +291,7 @@ describe("objects borrowed across tasks while workers die", function()
       error(("store not back to baseline: used %d (baseline %d), objects %d (baseline %d):\n  %s")
         :format(used, base_used, objects, base_objects, table.concat(left, "\n  ")))
     end
-    local cpus = cpus_back()
     assert.is_not_nil(cpus, "available CPUs not back to total within 5 s")
-    report("(4) %d tasks borrowing %d objects of 200 KiB (1 in 4 nested), %d workers killed,"
-      .. " %.1f s, %d lost; store %d B / %d objects before release, back to %d B / %d objects"
-      .. " %.3f s after release", ntasks, nobj, kills, took, lost, peak_used, peak_objects,
-      used, objects, back)
   end)
 end)
 
