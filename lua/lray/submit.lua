@@ -150,16 +150,18 @@ local function request_lease(sh)
 end
 
 -- Puts queued tasks on leases with room, and asks for more leases while
--- tasks are left over; withdraws requests nobody needs any more.
+-- tasks are left over; withdraws requests nobody needs any more. A lease
+-- whose connection is closing (its worker died; lease_lost runs from the
+-- close callback) takes nothing more.
 function pump(sh)
   local q = sh.queue
   for _, L in pairs(sh.leases) do   -- every idle worker first
     if #q == 0 then break end
-    if L.conn and not L.ended and L.inflight == 0 then push(L, remove(q, 1)) end
+    if L.conn and L.conn:is_open() and not L.ended and L.inflight == 0 then push(L, remove(q, 1)) end
   end
   for _, L in pairs(sh.leases) do   -- then deeper, for short functions
     if #q == 0 then break end
-    if L.conn and not L.ended then
+    if L.conn and L.conn:is_open() and not L.ended then
       while #q > 0 and L.inflight < depth(q[1], sh) do push(L, remove(q, 1)) end
     end
   end
