@@ -10,7 +10,9 @@
 --   (4) large objects borrowed by tasks (nested refs) while workers die:
 --       nothing lost, the store back to its baseline after;
 --   (5) the driver SIGKILLed mid-workload: no process, /dev/shm file or
---       session directory left.
+--       session directory left;
+--   (6) lray.put objects passed as arguments to tasks whose workers are
+--       killed: the store empty after the driver releases them.
 -- Fixed seeds. Scaled by hand with LRAY_CHAOS_SCALE (counts times S,
 -- default 1) and LRAY_CHAOS_SEED (default 12). Each case prints one
 -- "[chaos] ..." line with its figures.
@@ -292,6 +294,39 @@ describe("objects borrowed across tasks while workers die", function()
         :format(used, base_used, objects, base_objects, table.concat(left, "\n  ")))
     end
     assert.is_not_nil(cpus, "available CPUs not back to total within 5 s")
+  end)
+end)
+
+-- -- (6) Arguments lent to killed workers ---------------------------------------
+
+describe("objects passed as arguments to tasks whose workers are killed", function()
+  it("(6) are freed once the driver releases them", function()
+    math.randomseed(SEED + 5)
+    local rounds = 150 * SCALE
+    local length = lray.remote({ max_retries = -1 }, function(s)
+      lray.sleep(0.003)
+      return #s
+    end)
+    local kills, t0 = 0, lray.now()
+    for round = 1, rounds do
+      local big = lray.put(string.rep("x", 1024 * 1024))
+      local refs = {}
+      for i = 1, 4 do refs[i] = length.remote(big) end
+      if round % 3 == 0 and kill_one(workers({ leased = true })) then kills = kills + 1 end
+      for i = 1, 4 do assert.are.equal(1024 * 1024, lray.get(refs[i], { timeout = 10 })) end
+      big:release()
+    end
+    local took = lray.now() - t0
+    collectgarbage()
+    local st
+    local back = within(10, function()
+      st = runtime.state({ t = "status" })
+      return st.objects == 0 and st.store.used == 0
+    end)
+    report("(6) %d puts of 1 MiB, each the argument of 4 tasks, %d workers killed, %.1f s;"
+      .. " after release %d objects / %d B (%s)", rounds, kills, took, st.objects, st.store.used,
+      back and ("empty %.3f s after"):format(back) or "NOT empty in 10 s")
+    assert(back, ("%d objects (%d B) left in the store"):format(st.objects, st.store.used))
   end)
 end)
 

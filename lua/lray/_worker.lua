@@ -87,11 +87,13 @@ function reply_with(conn, msg, base, claim, cs)
   if claim then runtime.queue({ t = "claim", token = claim }) end
   runtime.flush_queued()
   msg.lend = token
-  if stored then
-    -- The node must have the puts before the caller reads the ranges: were
-    -- this process killed with a put still in its buffer and the result
-    -- already sent, the node would free the range and hand it out again,
-    -- and the caller would read another object's bytes.
+  if stored or lent or claim then
+    -- The node must have the puts, lends and claims before the caller has
+    -- the result. Were this process killed with them still in its buffer
+    -- and the result already sent, the node would free a put's range and
+    -- hand it out again (the caller would read another object's bytes), or
+    -- keep the caller's lend forever (the caller saw the result, so it
+    -- takes nothing back).
     runtime.flush_out()
   end
   if conn:is_open() then conn:send(msg) end
