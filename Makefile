@@ -17,7 +17,7 @@ TEST_SRCS:= $(wildcard core/test/*.c)
 TEST_OBJS:= $(TEST_SRCS:%.c=$(BUILD)/%.o)
 STAMP    := $(BUILD)/.deps-ok
 
-.PHONY: all deps run test test-c spec netns-test asan fuzz fuzz-ci fuzz-build fuzz-bins fuzz-merge fuzz-corpus clean examples lint install uninstall gen gen-check
+.PHONY: all deps run test test-c spec chaos netns-test asan fuzz fuzz-ci fuzz-build fuzz-bins fuzz-merge fuzz-corpus clean examples lint install uninstall gen gen-check
 all: $(BUILD)/lray
 
 $(STAMP): scripts/deps.sh
@@ -53,7 +53,7 @@ spec: $(BUILD)/lray
 
 # Lua globals and unused code; C include rules; generated files up to date.
 lint: $(STAMP) gen-check
-	luacheck --no-color -q lua spec examples
+	luacheck --no-color -q lua spec examples chaos
 
 # The API reference, the LuaLS definitions and the luacheck std, all made from
 # docs/api_ref.lua by scripts/docgen.lua. gen-check fails when they are stale.
@@ -83,6 +83,12 @@ netns-test: $(BUILD)/lray
 # The C tests and the specs built with ASan and UBSan (float-cast-overflow is
 # not in GCC's "undefined": added). CI runs it (CI_TESTS=: not again inside).
 CI_TESTS += asan
+
+# The chaos suite (chaos/chaos_spec.lua, docs/reliability.md "Chaos"): fixed
+# seeds; LRAY_CHAOS_SCALE=S multiplies its counts, LRAY_CHAOS_SEED changes them.
+chaos: $(BUILD)/lray
+	LRAY_BIN=$(abspath $(BUILD)/lray) busted --lua=$(abspath $(BUILD)/lray) chaos
+
 asan:
 	LSAN_OPTIONS=suppressions=$(abspath scripts/lsan.supp):print_suppressions=0 $(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	  SANFLAGS="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow" \

@@ -160,6 +160,11 @@ struct lr_obj_s {
   size_t data_len;
   int has_data;
   int64_t shm_off, shm_len; /* shm_len < 0: not in the store */
+  /* Ranges of later puts of the same id (a retried task finishing again):
+   * {off, len} pairs. The retry's result names its own range to its caller,
+   * who reads it, so they are freed with the object, not at the put. */
+  int64_t *dups;
+  uint32_t ndups;
   char *err;    /* encoded error, or NULL */
   size_t err_len;
   char *etype, *emsg; /* a failure the node made */

@@ -96,6 +96,9 @@ static void free_obj(lr_node_t *n, lr_obj_t *o)
   if (o->holds_actors) object_lend(n, o, LR_PT_UNLEND, NULL);
   if (o->shm_len >= 0) lr_salloc_free(&n->region, (uint64_t)o->shm_off, (uint64_t)o->shm_len);
   lr_spill_forget(n, o);
+  for (uint32_t i = 0; i < o->ndups; i++)
+    lr_salloc_free(&n->region, (uint64_t)o->dups[2 * i], (uint64_t)o->dups[2 * i + 1]);
+  lr_free(o->dups);
   for (uint32_t i = 0; i < o->ncontains; i++) {
     lr_obj_t *in = lr_obj_find(n, o->contains[i], strlen(o->contains[i]));
     if (in) in->inner--;
@@ -333,10 +336,16 @@ static void store(lr_node_t *n, lr_obj_t *o, const lr_m_put_t *m, const char *et
 {
   int has_shm = m && m->shm.n == 2;
   if (o->st != LR_O_PENDING) {
-    /* Already stored (a retried task finishing twice): keep the first, and
-     * free the second copy's range (never the stored one's). */
-    if (has_shm && !(o->shm_len >= 0 && o->shm_off == m->shm.items[0].v.i))
-      lr_salloc_free(&n->region, (uint64_t)m->shm.items[0].v.i, (uint64_t)m->shm.items[1].v.i);
+    /* Already stored (a retried task finishing twice): keep the first. The
+     * second copy's range is not freed now: the retry's result message names
+     * it to the caller, which reads it, so it lives as long as the object
+     * (freeing it here let a later allocation overwrite a result). */
+    if (has_shm && !(o->shm_len >= 0 && o->shm_off == m->shm.items[0].v.i)) {
+      o->dups = lr_xrealloc(o->dups, 2 * (o->ndups + 1) * sizeof(*o->dups));
+      o->dups[2 * o->ndups] = m->shm.items[0].v.i;
+      o->dups[2 * o->ndups + 1] = m->shm.items[1].v.i;
+      o->ndups++;
+    }
     return;
   }
   if (m) {

@@ -88,9 +88,10 @@ end
 -- them is claimed (claim), and both before the reply. cs: the call site that
 -- made the results (`lray memory`).
 function reply_with(conn, msg, base, claim, cs)
-  local lent, aids
+  local lent, aids, stored
   for _, r in ipairs(msg.results) do
     if r.shm then
+      stored = true
       runtime.send({ t = "put", id = r.id, shm = r.shm, arr = r.arr, refs = r.refs,
         actors = r.actors, cs = cs })
       lent = lent or {}
@@ -112,6 +113,15 @@ function reply_with(conn, msg, base, claim, cs)
   unpin_results(msg.results)
   runtime.flush_queued()
   msg.lend = token
+  if stored or lent or aids or claim then
+    -- The node must have the puts, lends and claims before the caller has
+    -- the result. Were this process killed with them still in its buffer
+    -- and the result already sent, the node would free a put's range and
+    -- hand it out again (the caller would read another object's bytes), or
+    -- keep the caller's lend forever (the caller saw the result, so it
+    -- takes nothing back).
+    runtime.flush_out()
+  end
   if conn:is_open() then conn:send(msg) end
   for _, r in ipairs(msg.results) do
     if r.shm then runtime.queue_unref(r.id) end

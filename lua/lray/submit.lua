@@ -231,16 +231,18 @@ local function spill(sh, addr)
 end
 
 -- Puts queued tasks on leases with room, and asks for more leases while
--- tasks are left over; withdraws requests nobody needs any more.
+-- tasks are left over; withdraws requests nobody needs any more. A lease
+-- whose connection is closing (its worker died; lease_lost runs from the
+-- close callback) takes nothing more.
 function pump(sh)
   local q = sh.queue
   for _, L in pairs(sh.leases) do   -- every idle worker first
     if #q == 0 then break end
-    if L.conn and not L.ended and L.inflight == 0 then push(L, remove(q, 1)) end
+    if L.conn and L.conn:is_open() and not L.ended and L.inflight == 0 then push(L, remove(q, 1)) end
   end
   for _, L in pairs(sh.leases) do   -- then deeper, for short functions
     if #q == 0 then break end
-    if L.conn and not L.ended then
+    if L.conn and L.conn:is_open() and not L.ended then
       while #q > 0 and L.inflight < depth(q[1], sh) do push(L, remove(q, 1)) end
     end
   end
@@ -317,6 +319,16 @@ runtime.handlers.lease_oom = function(m)
   end
 end
 
+-- A lease that is over with nothing in flight on it closes its connection
+-- (each lease opens its own: kept, they piled up in both processes). Its
+-- close is then not a death.
+local function retire(L)
+  if L.ended and L.inflight == 0 and not L.lost and L.conn and L.conn:is_open() then
+    L.lost = true
+    L.conn:close()
+  end
+end
+
 local function on_result(L, m)
   local t = L.tasks[m.tid]
   if not t then return end
@@ -329,6 +341,7 @@ local function on_result(L, m)
     L.ended = true
     L.shape.leases[L.lid] = nil
     unlend(t)
+    retire(L)
     return enqueue(t, true)
   end
   local s = timing[t.fh]
@@ -344,6 +357,7 @@ local function on_result(L, m)
   -- refs take_results queued go out first.
   if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
   finish(t)
+  retire(L)
   pump(L.shape)
 end
 
@@ -360,6 +374,7 @@ local function connect(L)
       elseif m.t == "lease_end" then
         L.ended = true
         L.shape.leases[L.lid] = nil
+        retire(L)
         pump(L.shape)
       end
     end)
