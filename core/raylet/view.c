@@ -106,13 +106,20 @@ const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r)
   if (!vw || vw->n < 2) return NULL;
   const lr_res_pool_t *p = lr_sched_pool(n->sched);
   if (lr_res_fits(p, r)) return NULL;
-  const view_node_t *best = NULL;
+  view_node_t *best = NULL;
   for (size_t i = 0; i < vw->n; i++) {
-    const view_node_t *v = &vw->nodes[i];
+    view_node_t *v = &vw->nodes[i];
     if (!v->alive || !strcmp(v->node_id, n->node_id) || !v->address[0]) continue;
     if (view_fits(v, r, 1) && (!best || free_cpu(v) > free_cpu(best))) best = v;
   }
-  if (best) return best->address;
+  if (best) {
+    /* Count it as taken until that node's next view: a burst of requests
+     * spreads over the nodes instead of piling onto the first. */
+    for (uint32_t i = 0; i < r->n; i++)
+      for (int j = 0; j < best->n; j++)
+        if (best->ids[j] == r->id[i]) best->avail[j] -= r->units[i];
+    return best->address;
+  }
   if (!lr_sched_infeasible(n->sched, r, NULL)) return NULL; /* wait here */
   for (size_t i = 0; i < vw->n; i++) {
     const view_node_t *v = &vw->nodes[i];
