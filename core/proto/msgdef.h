@@ -298,7 +298,8 @@
   F(m, STR, ONE, NONE)                                                        \
   LR_ARGS_FIELDS_(F)                                                          \
   F(rets, STR, LIST, NONE)                                                    \
-  F(lend, STR, ONE, NONE)
+  F(lend, STR, ONE, NONE) \
+  F(try, INT, ONE, NONE)
 
 #define LR_FIELDS_ret(F)                                                      \
   F(cid, STR, ONE, NONE)                                                      \
@@ -362,6 +363,10 @@
   F(dur, F64, LIST, NONE)                                                     \
   F(failed, BOOL, LIST, NONE)
 
+/* try: which attempt this is (1, 2, ... for a task; 0, 1, ... for a call):
+ * each try lends its arguments (lend) and its results (tid#try:ret,
+ * cid#try:ret) under tokens of its own, so a killed try's lends are taken
+ * back without touching the next one's. */
 /* A task for a leased worker. depv: the values of ObjectRef arguments, by
  * argument position (deps: there were some). code: the function's encoding,
  * only in the first task of fh this worker gets from this submitter. seq:
@@ -381,7 +386,8 @@
   F(refs, STR, LIST, NONE)                                                    \
   F(actors, STR, LIST, NONE)                                                  \
   F(cs, STR, ONE, NONE)                                                       \
-  F(lend, STR, ONE, NONE)
+  F(lend, STR, ONE, NONE) \
+  F(try, INT, ONE, NONE)
 
 /* rejected: the lease had ended before the task came (send it again);
  * dur: seconds it ran, so the submitter knows short functions. */

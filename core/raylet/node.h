@@ -241,7 +241,8 @@ struct lr_node_s {
   lr_lease_t *granted_head, *granted_tail;
   lr_obj_t *objects;
   int sweeping;
-  lr_strset_t *lends_claimed;
+  struct lr_tomb_s *lends_claimed; /* tokens claimed or unlent before their lend */
+  size_t ntombs;
   struct lr_lend_s *lends;
   lr_placement_t *placements;
   lr_placement_t *unplaced_head;

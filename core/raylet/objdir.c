@@ -231,17 +231,58 @@ void lr_obj_unhold(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
  * arrive first. Known gap: a lend for a reply whose caller died before
  * claiming it stays until the node ends. */
 
+/* A token claimed or unlent before its lend arrived (they come over other
+ * connections): the lend, when it comes, is over at once. A lend that never
+ * comes (an unlend of a result a killed worker never lent) would leave its
+ * mark forever, so marks older than TOMB_TTL go once there are many. */
+typedef struct lr_tomb_s {
+  char *key;
+  double at;
+  UT_hash_handle hh;
+} lr_tomb_t;
+
+static void release_lend(lr_node_t *n, lr_lend_t *l, int type);
+
+#define TOMB_TTL 30.0
+#define TOMB_PRUNE_AT 1024
+
+static void tomb_del(lr_node_t *n, lr_tomb_t *t)
+{
+  HASH_DEL(n->lends_claimed, t);
+  n->ntombs--;
+  lr_free(t->key);
+  lr_free(t);
+}
+
+static void tomb_add(lr_node_t *n, const char *token, size_t len)
+{
+  lr_tomb_t *t;
+  HASH_FIND(hh, n->lends_claimed, token, len, t);
+  if (t) return;
+  double now = lr_node_now();
+  if (n->ntombs >= TOMB_PRUNE_AT) {
+    lr_tomb_t *e, *tmp;
+    HASH_ITER(hh, n->lends_claimed, e, tmp) if (now - e->at > TOMB_TTL) tomb_del(n, e);
+  }
+  t = lr_xcalloc(1, sizeof(*t));
+  t->key = dupn(token, len);
+  t->at = now;
+  HASH_ADD_KEYPTR(hh, n->lends_claimed, t->key, len, t);
+  n->ntombs++;
+}
+
 void lr_obj_lend(lr_node_t *n, const lr_m_lend_t *m)
 {
   if (!m->token.n) return;
-  lr_strset_t *c;
+  lr_tomb_t *c;
   HASH_FIND(hh, n->lends_claimed, m->token.v.s.p, m->token.v.s.n, c);
   if (c) {
-    HASH_DEL(n->lends_claimed, c);
-    lr_free(c->key);
-    lr_free(c);
+    tomb_del(n, c);
     return;
   }
+  lr_lend_t *old;
+  HASH_FIND(hh, n->lends, m->token.v.s.p, m->token.v.s.n, old);
+  if (old) release_lend(n, old, LR_PT_UNLEND); /* never two under one token */
   lr_lend_t *l = lr_xcalloc(1, sizeof(*l));
   l->token = dupn(m->token.v.s.p, m->token.v.s.n);
   l->n = m->ids.n;
@@ -281,19 +322,19 @@ void lr_obj_claim(lr_node_t *n, const char *token, size_t len)
     release_lend(n, l, LR_PT_CLAIM);
     return;
   }
-  lr_strset_t *c = lr_xcalloc(1, sizeof(*c));
-  c->key = dupn(token, len);
-  HASH_ADD_KEYPTR(hh, n->lends_claimed, c->key, len, c);
+  tomb_add(n, token, len);
 }
 
-/* The lender takes a lend back (the receiver died before it could claim
- * it). It comes after the lend on the same connection, so a token that is
- * gone was claimed already. */
+/* A lend is taken back: by its lender (the receiver died before it could
+ * claim it; after the lend, on the same connection), or by the receiver of
+ * a result whose sender died (the result never came; the lend may still be
+ * on its way over the dead sender's connection: remembered). */
 void lr_obj_unlend(lr_node_t *n, const char *token, size_t len)
 {
   lr_lend_t *l;
   HASH_FIND(hh, n->lends, token, len, l);
   if (l) release_lend(n, l, LR_PT_UNLEND);
+  else tomb_add(n, token, len);
 }
 
 /* -- Values ------------------------------------------------------------------------- */

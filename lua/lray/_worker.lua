@@ -351,7 +351,7 @@ local function run_pushed(m)
   local t0 = core.now()
   local results, lua_error = run_task(m)
   reply_with(m.conn, { t = "result", tid = m.tid, results = results, lua_error = lua_error,
-    dur = core.now() - t0 }, m.tid, m.lend, m.cs)
+    dur = core.now() - t0 }, m.tid .. "#" .. (m.try or 0), m.lend, m.cs)
   lease_idle()
 end
 
@@ -483,7 +483,7 @@ local function serve_call(conn, m)
   end
   spans.record("actor_call", actor.cname .. "." .. tostring(m.m), m.cid, t0, failed)
   runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
-  reply_with(conn, { t = "ret", cid = m.cid, results = results }, m.cid, m.lend)
+  reply_with(conn, { t = "ret", cid = m.cid, results = results }, m.cid .. "#" .. (m.try or 0), m.lend)
 end
 
 local function become_actor(m)

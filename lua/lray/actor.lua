@@ -35,11 +35,14 @@ end
 -- M.handle) until it ends, whether the user's handle is collected meanwhile
 -- or not; call_ended lets go of that count exactly once.
 local call_ended
+local ret_token
 
 local function fail_call(st, aid, call, why)
   call_ended(call)
-  -- The actor never replied: take back what the arguments lent it.
+  -- The actor never replied: take back what the arguments lent it, and
+  -- what a reply sent just before it died may have lent us.
   if call.msg.lend then runtime.queue({ t = "unlend", token = call.msg.lend }) end
+  runtime.queue({ t = "unlend", token = ret_token(call.msg) })
   local blob = serialize.encode(died_error(st, st.cname, aid, why))
   for _, id in ipairs(call.rets) do
     runtime.fill(id, { err = blob }, "local")
@@ -60,6 +63,12 @@ end
 -- Calls that were running when the actor's process went away: re-send them
 -- (ahead of newer calls, in their order) while max_task_retries allows, or
 -- fail them.
+--- The token a call's (or task's) try lends its reply under.
+ret_token = function(msg)
+  return (msg.cid or msg.tid) .. "#" .. (msg.try or 0) .. ":ret"
+end
+M.ret_token = ret_token
+
 local function settle_orphans(st, aid, max_retries, cause)
   local o = st.orphans
   if #o == 0 then return end
@@ -68,8 +77,19 @@ local function settle_orphans(st, aid, max_retries, cause)
   local keep = {}
   for i = 1, #o do
     local call = o[i]
+    -- The dead process may have lent this try's reply before it died: the
+    -- reply never came, so that lend is taken back (the node remembers it if
+    -- the lend is still on its way).
+    runtime.queue({ t = "unlend", token = ret_token(call.msg) })
     if max_retries == -1 or call.tries < max_retries then
       call.tries = call.tries + 1
+      call.msg.try = call.tries
+      if call.msg.lend then
+        -- A new try lends its arguments under a token of its own.
+        runtime.queue({ t = "unlend", token = call.msg.lend })
+        call.msg.lend = call.msg.cid .. "#" .. call.tries
+        runtime.queue({ t = "lend", token = call.msg.lend, ids = call.lend_ids, aids = call.lend_aids })
+      end
       keep[#keep + 1] = call
     else
       fail_call(st, aid, call, ("died while running this call (%s), which was already"
@@ -283,8 +303,9 @@ local function call_method(h, mname, mopts, ...)
   end
   local lend = ((ids and #ids > 0) or aids) and cid or nil
   if lend then runtime.queue({ t = "lend", token = lend, ids = ids, aids = aids }) end
-  local call = { rets = rets, seq = call_seq, tries = 0, msg = { t = "call", cid = cid, m = mname,
-    args = blob, deps = deps, refs = refs, rets = rets, lend = lend },
+  local call = { rets = rets, seq = call_seq, tries = 0, lend_ids = ids, lend_aids = aids,
+    msg = { t = "call", cid = cid, m = mname, args = blob, deps = deps, refs = refs,
+      rets = rets, lend = lend },
     keep = { ... }, -- arguments stay referenced until the call returns
     aid = aid }
   M.pin(aid)        -- and the actor stays alive until it returns

@@ -131,8 +131,9 @@ end
 local function push(L, t)
   t.state, t.lease = "pushed", L
   local lent, aids = lend_ids(t)
+  t.try = (t.try or 0) + 1   -- each try lends under tokens of its own
   if lent or aids then
-    t.lend = t.tid
+    t.lend = t.tid .. "#" .. t.try
     runtime.queue({ t = "lend", token = t.lend, ids = lent, aids = aids })
     runtime.flush_queued()
   end
@@ -145,7 +146,8 @@ local function push(L, t)
   end
   L.conn:send({ t = "push", lid = L.lid, tid = t.tid, seq = t.seq, fh = t.fh, code = code,
     args = t.args, depv = dep_values(t.deps), deps = t.deps and true or nil, rets = t.rets,
-    name = t.name, job = t.job, refs = t.refs, actors = t.actors, cs = t.cs, lend = t.lend })
+    name = t.name, job = t.job, refs = t.refs, actors = t.actors, cs = t.cs, lend = t.lend,
+    try = t.try })
 end
 
 -- -- Other nodes -------------------------------------------------------------------
@@ -271,6 +273,9 @@ local function lease_lost(L, why)
   local again = {}
   for _, t in pairs(L.tasks) do
     unlend(t)
+    -- Its result never came: a result the worker lent before it died is
+    -- taken back (remembered by the node if still on its way).
+    runtime.queue({ t = "unlend", token = t.tid .. "#" .. t.try .. ":ret" })
     if t.cancelled then
       fail(t, cancelled_error(t))
     elseif L.oom and t.retries ~= 0 then
