@@ -315,7 +315,7 @@ static void shutdown_later(uv_timer_t *t)
   shutdown_t *s = t->data;
   lr_node_t *n = s->n;
   lr_client_t *c = lr_node_client(n, s->client);
-  lr_pool_flush_output(n, s->job);
+  lr_pool_flush_output(n, s->job, c);
   if (c && s->rid_copy) {
     lr_m_reply_t r = LR_MSG_INIT(REPLY);
     LR_SET_CSTR(r.rid, s->rid_copy);

@@ -299,8 +299,9 @@ void lr_pool_introduce_job(lr_node_t *n, lr_worker_t *w, const char *job);
 void lr_pool_kill(lr_worker_t *w, int sig);
 /* Its connection closed: freed once its process is gone too. */
 void lr_pool_client_gone(lr_worker_t *w);
-/* Sends what workers of job printed without a final newline. */
-void lr_pool_flush_output(lr_node_t *n, const char *job);
+/* Sends what the workers of job, or lent to owner, printed and the node has
+ * not read or sent yet (a driver or remote submitter is leaving). */
+void lr_pool_flush_output(lr_node_t *n, const char *job, const lr_client_t *owner);
 void lr_pool_flush_partial(lr_worker_t *w);
 /* Task workers that count against the pool's soft limit. */
 int lr_pool_count_task_workers(lr_node_t *n);

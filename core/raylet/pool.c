@@ -45,15 +45,22 @@ static void flush_line(lr_worker_t *w, int stream, const char *text, size_t len)
 {
   lr_node_t *n = w->node;
   lr_job_t *j = lr_node_job(n, w->job);
-  if (j && j->driver && !j->driver->gone) {
-    if (!j->log_to_driver) return;
+  /* A task lent to a submitter on another node: its job's driver is not
+   * here, so the lines go to that submitter, which prints them (and its own
+   * node takes them on to the driver). */
+  lr_client_t *remote = !j && w->lease && w->lease->owner && !w->lease->owner->gone &&
+                                w->lease->owner->conn.h.handle.type == UV_TCP
+                            ? w->lease->owner
+                            : NULL;
+  if ((j && j->driver && !j->driver->gone) || remote) {
+    if (j && !j->log_to_driver) return;
     lr_m_out_t m = LR_MSG_INIT(OUT);
     const char *name = w->labels[stream] ? w->labels[stream] : w->label ? w->label : "worker";
     LR_SET_CSTR(m.name, name);
     LR_SET_INT(m.pid, w->pid);
     LR_SET_STR(m.text, text, len);
     LR_SET_INT(m.stream, stream);
-    lr_node_send(j->driver, &m);
+    lr_node_send(remote ? remote : j->driver, &m);
   } else if (stream == 2) {
     /* No driver to tell (a worker failing before its first task): the
      * node's own stderr (the terminal, or node.log for `lray start`). */
@@ -92,10 +99,10 @@ static void drain(lr_worker_t *w)
   }
 }
 
-void lr_pool_flush_output(lr_node_t *n, const char *job)
+void lr_pool_flush_output(lr_node_t *n, const char *job, const lr_client_t *owner)
 {
   for (lr_worker_t *w = n->workers; w; w = w->hh.next)
-    if (!strcmp(w->job, job)) {
+    if ((job[0] && !strcmp(w->job, job)) || (owner && w->lease && w->lease->owner == owner)) {
       if (!w->exited) drain(w);
       lr_pool_flush_partial(w);
     }

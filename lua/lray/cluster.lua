@@ -259,6 +259,7 @@ end
 
 --- Leaves the cluster; stops the embedded node if this driver owns it.
 function M.leave()
+  if runtime.conn and not runtime.lost then require("lray.submit").flush_remote(2) end
   runtime.leaving = true
   if runtime.conn and runtime.conn:is_open() and not runtime.lost then
     -- The reply comes after the output of our tasks still on its way.

@@ -203,6 +203,21 @@ local function with_raylet(addr, fn)
   end, runtime.info and runtime.info.token)
 end
 
+--- Before this process leaves: the nodes it leased workers from send what
+--- those workers printed that they have not sent yet (bounded wait).
+function M.flush_remote(seconds)
+  local waiting = 0
+  for _, r in pairs(raylets) do
+    if r.ready and r.conn:is_open() then
+      waiting = waiting + 1
+      runtime.request_via(r.conn, { t = "shutdown" }, function() waiting = waiting - 1 end)
+    end
+  end
+  if waiting > 0 then
+    runtime.wait_until(function() return waiting == 0 end, core.now() + (seconds or 2), true)
+  end
+end
+
 local function request_lease(sh, conn)
   local first = sh.queue[1]
   local rid
