@@ -90,6 +90,7 @@
   T(NODE_INFO, node_info, REC)     /* one node in a cluster view */           \
   T(CLUSTER_VIEW, cluster_view, MSG) /* head -> raylets: every node's resources */ \
   T(NODE_ALIVE, node_alive, MSG)   /* head -> raylets: the head lives (1 s) */ \
+  T(FWD, fwd, MSG)                 /* a joined node's client <-> the head */ \
   /* Objects between nodes (core/raylet/transfer.c). */                      \
   T(FETCH, fetch, MSG)             /* client -> node: copy a remote object */ \
   T(PULL, pull, MSG)               /* node -> node: send me a piece */        \
@@ -515,5 +516,13 @@
   F(total, INT, ONE, NONE)                                                    \
   F(data, STR, ONE, NONE)                                                     \
   F(err, STR, ONE, NONE)
+
+/* What a client of a joined node says to the head (actor messages, the
+ * class table), and what the head answers it, travel over that node's link
+ * wrapped in fwd: client is the joined node's number for it, frame the
+ * message. The head answers through a proxy client of its own. */
+#define LR_FIELDS_fwd(F)                                                      \
+  F(client, INT, ONE, NONE)                                                   \
+  F(frame, STR, ONE, NONE)
 
 #endif

@@ -175,6 +175,7 @@ static void on_head_frame(lr_conn_t *c, const char *p, size_t len)
   if (type == LR_PT_REPLY) relay_reply(n, msg);
   else if (type == LR_PT_CLUSTER_VIEW) lr_view_update(n, msg);
   else if (type == LR_PT_ACTOR_PLACE) lr_place_actor(n, msg);
+  else if (type == LR_PT_FWD) lr_fwd_deliver(n, msg);
   else if (type == LR_PT_ACTOR_STOP) lr_place_stop(n, msg);
   lr_arena_reset(&n->arena);
 }
@@ -271,3 +272,5 @@ int lr_headlink_relay(lr_node_t *n, lr_client_t *c, lr_pf_t *rid, const void *m)
 }
 
 void lr_headlink_send(lr_node_t *n, const void *m) { to_head(n, m); }
+
+int lr_headlink_up(const lr_node_t *n) { return n->hl_state == HL_UP; }

@@ -58,6 +58,10 @@ int lr_pstreq(const lr_pf_t *f, const char *s)
 
 void lr_node_send(lr_client_t *c, const void *m)
 {
+  if (c && c->kind == LR_CL_PROXY) {
+    lr_fwd_send(c, m);
+    return;
+  }
   if (!c || c->gone || c->conn.closing) return;
   size_t pos = lr_conn_begin_frame(&c->conn);
   lr_proto_encode(&c->conn.out, m);
@@ -190,8 +194,16 @@ void lr_node_to_head(lr_node_t *n, uint64_t client, const void *m)
   case LR_PT_WORKER_EXIT:
   case LR_PT_ACTOR_READY:
   case LR_PT_ACTOR_FAILED: lr_headlink_send(n, m); break;
-  default:
-    if (client) no_head(n, client, m);
+  case LR_PT_JOB: /* this node's own: its drivers come and go */
+  case LR_PT_JOB_END:
+  case LR_PT_CLIENT_GONE:
+  case LR_PT_LEND: /* handles in flight here (objdir) */
+  case LR_PT_CLAIM:
+  case LR_PT_UNLEND:
+    if (!client) lr_headlink_send(n, m);
+    break;
+  default: /* a client's: to the head, wrapped */
+    if (client && lr_fwd_out(n, client, m) < 0) no_head(n, client, m);
   }
 }
 
@@ -233,7 +245,12 @@ static void on_hello(lr_node_t *n, lr_client_t *c, lr_m_hello_t *m)
     return;
   }
   lr_job_t *j = lr_xcalloc(1, sizeof(*j));
-  snprintf(j->id, sizeof(j->id), "%08llx", (unsigned long long)++n->next_job);
+  /* Unique in the cluster: a joined node's start with its own prefix. */
+  if (n->gcs)
+    snprintf(j->id, sizeof(j->id), "%08llx", (unsigned long long)++n->next_job);
+  else
+    snprintf(j->id, sizeof(j->id), "%04x%04llx", n->job_prefix,
+             (unsigned long long)(++n->next_job & 0xffff));
   c->kind = LR_CL_DRIVER;
   snprintf(c->job, sizeof(c->job), "%s", j->id);
   if (m->namespace.n) {
@@ -415,14 +432,35 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
       lr_obj_unhold(n, c, m->ids.items[i].v.s.p, m->ids.items[i].v.s.n);
     break;
   }
-  case LR_PT_LEND: lr_obj_lend(n, msg); break;
+  case LR_PT_FWD: if (c->kind == LR_CL_NODE) lr_fwd_in(n, c, msg); break;
+  case LR_PT_JOB:
+  case LR_PT_JOB_END: if (c->kind == LR_CL_NODE) lr_node_to_head(n, 0, msg); break;
+  case LR_PT_CLIENT_GONE:
+    if (c->kind == LR_CL_NODE) {
+      lr_m_client_gone_t *g = msg;
+      lr_client_t *p = g->client.n ? lr_fwd_proxy(n, c, (uint64_t)g->client.v.i, 0) : NULL;
+      if (p) lr_fwd_drop(n, p);
+    }
+    break;
+  case LR_PT_LEND:
+    if (c->kind == LR_CL_NODE) lr_node_to_head(n, 0, msg); /* handles on that node */
+    else lr_obj_lend(n, msg);
+    break;
   case LR_PT_CLAIM: {
     lr_m_claim_t *m = msg;
+    if (c->kind == LR_CL_NODE) {
+      lr_node_to_head(n, 0, msg);
+      break;
+    }
     if (m->token.n) lr_obj_claim(n, m->token.v.s.p, m->token.v.s.n);
     break;
   }
   case LR_PT_UNLEND: {
     lr_m_unlend_t *m = msg;
+    if (c->kind == LR_CL_NODE) {
+      lr_node_to_head(n, 0, msg);
+      break;
+    }
     if (m->token.n) lr_obj_unlend(n, m->token.v.s.p, m->token.v.s.n);
     break;
   }
@@ -603,6 +641,10 @@ static void on_conn_close(lr_conn_t *conn)
   LR_SET_INT(g.client, c->id);
   lr_node_to_head(n, 0, &g);
   HASH_DEL(n->clients, c);
+  if (c->kind == LR_CL_NODE) { /* the clients behind it are gone too */
+    lr_client_t *p, *tmp;
+    HASH_ITER(hh, n->clients, p, tmp) if (p->kind == LR_CL_PROXY && p->via == c) lr_fwd_drop(n, p);
+  }
   if (c->auth) {
     lr_auth_close(c->auth);
     lr_free(c->auth);
@@ -864,6 +906,8 @@ int lr_raylet_main(int argc, char **argv)
   lr_gcs_env_t env = {n, n->loop, head_send, head_to_raylet,
                       agrace ? strtod(agrace, NULL) : LR_GCS_HANDLE_GRACE};
   if (!a.head_address) n->gcs = lr_gcs_new(&env); /* a joined node has no head */
+  uv_random(NULL, NULL, &n->job_prefix, sizeof(n->job_prefix), 0, NULL);
+  n->job_prefix |= 0x8000; /* never 0000: the head's own */
   lr_shm_sweep("lray-");
   char hex[9];
   lr_node_random_hex(hex, 4);

@@ -13,6 +13,7 @@
  *   headlink.c  this node in the cluster's node table; a joined node's link
  *               to the head
  *   view.c      every node's resources, as the head last said: where to spill
+ *   fwd.c       a joined node's clients and the head (fwd, proxy clients)
  *   memmon.c    memory pressure: oom_score_adj, the memory monitor
  *   spill.c     spilling objects to disk when the store is full
  *   peer.c      authenticated links to other nodes (client side)
@@ -51,7 +52,7 @@ typedef struct lr_strset_s {
 
 /* -- Clients: drivers and workers connected to the node ------------------- */
 
-enum { LR_CL_NEW, LR_CL_DRIVER, LR_CL_WORKER, LR_CL_NODE };
+enum { LR_CL_NEW, LR_CL_DRIVER, LR_CL_WORKER, LR_CL_NODE, LR_CL_PROXY };
 
 typedef struct lr_alloc_s { /* a store range a client was given, not yet put */
   uint64_t off, size;
@@ -71,6 +72,8 @@ struct lr_client_s {
   lr_lease_t *leases; /* lease requests it made (owner list) */
   int gone;           /* closed: handlers ignore it */
   lr_auth_t *auth;    /* a TCP peer that has not proved the token yet */
+  lr_client_t *via;   /* a proxy: the joined node's link it stands behind */
+  uint64_t remote_id; /* ...and that node's number for its client */
   double accepted;    /* monotonic seconds, for the handshake's deadline */
   UT_hash_handle hh;  /* node.clients by id */
 };
@@ -228,6 +231,8 @@ struct lr_node_s {
   uv_signal_t sigs[3];
   uv_timer_t sweep_timer, dash_timer;
   lr_arena_t arena;
+  lr_arena_t arena2;  /* for a message inside another (fwd) */
+  uint16_t job_prefix; /* a joined node's job ids start with it */
   lr_sched_t *sched;
   lr_gcs_t *gcs;
   uint64_t next_client, next_num, next_job, next_wid;
@@ -396,6 +401,19 @@ void lr_headlink_self(lr_node_t *n);
 int lr_headlink_relay(lr_node_t *n, lr_client_t *c, lr_pf_t *rid, const void *m);
 /* Sends m to the head (a joined node; dropped while the link is down). */
 void lr_headlink_send(lr_node_t *n, const void *m);
+int lr_headlink_up(const lr_node_t *n);
+/* fwd.c: a joined node's clients and the head. */
+/* Joined node: client's message m for the head, wrapped; -1 if no link. */
+int lr_fwd_out(lr_node_t *n, uint64_t client, const void *m);
+/* Joined node: the head's fwd for one of our clients. */
+void lr_fwd_deliver(lr_node_t *n, const lr_m_fwd_t *m);
+/* Head: a fwd from the joined node behind nc. */
+void lr_fwd_in(lr_node_t *n, lr_client_t *nc, const lr_m_fwd_t *m);
+/* Head: sends m to proxy p (over its node's link). */
+void lr_fwd_send(lr_client_t *p, const void *m);
+/* Head: the proxy for client remote of the node behind nc (NULL: none). */
+lr_client_t *lr_fwd_proxy(lr_node_t *n, lr_client_t *nc, uint64_t remote, int create);
+void lr_fwd_drop(lr_node_t *n, lr_client_t *proxy);
 
 /* -- memmon.c ------------------------------------------------------------------- */
 
