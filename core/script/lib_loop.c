@@ -141,6 +141,8 @@ typedef struct {
   uint64_t auth_deadline; /* loop time (ms) the peer must prove it by */
   void *next_pending;     /* the list of peers still proving the token */
   int auth_async;         /* an async connect: on_connect waits for the handshake */
+  int handshaking;        /* a sync connect's handshake runs the loop: a close */
+  int close_pending;      /* meanwhile is finished after it (lc stays valid) */
 } lconn_t;
 
 /* The client side of the token handshake (see "The cluster token"). */
@@ -180,9 +182,20 @@ static void lconn_on_frame(lr_conn_t *c, const char *p, size_t n)
 
 static void pending_remove(lconn_t *lc);
 
+static void finish_close(lconn_t *lc);
+
 static void lconn_on_close(lr_conn_t *c)
 {
   lconn_t *lc = c->data;
+  if (lc->handshaking) {
+    lc->close_pending = 1;
+    return;
+  }
+  finish_close(lc);
+}
+
+static void finish_close(lconn_t *lc)
+{
   lua_State *L = main_L;
   if (lc->auth_async) { /* closed during an async connect's handshake */
     if (lc->auth_state == AUTH_WAIT_PROOF)
@@ -457,6 +470,7 @@ static int auth_handshake(lconn_t *lc, const char *token)
     wake_init = 1;
   }
   lc->auth_state = AUTH_WAIT_CHALLENGE;
+  lc->handshaking = 1;
   lc->c.on_frame = auth_on_frame;
   lc->c.max_frame = LR_AUTH_ANSWER_LEN; /* the largest handshake frame, both ways */
   uint64_t deadline = uv_now(lr_vm_loop()) + 10000;
@@ -466,6 +480,7 @@ static int auth_handshake(lconn_t *lc, const char *token)
          uv_now(lr_vm_loop()) < deadline)
     uv_run(lr_vm_loop(), UV_RUN_ONCE);
   uv_timer_stop(&wake);
+  lc->handshaking = 0;
   if (!lc->c.closing) uv_read_stop(&lc->c.h.stream); /* on_message starts it again */
   int state = lc->auth_state;
   if (token) lr_auth_close(&a);
@@ -536,11 +551,18 @@ static int l_connect(lua_State *L)
   }
   if (is_tcp && auth_handshake(lc, lua_tostring(L, 3)) < 0) {
     const char *why = lc->auth_err;
-    lr_conn_close(&lc->c);
+    if (lc->close_pending) finish_close(lc); /* closed during the handshake */
+    else lr_conn_close(&lc->c);
     lua_pushnil(L);
     lua_pushfstring(L, "cannot join the cluster at %s: %s", addr, why);
     lua_pushliteral(L, "AuthenticationError");
     return 3;
+  }
+  if (is_tcp && lc->close_pending) { /* proved, then closed at once */
+    finish_close(lc);
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot connect to %s: the node closed the connection", addr);
+    return 2;
   }
   return 1;
 fail:
