@@ -110,7 +110,7 @@ TEST(spill_bench)
   const int k = 4;
   lr_node_t *n = spill_node(size * (uint64_t)k + (1 << 20));
   lr_obj_t *o[4];
-  char id[8];
+  char id[16];
   for (int i = 0; i < k; i++) {
     snprintf(id, sizeof(id), "o%d", i);
     o[i] = object(n, id, size, 'a' + i, 1, 0);
