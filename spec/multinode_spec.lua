@@ -45,6 +45,14 @@ describe("a cluster of several nodes", function()
     assert.are.equal(1, h["127.0.0.3"].resources.CPU)
   end)
 
+  it("shows every node in `lray status`", function()
+    local out, status = c:lray("status")
+    assert.are.equal(0, status, out)
+    assert.matches("Nodes: 3, 3 alive", out, 1, true)
+    assert.matches("127.0.0.2:%d+%s+alive", out)
+    assert.matches("127.0.0.3:%d+%s+alive", out)
+  end)
+
   it("answers `lray list nodes` on a node that joined, through the head", function()
     local out = shell.run(("ls -d %s/node-*/ | head -1"):format(shell.q(c.base)))
     local sock = out:gsub("%s+$", "") .. "node.sock"

@@ -319,6 +319,22 @@ local function status()
   local st = runtime.state({ t = "status" })
   local out = io.stdout
   out:write("======== lray cluster status ========\n")
+  local ok, nodes = pcall(runtime.state, { t = "nodes" })
+  nodes = ok and nodes.nodes or {}
+  if #nodes > 1 then
+    -- A cluster of several nodes: each, then this node's own details.
+    local up = 0
+    for _, n in ipairs(nodes) do if n.alive then up = up + 1 end end
+    out:write(("Nodes: %d, %d alive\n"):format(#nodes, up))
+    for _, n in ipairs(nodes) do
+      local cpu = n.resources and n.resources.CPU or 0
+      local free = n.available and n.available.CPU or 0
+      out:write(("  %s  %-21s %-5s %s  CPU %s / %s used%s\n"):format(n.node_id:sub(1, 12),
+        tostring(n.address), n.is_head and "head" or "", n.alive and "alive" or "DEAD ",
+        fmt_amount(cpu - free), fmt_amount(cpu), n.cause and ("  (" .. n.cause .. ")") or ""))
+    end
+    out:write("This node:\n")
+  end
   out:write(("Node %s  %s\n"):format(st.node_id, st.address))
   out:write("Resources (used / total):\n")
   local keys = {}
