@@ -30,13 +30,7 @@ local function sh(cmd)
   return s
 end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = U.read
 
 HZ = tonumber(sh("getconf CLK_TCK 2>/dev/null")) or HZ
 local fd_limit = tonumber(sh("sh -c 'ulimit -n'"))

@@ -6,6 +6,7 @@ local core = require("lray._core")
 
 local M = {}
 
+--- The whole file at path, or nil.
 local function read(path)
   local f = io.open(path)
   if not f then return nil end
@@ -13,13 +14,16 @@ local function read(path)
   f:close()
   return s
 end
+M.read = read
 
+--- What cmd prints on stdout (its stderr dropped).
 local function sh(cmd)
   local f = assert(io.popen(cmd .. " 2>/dev/null"))
   local s = f:read("*a")
   f:close()
   return s
 end
+M.sh = sh
 
 function M.mb(kb) return kb and kb / 1024 end
 

@@ -50,20 +50,8 @@ local DRIVER = core.getpid()
 
 -- -- Process readings ---------------------------------------------------------
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>/dev/null"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local U = dofile((arg and arg[0] or "bench/soak.lua"):match("^(.*)/[^/]*$") .. "/scale_util.lua")
+local read, sh = U.read, U.sh
 
 local function rss_kb(pid)
   local s = read("/proc/" .. pid .. "/status")
