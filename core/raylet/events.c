@@ -77,8 +77,6 @@ void lr_ev_init(lr_node_t *n)
   n->ev = e;
 }
 
-void lr_ev_free(lr_node_t *n) { LR_UNUSED(n); }
-
 /* -- Tasks ------------------------------------------------------------------------- */
 
 static void push_done(ev_t *e, const done_t *d)

@@ -311,7 +311,6 @@ static void on_why(lr_node_t *n, lr_client_t *c, const lr_m_why_t *m)
 typedef struct {
   lr_node_t *n;
   uint64_t client;
-  lr_pf_t rid;
   char *rid_copy;
   char job[LR_ID_MAX];
   int owner_leaves;

@@ -378,7 +378,6 @@ void lr_place_unlink_all(lr_node_t *n);
 /* -- events.c ------------------------------------------------------------------- */
 
 void lr_ev_init(lr_node_t *n);
-void lr_ev_free(lr_node_t *n);
 void lr_ev_job_started(lr_node_t *n, const lr_job_t *j);
 void lr_ev_job_ended(lr_node_t *n, const char *job);
 void lr_ev_output(lr_node_t *n, lr_worker_t *w, int stream, const char *data, size_t len);
@@ -453,7 +452,6 @@ void lr_spill_cleanup(lr_node_t *n);
 /* -- view.c ------------------------------------------------------------------------ */
 
 void lr_view_update(lr_node_t *n, const lr_m_cluster_view_t *m);
-void lr_view_free(lr_node_t *n);
 /* The address of the node a lease request r should go to instead of
  * waiting here, or NULL (run or queue it here). */
 const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r);

@@ -73,14 +73,6 @@ void lr_view_update(lr_node_t *n, const lr_m_cluster_view_t *m)
   lr_lease_respill(n);
 }
 
-void lr_view_free(lr_node_t *n)
-{
-  if (!n->view) return;
-  lr_free(n->view->nodes);
-  lr_free(n->view);
-  n->view = NULL;
-}
-
 /* 1 if r fits the node's free (now) or total (ever) resources. */
 static int view_fits(const view_node_t *v, const lr_res_req_t *r, int now)
 {
