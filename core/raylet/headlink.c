@@ -121,7 +121,14 @@ static void start_views(lr_node_t *n)
 
 static void head_lost(lr_node_t *n, const char *why)
 {
-  fprintf(stderr, "lray node: %s; this node stops (its cluster is gone)\n", why);
+  if (n->hl_state == HL_UP)
+    fprintf(stderr, "lray node: %s; this node stops (its cluster is gone)\n", why);
+  else if (n->hl_state == HL_PROOF) /* it never joined: say what to check */
+    fprintf(stderr, "lray node: %s; check the token (--token or $LRAY_TOKEN: the one"
+            " `lray start --head` printed)\n", why);
+  else
+    fprintf(stderr, "lray node: %s; is `lray start --head` running there, and is that its"
+            " address for other machines?\n", why);
   lr_node_cleanup(n, n->hl_state == HL_UP ? 0 : 1);
 }
 
