@@ -180,6 +180,27 @@ describe("tasks on a cluster of several nodes", function()
     assert.not_matches("cannot be scheduled", out, 1, true)
   end)
 
+  it("runs a task on the node that holds its arguments' bytes", function()
+    local out, status = driver([[
+      local big = lray.remote(function()
+        return lray.get_runtime_context().node_id, string.rep("y", 1048576)
+      end)
+      local r = { big.options({ num_returns = 2, resources = { Custom = 1 } }).remote() }
+      local at = lray.get(r[1])
+      local where = lray.remote(function(s) return lray.get_runtime_context().node_id, #s end)
+      local same, len = 0, 0
+      for _ = 1, 5 do
+        local v = lray.get({ where.options({ num_returns = 2 }).remote(r[2]) })
+        if v[1] == at then same = same + 1 end
+        len = v[2]
+      end
+      print("HEAD " .. tostring(at == lray.get_runtime_context().node_id) .. " SAME " .. same
+        .. " LEN " .. len)
+    ]])
+    assert.are.equal(0, status, out)
+    assert.matches("HEAD false SAME 5 LEN 1048576", out, 1, true)
+  end)
+
   it("spreads work over the nodes when the head is busy, with every result right", function()
     local out, status = driver([[
       local busy = lray.remote(function(i)

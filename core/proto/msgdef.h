@@ -391,14 +391,17 @@
   F(try, INT, ONE, NONE)
 
 /* rejected: the lease had ended before the task came (send it again);
- * dur: seconds it ran, so the submitter knows short functions. */
+ * dur: seconds it ran, so the submitter knows short functions; lost: the
+ * ObjectRef argument whose value could not be read (its node is gone), so
+ * its owner may rebuild it and run the task again. */
 #define LR_FIELDS_result(F)                                                   \
   F(tid, STR, ONE, NONE)                                                      \
   F(results, REC, LIST, VALUE)                                                \
   F(lua_error, BOOL, ONE, NONE)                                               \
   F(rejected, BOOL, ONE, NONE)                                                \
   F(dur, F64, ONE, NONE)                                                      \
-  F(lend, STR, ONE, NONE)
+  F(lend, STR, ONE, NONE)                                                     \
+  F(lost, STR, ONE, NONE)
 
 /* -- Head <-> node manager --------------------------------------------------
  * The head (core/gcs) keeps jobs' namespaces, the actor table, names and the

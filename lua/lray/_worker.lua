@@ -165,13 +165,22 @@ local function error_results(rets, err)
 end
 
 -- Arguments: the encoded list, with resolved ObjectRef arguments filled in.
+-- The arguments of m, with its ObjectRef arguments' values (depv). An
+-- argument whose value is lost (its node died) fails the task with that
+-- ObjectLostError and names it in m.lost, so its owner may rebuild it.
 local function build_args(m, depv)
   local args = decode(m.args)
   if depv then
     for i, d in pairs(depv) do
       local err = runtime.err_blob(d)
       if err then return nil, runtime.decode_error(err) end
-      args[i] = runtime.first_value(d, d.id)
+      local ok, v = pcall(runtime.first_value, d, d.id)
+      if not ok then
+        if not errors.is_error(v, "ObjectLostError") then error(v, 0) end
+        m.lost = d.id
+        return nil, v
+      end
+      args[i] = v
     end
   end
   return args
@@ -351,7 +360,7 @@ local function run_pushed(m)
   local t0 = core.now()
   local results, lua_error = run_task(m)
   reply_with(m.conn, { t = "result", tid = m.tid, results = results, lua_error = lua_error,
-    dur = core.now() - t0 }, m.tid .. "#" .. (m.try or 0), m.lend, m.cs)
+    dur = core.now() - t0, lost = m.lost }, m.tid .. "#" .. (m.try or 0), m.lend, m.cs)
   lease_idle()
 end
 

@@ -120,6 +120,7 @@ local drop, pin_each
 local function forget(id, e)
   objs[id] = nil
   subscribed[id] = nil
+  if M.on_forget then M.on_forget(id) end
   if e and e.pins then
     local pins = e.pins
     e.pins = nil
@@ -299,7 +300,8 @@ function M.take_results(rets, results)
     if r.shm then
       -- Stored on the node: we hold it from now on, if anything here still
       -- wants it. (Refs inside an inline result are pinned by fill.)
-      if objs[id] then queue({ t = "ref", id = id }) end
+      local e = objs[id]
+      if e and not e.st then queue({ t = "ref", id = id }) end
       M.fill(id, r, "node")
     else
       M.fill(id, r, "local")
@@ -336,12 +338,24 @@ function M.node_address() return M.info and M.info.address end
 -- A record (e) whose range is in another node's store: this node copies the
 -- object into its own (one copy per node, however many readers) and holds
 -- the copy for this process, whose record then names the copy.
-local function localize(e, id)
+local localize
+function localize(e, id)
   local node = e.node
   if not (node and e.shm and M.info) or node == M.info.address then return end
   if not id then errors.raise("RayError", "a value record of node " .. node .. " has no id") end
   local r = M.rpc({ t = "fetch", id = id, from = node, size = e.shm[2], arr = e.arr })
-  if r.err then errors.raise(r.etype or "ObjectLostError", r.err) end
+  if r.err then
+    -- Lost with its node: the task that made it runs again if this process
+    -- owns it and keeps its lineage (lray.submit's rebuild), and the copy
+    -- is taken from wherever the new one is stored.
+    local why = M.rebuild and objs[id] == e and M.rebuild(id, r.err)
+    if why == true then
+      M.wait_until(function() return e.st end)
+      if e.st == "err" then error(M.decode_error(e.err), 0) end
+      return localize(e, id)
+    end
+    errors.raise(r.etype or "ObjectLostError", r.err .. (why or ""))
+  end
   e.shm = { r.off, e.shm[2] }
   e.node = M.info.address
   -- The node counts this process as a holder of its copy from now on.

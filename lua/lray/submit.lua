@@ -41,15 +41,38 @@ local function key_of(res)
   return table.concat(parts, ",")
 end
 
-local function shape_of(res)
+-- where: the node to ask for leases first (the one holding most of the
+-- tasks' argument bytes), nil for this process's own node.
+local function shape_of(res, where)
   local key = key_of(res)
+  if where then key = key .. "@" .. where end
   local sh = shapes[key]
   if not sh then
     sh = { key = key, res = res, queue = {}, leases = {}, requests = {}, nreq = 0, via = {},
-      nwait = 0 }
+      nwait = 0, where = where }
     shapes[key] = sh
   end
   return sh
+end
+
+-- Data locality (as Ray's locality-aware lease policy): the node whose
+-- store holds most of t's ObjectRef arguments' bytes, when that is not this
+-- process's own node. Its tasks get a shape of their own whose leases are
+-- asked of that node first, so they run where their arguments are (that
+-- node may still send the request on when it has no room).
+local function locality(t)
+  if not t.deps then return nil end
+  local bytes, best, most = {}, nil, 0
+  for _, id in pairs(t.deps) do
+    local e = runtime.objs[id]
+    if e and e.shm and e.node then
+      local b = (bytes[e.node] or 0) + e.shm[2]
+      bytes[e.node] = b
+      if b > most then best, most = e.node, b end
+    end
+  end
+  if best == runtime.node_address() then return nil end
+  return best
 end
 
 -- -- Settling tasks ------------------------------------------------------------
@@ -68,7 +91,9 @@ local function finish(t)
   t.state = "done"
   live[t.tid] = nil
   for _, id in ipairs(t.rets) do by_ret[id] = nil end
-  t.keep = nil   -- the arguments' ObjectRefs may go now
+  -- The arguments' ObjectRefs may go now, unless the task is kept to
+  -- rebuild its results (lineage, below).
+  if not t.nlineage or t.retries == 0 then t.keep = nil end
 end
 
 local function fail(t, err)
@@ -218,11 +243,14 @@ function M.flush_remote(seconds)
   end
 end
 
-local function request_lease(sh, conn)
+-- conn: another node's (nil: our own); first: asked there for data
+-- locality, so that node may still send it on (else it was sent there by
+-- a node, and stays: one hop).
+local function request_lease(sh, conn, first_hop)
   local first = sh.queue[1]
   local rid
   local msg = { t = "lease", res = sh.res, name = first and first.name,
-    job = first and first.job, spilled = conn and true or nil }
+    job = first and first.job, spilled = conn and not first_hop or nil }
   local function on_reply(r) M.granted(sh, rid, r) end
   if conn then
     rid = runtime.request_via(conn, msg, on_reply)
@@ -234,13 +262,14 @@ local function request_lease(sh, conn)
   sh.nreq = sh.nreq + 1
 end
 
--- Asks the node at addr instead (our node said it fits better there).
-local function spill(sh, addr)
+-- Asks the node at addr instead (our node said it fits better there, or
+-- first_hop: the tasks' arguments are there).
+local function spill(sh, addr, first_hop)
   sh.nreq = sh.nreq + 1   -- counted while connecting
   with_raylet(addr, function(conn)
     sh.nreq = sh.nreq - 1
     if conn then
-      request_lease(sh, conn)
+      request_lease(sh, conn, first_hop)
     elseif #sh.queue > 0 then
       request_lease(sh)   -- unreachable: queue here after all
     end
@@ -265,7 +294,9 @@ function pump(sh)
   end
   if #q > 0 then
     local want = min(#q, MAX_REQUESTS) - sh.nreq
-    for _ = 1, want do request_lease(sh) end
+    for _ = 1, want do
+      if sh.where then spill(sh, sh.where, true) else request_lease(sh) end
+    end
   elseif sh.nreq > 0 then
     for rid in pairs(sh.requests) do to_raylet(sh.via[rid], { t = "lease_cancel", rid = rid }) end
   end
@@ -276,6 +307,32 @@ local function enqueue(t, front)
   t.state = "queued"
   if front then insert(sh.queue, 1, t) else sh.queue[#sh.queue + 1] = t end
   pump(sh)
+end
+
+-- Queues t for a worker once every ObjectRef argument exists: it waits
+-- here, not on a worker.
+local function start(t)
+  local missing = {}
+  if t.deps then
+    for _, id in pairs(t.deps) do
+      local e = runtime.objs[id]
+      if not (e and e.st) then missing[#missing + 1] = id end
+    end
+  end
+  local function go()
+    local where = locality(t)
+    if where or t.shape.where then t.shape = shape_of(t.res, where) end
+    enqueue(t)
+  end
+  if #missing == 0 then return go() end
+  t.state = "waiting"
+  local n = #missing
+  for _, id in ipairs(missing) do
+    runtime.when_ready(id, function()
+      n = n - 1
+      if n == 0 and t.state == "waiting" then go() end
+    end)
+  end
 end
 
 -- The worker behind lease L is gone (crashed, killed, or never reached):
@@ -349,6 +406,86 @@ local function retire(L)
   end
 end
 
+-- -- Lineage -------------------------------------------------------------------
+-- A task whose result was stored in another node's store is kept, with its
+-- arguments' ObjectRefs, while this process holds any of its results: if
+-- that node dies, the result is rebuilt by running the task again (Ray's
+-- lineage reconstruction), which uses up one of its max_retries (a task
+-- with none left is kept without its arguments, to say why not). Results
+-- kept here or stored on this process's own node need none: they live as
+-- long as this process can read them.
+
+local lineage = {}   -- return id -> the task that made it
+
+local function keep_lineage(t, results)
+  local here = runtime.node_address()
+  local far = false
+  for _, r in ipairs(results) do
+    if r.shm and r.node and r.node ~= here then far = true end
+  end
+  if not far then return end
+  for _, id in ipairs(t.rets) do
+    if runtime.objs[id] and not lineage[id] then
+      lineage[id] = t
+      t.nlineage = (t.nlineage or 0) + 1
+    end
+  end
+end
+
+-- The last reference here to a result is gone: so is its lineage.
+runtime.on_forget = function(id)
+  local t = lineage[id]
+  if not t then return end
+  lineage[id] = nil
+  t.nlineage = t.nlineage - 1
+  if t.nlineage == 0 then t.nlineage, t.keep = nil, nil end
+end
+
+local function why_not(t)
+  return ("; it cannot be rebuilt: task '%s' that made it has no retries left (max_retries)")
+    :format(tostring(t.name))
+end
+
+-- Runs task t again for its results. Returns true when it is (or already
+-- was) on its way, else the reason it cannot be.
+local function rerun(t)
+  if t.state ~= "done" then return true end
+  if t.retries == 0 then return why_not(t) end
+  if t.retries > 0 then t.retries = t.retries - 1 end
+  for _, id in ipairs(t.rets) do
+    local e = runtime.objs[id]
+    if e and e.shm then
+      -- Forget the lost copy; the new result fills the entry again.
+      e.st, e.data, e.shm, e.err, e.arr, e.node = nil, nil, nil, nil, nil, nil
+    end
+    by_ret[id] = t
+  end
+  live[t.tid] = t
+  start(t)
+  return true
+end
+
+--- Rebuilds object id, lost with the node that stored it, if this process
+--- made it with a task it still keeps: true when the task runs again (the
+--- entry fills when it is done), else a reason to add to the error (nil:
+--- not made here by a task, e.g. stored with lray.put or borrowed).
+function M.rebuild(id)
+  local t = lineage[id]
+  if t then return rerun(t) end
+  return nil
+end
+runtime.rebuild = M.rebuild
+
+-- Task t could not read its ObjectRef argument m.lost (its node is gone):
+-- if this process can rebuild it, t waits for it again and runs once it
+-- is back, without using up its own retries. Returns true when so.
+function M.rebuild_arg(t, m)
+  if M.rebuild(m.lost) ~= true then return false end
+  t.lend = nil   -- the worker claimed it
+  start(t)
+  return true
+end
+
 local function on_result(L, m)
   local t = L.tasks[m.tid]
   if not t then return end
@@ -372,10 +509,16 @@ local function on_result(L, m)
     t.retries = t.retries - 1
     return enqueue(t)
   end
+  if m.lost and M.rebuild_arg(t, m) then
+    if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+    retire(L)
+    return pump(L.shape)
+  end
   runtime.take_results(t.rets, m.results)
   -- Whatever the result lent us is claimed once we hold it ourselves: the
   -- refs take_results queued go out first.
   if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+  keep_lineage(t, m.results)
   finish(t)
   retire(L)
   pump(L.shape)
@@ -447,23 +590,7 @@ function M.submit(t)
   if t.code then codes[t.fh] = t.code; t.code = nil end
   live[t.tid] = t
   for _, id in ipairs(t.rets) do by_ret[id] = t end
-  local missing = {}
-  if t.deps then
-    for _, id in pairs(t.deps) do
-      local e = runtime.objs[id]
-      if not (e and e.st) then missing[#missing + 1] = id end
-    end
-  end
-  if #missing == 0 then return enqueue(t) end
-  -- Waits here, not on a worker, until every ObjectRef argument exists.
-  t.state = "waiting"
-  local n = #missing
-  for _, id in ipairs(missing) do
-    runtime.when_ready(id, function()
-      n = n - 1
-      if n == 0 and t.state == "waiting" then enqueue(t) end
-    end)
-  end
+  start(t)
 end
 
 -- The node has no worker free for a request: it stays queued there.
