@@ -36,6 +36,9 @@ typedef struct lr_gcs_env_s {
   /* Seconds a non-detached actor with no handle left lives on before it
    * ends (LR_GCS_HANDLE_GRACE in the node; 0 in tests). */
   double handle_grace;
+  /* Sends a message already encoded (lr_proto_encode's bytes) to client,
+   * so a broadcast to every node encodes it once. NULL: send is used. */
+  void (*send_encoded)(void *ud, uint64_t client, const char *msg, size_t len);
 } lr_gcs_env_t;
 
 /* The node's default handle_grace (LRAY_ACTOR_GRACE_S overrides it): a

@@ -146,8 +146,17 @@ static void send_view(lr_gcs_t *g, int full, int broadcast, uint64_t client)
   if (full) LR_SET_BOOL(v.full, 1);
   if (broadcast) {
     g->env.to_raylet(g->env.ud, &v);
-    for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next)
-      if (nd->alive && nd->client) g->env.send(g->env.ud, nd->client, &v);
+    /* Every node gets the same bytes: encoded once, not once per node
+     * (the fan-out is N nodes x the changes; docs/scale.md). */
+    lr_buf_t enc;
+    lr_buf_init(&enc);
+    if (g->env.send_encoded) lr_proto_encode(&enc, &v);
+    for (gcs_node_t *nd = g->nodes; nd; nd = nd->hh.next) {
+      if (!nd->alive || !nd->client) continue;
+      if (g->env.send_encoded) g->env.send_encoded(g->env.ud, nd->client, enc.data, enc.len);
+      else g->env.send(g->env.ud, nd->client, &v);
+    }
+    lr_buf_free(&enc);
   } else if (client) {
     g->env.send(g->env.ud, client, &v);
   } else {

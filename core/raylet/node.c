@@ -121,6 +121,16 @@ static void head_send(void *ud, uint64_t client, const void *m)
   lr_node_send(lr_node_client(ud, client), m);
 }
 
+static void head_send_encoded(void *ud, uint64_t client, const char *msg, size_t len)
+{
+  lr_client_t *c = lr_node_client(ud, client);
+  /* Only nodes get broadcasts, and a node is never a proxy client. */
+  if (!c || c->kind == LR_CL_PROXY || c->gone || c->conn.closing) return;
+  size_t pos = lr_conn_begin_frame(&c->conn);
+  lr_buf_append(&c->conn.out, msg, len);
+  lr_conn_end_frame(&c->conn, pos);
+}
+
 static void head_to_raylet(void *ud, const void *m)
 {
   lr_node_t *n = ud;
@@ -903,7 +913,7 @@ int lr_raylet_main(int argc, char **argv)
   lr_memmon_start(n);
   const char *agrace = getenv("LRAY_ACTOR_GRACE_S");
   lr_gcs_env_t env = {n, n->loop, head_send, head_to_raylet,
-                      agrace ? strtod(agrace, NULL) : LR_GCS_HANDLE_GRACE};
+                      agrace ? strtod(agrace, NULL) : LR_GCS_HANDLE_GRACE, head_send_encoded};
   if (!a.head_address) n->gcs = lr_gcs_new(&env); /* a joined node has no head */
   uv_random(NULL, NULL, &n->job_prefix, sizeof(n->job_prefix), 0, NULL);
   n->job_prefix |= 0x8000; /* never 0000: the head's own */

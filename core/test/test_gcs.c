@@ -45,6 +45,18 @@ static void on_raylet(void *ud, const void *m)
   record(0, m);
 }
 
+/* A broadcast's bytes, encoded once by the head. */
+static void on_send_encoded(void *ud, uint64_t client, const char *msg, size_t len)
+{
+  ASSERT(ud == &loop);
+  ASSERT(client != 0);
+  if (nsent == MAX_SENT) FAIL_("too many messages");
+  sent[nsent].client = client;
+  lr_buf_init(&sent[nsent].b);
+  lr_buf_append(&sent[nsent].b, msg, len);
+  nsent++;
+}
+
 static void *decode(int i)
 {
   void *m = NULL;
@@ -96,7 +108,8 @@ static void setup_grace(double grace)
                       .loop = &loop,
                       .send = on_send,
                       .to_raylet = on_raylet,
-                      .handle_grace = grace};
+                      .handle_grace = grace,
+                      .send_encoded = on_send_encoded};
   uv_loop_init(&loop);
   g = lr_gcs_new(&env);
 }
@@ -855,5 +868,80 @@ TEST(gcs_missing_fields)
   lr_m_actor_sub_t sm = LR_MSG_INIT(ACTOR_SUB);
   LR_SET_STR(sm.aid, "a\0b", 3);
   lr_gcs_recv(g, 2, &sm);
+  teardown();
+}
+
+/* -- The node table and the cluster view ------------------------------------ */
+
+static void node_msg(uint64_t client, int type, const char *id, int64_t cpu_free)
+{
+  lr_pitem_t res = {.key.s = {"CPU", 3}, .v.i = 20000};
+  lr_pitem_t avail = {.key.s = {"CPU", 3}, .v.i = cpu_free};
+  if (type == LR_PT_NODE_REGISTER) {
+    lr_m_node_register_t m = LR_MSG_INIT(NODE_REGISTER);
+    LR_SET_CSTR(m.node_id, id);
+    LR_SET_CSTR(m.address, "127.0.0.9:1");
+    LR_SET_ITEMS(m.res, &res, 1);
+    LR_SET_ITEMS(m.avail, &avail, 1);
+    lr_gcs_recv(g, client, &m);
+  } else {
+    lr_m_node_view_t m = LR_MSG_INIT(NODE_VIEW);
+    LR_SET_CSTR(m.node_id, id);
+    LR_SET_ITEMS(m.res, &res, 1);
+    LR_SET_ITEMS(m.avail, &avail, 1);
+    lr_gcs_recv(g, client, &m);
+  }
+}
+
+static void tick(uv_timer_t *t) { (void)t; }
+
+/* Runs the loop for ms milliseconds (the head's timers are unref'd). */
+static void run_ms(uint64_t ms)
+{
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, tick, ms, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* The index of the last cluster_view sent to client at or after from. */
+static int last_view(uint64_t client, int from)
+{
+  for (int i = nsent - 1; i >= from; i--)
+    if (sent[i].client == client && type_at(i) == LR_PT_CLUSTER_VIEW) return i;
+  return -1;
+}
+
+TEST(gcs_view_broadcast)
+{
+  setup();
+  node_msg(11, LR_PT_NODE_REGISTER, "n1", 20000);
+  node_msg(12, LR_PT_NODE_REGISTER, "n2", 20000);
+  /* A joiner hears the whole table at once. */
+  lr_m_cluster_view_t *v = last(LR_PT_CLUSTER_VIEW, 12, 0);
+  ASSERT(v && LR_HAS(v->full));
+  ASSERT_EQ(v->nodes.n, 2);
+  run_ms(150); /* n1 hears of n2 with the next batch */
+  ASSERT(last_view(11, 0) >= 0);
+  int mark = nsent;
+  node_msg(11, LR_PT_NODE_VIEW, "n1", 5000); /* n1 got busy */
+  node_msg(12, LR_PT_NODE_VIEW, "n2", 20000); /* no change */
+  /* Within the next 100 ms tick both nodes hear the change, and only it. */
+  run_ms(150);
+  int a = last_view(11, mark), b = last_view(12, mark);
+  ASSERT(a >= 0 && b >= 0);
+  ASSERT_EQ(sent[a].b.len, sent[b].b.len); /* the same bytes to each */
+  ASSERT_EQ(memcmp(sent[a].b.data, sent[b].b.data, sent[a].b.len), 0);
+  v = decode(a);
+  ASSERT(!LR_HAS(v->full));
+  ASSERT_EQ(v->nodes.n, 1);
+  const lr_m_node_info_t *in = (const void *)v->nodes.items[0].v.rec;
+  ASSERT_STREQ(sv(&in->node_id.v.s), "n1");
+  ASSERT_EQ(in->avail.n, 1);
+  ASSERT_EQ(in->avail.items[0].v.i, 5000);
+  /* The head's own node manager hears it too. */
+  ASSERT(last_view(0, mark) >= 0);
   teardown();
 }
