@@ -38,16 +38,19 @@ void lr_fwd_deliver(lr_node_t *n, const lr_m_fwd_t *m)
 
 lr_client_t *lr_fwd_proxy(lr_node_t *n, lr_client_t *nc, uint64_t remote, int create)
 {
-  for (lr_client_t *c = n->clients; c; c = c->hh.next)
-    if (c->kind == LR_CL_PROXY && c->via == nc && c->remote_id == remote) return c;
-  if (!create) return NULL;
-  lr_client_t *p = lr_xcalloc(1, sizeof(*p));
+  lr_client_t *p, key;
+  memset(&key.proxy, 0, sizeof(key.proxy));
+  key.proxy.via = nc;
+  key.proxy.remote_id = remote;
+  HASH_FIND(hh_proxy, n->proxies, &key.proxy, sizeof(key.proxy), p);
+  if (p || !create) return p;
+  p = lr_xcalloc(1, sizeof(*p));
   p->node = n;
   p->kind = LR_CL_PROXY;
-  p->via = nc;
-  p->remote_id = remote;
+  p->proxy = key.proxy;
   p->id = ++n->next_client;
   HASH_ADD(hh, n->clients, id, sizeof(p->id), p);
+  HASH_ADD(hh_proxy, n->proxies, proxy, sizeof(p->proxy), p);
   return p;
 }
 
@@ -57,18 +60,19 @@ void lr_fwd_drop(lr_node_t *n, lr_client_t *p)
   LR_SET_INT(g.client, p->id);
   lr_node_to_head(n, 0, &g);
   HASH_DEL(n->clients, p);
+  HASH_DELETE(hh_proxy, n->proxies, p);
   lr_free(p);
 }
 
 void lr_fwd_send(lr_client_t *p, const void *m)
 {
-  lr_client_t *nc = p->via;
+  lr_client_t *nc = p->proxy.via;
   if (!nc || nc->gone || nc->conn.closing) return;
   lr_buf_t b;
   lr_buf_init(&b);
   lr_proto_encode(&b, m);
   lr_m_fwd_t f = LR_MSG_INIT(FWD);
-  LR_SET_INT(f.client, p->remote_id);
+  LR_SET_INT(f.client, p->proxy.remote_id);
   LR_SET_STR(f.frame, b.data, b.len);
   lr_node_send(nc, &f);
   lr_buf_free(&b);

@@ -652,7 +652,7 @@ static void on_conn_close(lr_conn_t *conn)
   HASH_DEL(n->clients, c);
   if (c->kind == LR_CL_NODE) { /* the clients behind it are gone too */
     lr_client_t *p, *tmp;
-    HASH_ITER(hh, n->clients, p, tmp) if (p->kind == LR_CL_PROXY && p->via == c) lr_fwd_drop(n, p);
+    HASH_ITER(hh_proxy, n->proxies, p, tmp) if (p->proxy.via == c) lr_fwd_drop(n, p);
   }
   if (c->auth) {
     lr_auth_close(c->auth);

@@ -72,10 +72,13 @@ struct lr_client_s {
   lr_lease_t *leases; /* lease requests it made (owner list) */
   int gone;           /* closed: handlers ignore it */
   lr_auth_t *auth;    /* a TCP peer that has not proved the token yet */
-  lr_client_t *via;   /* a proxy: the joined node's link it stands behind */
-  uint64_t remote_id; /* ...and that node's number for its client */
-  double accepted;    /* monotonic seconds, for the handshake's deadline */
-  UT_hash_handle hh;  /* node.clients by id */
+  struct {
+    lr_client_t *via;   /* a proxy: the joined node's link it stands behind */
+    uint64_t remote_id; /* ...and that node's number for its client */
+  } proxy;              /* (the key of node.proxies: no padding) */
+  double accepted;      /* monotonic seconds, for the handshake's deadline */
+  UT_hash_handle hh;    /* node.clients by id */
+  UT_hash_handle hh_proxy; /* node.proxies by proxy (via, remote_id) */
 };
 
 /* -- Jobs: one per driver --------------------------------------------------- */
@@ -237,6 +240,7 @@ struct lr_node_s {
   lr_gcs_t *gcs;
   uint64_t next_client, next_num, next_job, next_wid;
   lr_client_t *clients;
+  lr_client_t *proxies; /* the head's proxy clients, by (via, remote_id) */
   lr_job_t *jobs;
   lr_worker_t *workers;
   int nworkers, starting, nblocked;
