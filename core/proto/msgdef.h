@@ -169,7 +169,9 @@
   F(pid, INT, ONE, NONE)                                                      \
   F(token, STR, ONE, NONE)                                                    \
   F(spill, STR, ONE, NONE) \
-  F(etype, STR, ONE, NONE)
+  F(etype, STR, ONE, NONE)                                                    \
+  F(spill_now, BOOL, ONE, NONE)                                               \
+  F(rejected, BOOL, ONE, NONE)
 
 #define LR_FIELDS_fn(F)                                                       \
   F(h, STR, ONE, NONE)                                                        \
@@ -330,12 +332,17 @@
 /* Leases. A submitter asks for a worker for a resource shape (name: its
  * first task's, for warnings); the reply has the lease id (lid), the
  * worker's address and pid, or err, or neither once withdrawn. */
+/* spilled: another node sent it here (it stays: one hop); reject: it was
+ * sent here because it fit now, so grant it now or answer rejected (the
+ * sender's view was stale; the submitter asks its own node again, as Ray's
+ * grant-or-reject spillback). */
 #define LR_FIELDS_lease(F)                                                    \
   F(rid, STR, ONE, NONE)                                                      \
   F(res, INT, SMAP, NONE)                                                     \
   F(name, STR, ONE, NONE)                                                     \
   F(job, STR, ONE, NONE)                                                      \
-  F(spilled, BOOL, ONE, NONE)
+  F(spilled, BOOL, ONE, NONE)                                                 \
+  F(reject, BOOL, ONE, NONE)
 
 #define LR_FIELDS_lease_start(F)                                              \
   F(lid, STR, ONE, NONE)                                                      \

@@ -232,11 +232,28 @@ void lr_lease_request(lr_node_t *n, lr_client_t *c, const lr_m_lease_t *m)
     lr_node_send(c, &r);
     return;
   }
-  const char *to = m->spilled.n && m->spilled.v.b ? NULL : lr_view_spill(n, &req);
+  int spilled = m->spilled.n && m->spilled.v.b, now = 0;
+  if (spilled && m->reject.n && m->reject.v.b && !lr_res_fits(lr_sched_pool(n->sched), &req)) {
+    /* Sent here for room the sender's view showed, and there is none now:
+     * no, rather than wait here while another node may have room. */
+    lr_m_reply_t r = LR_MSG_INIT(REPLY);
+    if (m->rid.n) r.rid = m->rid;
+    LR_SET_BOOL(r.rejected, 1);
+    lr_node_send(c, &r);
+    return;
+  }
+  /* One that was sent here to wait (it can ever fit here) goes on only to
+   * a node with room now, which grants it or rejects it. */
+  const char *to = NULL;
+  if (!spilled || !lr_res_fits(lr_sched_pool(n->sched), &req)) {
+    to = lr_view_spill(n, &req, &now);
+    if (spilled && !now) to = NULL;
+  }
   if (to) { /* it fits better elsewhere: the submitter asks there */
     lr_m_reply_t r = LR_MSG_INIT(REPLY);
     if (m->rid.n) r.rid = m->rid;
     LR_SET_CSTR(r.spill, to);
+    if (now) LR_SET_BOOL(r.spill_now, 1);
     lr_node_send(c, &r);
     return;
   }
@@ -257,7 +274,7 @@ void lr_lease_request(lr_node_t *n, lr_client_t *c, const lr_m_lease_t *m)
   }
   snprintf(L->job, sizeof(L->job), "%s", job ? job : "");
   L->req = req;
-  L->spilled = m->spilled.n && m->spilled.v.b;
+  L->spilled = spilled;
   L->num = lr_node_number(n);
   L->state = LR_L_PENDING;
   L->submitted = lr_node_now();
@@ -402,12 +419,14 @@ void lr_lease_respill(lr_node_t *n)
 {
   lr_lease_t *L, *tmp;
   HASH_ITER(hh, n->leases, L, tmp) {
-    if (L->state != LR_L_PENDING || L->granted || L->spilled || !owner_open(L)) continue;
-    const char *to = lr_view_spill(n, &L->req);
-    if (!to) continue;
+    if (L->state != LR_L_PENDING || L->granted || !owner_open(L)) continue;
+    int now;
+    const char *to = lr_view_spill(n, &L->req, &now);
+    if (!to || (L->spilled && !now)) continue;
     lr_m_reply_t r = LR_MSG_INIT(REPLY);
     LR_SET_CSTR(r.rid, L->rid ? L->rid : "");
     LR_SET_CSTR(r.spill, to);
+    if (now) LR_SET_BOOL(r.spill_now, 1);
     lr_node_send(L->owner, &r);
     lr_sched_remove(n->sched, L->num);
     L->state = LR_L_DONE;

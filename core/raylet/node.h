@@ -457,8 +457,9 @@ void lr_spill_cleanup(lr_node_t *n);
 
 void lr_view_update(lr_node_t *n, const lr_m_cluster_view_t *m);
 /* The address of the node a lease request r should go to instead of
- * waiting here, or NULL (run or queue it here). */
-const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r);
+ * waiting here, or NULL (run or queue it here). *now: 1 when r fits there
+ * now (that node grants it or rejects it), 0 when only some day. */
+const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r, int *now);
 
 /* -- peer.c --------------------------------------------------------------------- */
 

@@ -2,8 +2,10 @@
  * (cluster_view): every node's address and its total and free resources.
  * It decides where a lease request that does not fit here goes: Ray's
  * hybrid policy in short — run here while it fits now; else on a node
- * where it fits now (the one with the most free CPU); else queue here if it
- * can ever fit here; else on a node where it can ever fit. One hop only. */
+ * where it fits now (the one with the most free CPU), which grants it now
+ * or rejects it (our view may be stale; lease.reject); else queue here if
+ * it can ever fit here; else on a node where it can ever fit, to wait
+ * there until some node has room now. */
 #include <stdio.h>
 #include <string.h>
 #include "raylet/node.h"
@@ -92,8 +94,9 @@ static int64_t free_cpu(const view_node_t *v)
   return 0;
 }
 
-const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r)
+const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r, int *now)
 {
+  *now = 0;
   struct lr_view_s *vw = n->view;
   if (!vw || vw->n < 2) return NULL;
   const lr_res_pool_t *p = lr_sched_pool(n->sched);
@@ -110,6 +113,7 @@ const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r)
     for (uint32_t i = 0; i < r->n; i++)
       for (int j = 0; j < best->n; j++)
         if (best->ids[j] == r->id[i]) best->avail[j] -= r->units[i];
+    *now = 1;
     return best->address;
   }
   if (!lr_sched_infeasible(n->sched, r, NULL)) return NULL; /* wait here */

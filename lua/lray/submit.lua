@@ -24,6 +24,7 @@ local M = {}
 local PIPELINE = 16      -- tasks in flight on one worker, for short functions
 local SHORT = 0.002      -- seconds: a function whose tasks average less is short
 local MAX_REQUESTS = 8   -- lease requests in flight per shape
+local REJECTED_PAUSE = 0.02 -- seconds before asking again after a node said no
 
 local shapes = {}        -- shape key -> {res, queue, leases, requests}
 local by_ret = {}        -- return id -> task (for lray.cancel)
@@ -243,14 +244,16 @@ function M.flush_remote(seconds)
   end
 end
 
--- conn: another node's (nil: our own); first: asked there for data
+-- conn: another node's (nil: our own); first_hop: asked there for data
 -- locality, so that node may still send it on (else it was sent there by
--- a node, and stays: one hop).
-local function request_lease(sh, conn, first_hop)
+-- a node, and stays: one hop); reject: sent there because it fit now, so
+-- that node grants it now or rejects it.
+local function request_lease(sh, conn, first_hop, reject)
   local first = sh.queue[1]
   local rid
   local msg = { t = "lease", res = sh.res, name = first and first.name,
-    job = first and first.job, spilled = conn and not first_hop or nil }
+    job = first and first.job, spilled = conn and not first_hop or nil,
+    reject = reject or nil }
   local function on_reply(r) M.granted(sh, rid, r) end
   if conn then
     rid = runtime.request_via(conn, msg, on_reply)
@@ -262,14 +265,14 @@ local function request_lease(sh, conn, first_hop)
   sh.nreq = sh.nreq + 1
 end
 
--- Asks the node at addr instead (our node said it fits better there, or
--- first_hop: the tasks' arguments are there).
-local function spill(sh, addr, first_hop)
+-- Asks the node at addr instead (our node said it fits better there, now
+-- or some day, or first_hop: the tasks' arguments are there).
+local function spill(sh, addr, first_hop, now)
   sh.nreq = sh.nreq + 1   -- counted while connecting
   with_raylet(addr, function(conn)
     sh.nreq = sh.nreq - 1
     if conn then
-      request_lease(sh, conn, first_hop)
+      request_lease(sh, conn, first_hop, now)
     elseif #sh.queue > 0 then
       request_lease(sh)   -- unreachable: queue here after all
     end
@@ -552,7 +555,13 @@ function M.granted(sh, rid, r)
   local via = sh.via[rid]
   sh.requests[rid], sh.via[rid] = nil, nil
   sh.nreq = sh.nreq - 1
-  if r.spill then return spill(sh, r.spill) end
+  if r.spill then return spill(sh, r.spill, false, r.spill_now) end
+  if r.rejected then
+    -- The node we were sent to had no room after all (our node's view of
+    -- it was stale): ask again shortly, from the start.
+    core.timer(REJECTED_PAUSE, 0, function() pump(sh) end)
+    return
+  end
   if r.err then
     -- Refused outright (not just busy): the queued tasks can never run.
     local q = sh.queue
