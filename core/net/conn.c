@@ -1,9 +1,12 @@
 /* Framed streams over libuv. Frames queue in an output buffer and go out in
  * one write per loop iteration (lr_conn_flush_all runs from a prepare
  * handle), so a burst of calls costs one syscall, not one each. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include "common/errdef.h"
 #include "net/net.h"
 
@@ -211,4 +214,17 @@ int lr_net_parse_addr(const char *addr, int *is_tcp, char *host, size_t hostlen,
   *is_tcp = 1;
   *port = (int)p;
   return 0;
+}
+
+void lr_tcp_liveness(uv_tcp_t *h)
+{
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)h, &fd) != 0) return;
+  int on = 1, idle = 1, intvl = 1, cnt = LR_TCP_DEAD_MS / 1000;
+  unsigned int ms = LR_TCP_DEAD_MS;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
 }

@@ -63,6 +63,17 @@ void lr_conn_flush_all(void);
 /* Closes the stream; on_close runs once the handle is closed (may be async). */
 void lr_conn_close(lr_conn_t *c);
 
+/* How long a TCP peer may be silent before its connection is given up:
+ * the head's node timeout, so a cut link or a dead machine ends every
+ * connection to it as soon as the head declares that node dead. */
+#define LR_TCP_DEAD_MS 5000
+/* Makes a TCP connection notice a peer that vanished without closing it
+ * (machine dead, link cut): keepalive probes after 1 s idle, every 1 s, and
+ * TCP_USER_TIMEOUT of LR_TCP_DEAD_MS for probes and data unacknowledged;
+ * the read then fails with ETIMEDOUT and the connection closes. Call it
+ * once the handle has its socket (after uv_tcp_connect or uv_accept). */
+void lr_tcp_liveness(uv_tcp_t *h);
+
 /* Parses "unix:/path" or "tcp:host:port". Returns 0 and fills out, or
  * LR_EBADARG. For unix, host holds the path. */
 int lr_net_parse_addr(const char *addr, int *is_tcp, char *host, size_t hostlen,

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include "common/errdef.h"
 #include "raylet/node.h"
 
@@ -209,13 +208,10 @@ static void on_head_connect(uv_connect_t *req, int status)
     head_lost(n, why);
     return;
   }
-  /* The head sends nothing unasked, so a cut path shows here only as our
-   * node_views going unacknowledged: give up on them after the head's own
-   * node timeout (5 s), not after TCP's ~15 min of retransmissions. */
-  uv_os_fd_t fd;
-  unsigned int ms = (unsigned int)(LR_GCS_NODE_TIMEOUT * 1000);
-  if (uv_fileno((uv_handle_t *)&n->head.h.tcp, &fd) == 0)
-    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+  /* A cut path shows here as our node_views going unacknowledged: give up
+   * on them after the head's own node timeout (5 s), not after TCP's ~15
+   * min of retransmissions. */
+  lr_tcp_liveness(&n->head.h.tcp);
   n->hl_state = HL_CHALLENGE;
   lr_conn_start(&n->head);
 }

@@ -687,7 +687,10 @@ static void on_connection(uv_stream_t *srv, int status)
   c->conn.on_close = on_conn_close;
   HASH_ADD(hh, n->clients, id, sizeof(c->id), c);
   lr_conn_start(&c->conn);
-  if (is_tcp) auth_start(n, c);
+  if (is_tcp) {
+    lr_tcp_liveness(&c->conn.h.tcp);
+    auth_start(n, c);
+  }
 }
 
 /* -- Start and stop --------------------------------------------------------------- */

@@ -182,6 +182,7 @@ lr_peer_t *lr_peer_get(lr_node_t *n, const char *address, char *err)
   p->state = P_CONNECTING;
   HASH_ADD_STR(n->peers, addr, p);
   int rc = uv_tcp_connect(&p->conn.creq, &p->conn.h.tcp, (struct sockaddr *)&sa, on_connect);
+  if (rc == 0) lr_tcp_liveness(&p->conn.h.tcp);
   if (rc < 0) {
     char why[300];
     snprintf(why, sizeof(why), "cannot connect: %s", uv_strerror(rc));

@@ -531,6 +531,7 @@ static int l_connect(lua_State *L)
     rc = uv_tcp_connect(&lc->c.creq, &lc->c.h.tcp, (struct sockaddr *)&sa, on_connect);
     if (rc < 0) goto fail;
     uv_tcp_nodelay(&lc->c.h.tcp, 1);
+    lr_tcp_liveness(&lc->c.h.tcp); /* a worker or node whose machine vanished */
   } else {
     uv_pipe_connect(&lc->c.creq, &lc->c.h.pipe, host, on_connect);
   }
@@ -702,6 +703,7 @@ static void on_incoming(uv_stream_t *st, int status)
       return;
     }
     uv_tcp_nodelay(&lc->c.h.tcp, 1);
+    lr_tcp_liveness(&lc->c.h.tcp);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->cb_ref);
     lc->accept_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     auth_server_start(s, lc);
@@ -714,7 +716,10 @@ static void on_incoming(uv_stream_t *st, int status)
     lua_pop(L, 2);
     return;
   }
-  if (s->is_tcp) uv_tcp_nodelay(&lc->c.h.tcp, 1);
+  if (s->is_tcp) {
+    uv_tcp_nodelay(&lc->c.h.tcp, 1);
+    lr_tcp_liveness(&lc->c.h.tcp);
+  }
   lr_vm_pcall(L, 1, "accept handler");
 }
 
