@@ -21,7 +21,10 @@ local function kill(id)
   local host
   for _, n in ipairs(lray.nodes()) do if n.node_id == id then host = n.address:match("^(.*):%d+$") end end
   assert(host and host ~= "127.0.0.1", "no joined node " .. tostring(id))
-  os.execute("pkill -9 -f '[_]node .*--host " .. host .. " '")
+  -- Only this cluster's node (its LRAY_TMPDIR): other clusters on the
+  -- machine may have a node on the same loopback address.
+  os.execute("pkill -9 -f '[_]node --session " .. os.getenv("LRAY_TMPDIR") .. "/.*--host "
+    .. host .. " '")
   local t0 = lray.now()
   while lray.now() - t0 < 10 do
     for _, n in ipairs(lray.nodes()) do
