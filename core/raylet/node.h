@@ -512,8 +512,11 @@ void lr_transfer_chunk(lr_node_t *n, lr_peer_t *p, const lr_m_chunk_t *m);
 
 /* Writes a fresh cookie just past the store's [0, store) in the region. */
 void lr_remote_cookie_init(lr_node_t *n, uint64_t store);
-/* A client's `write`: bytes into a range it was given by alloc and has not
- * put; anything else closes its connection. */
+/* A client's `write`: copies its bytes into a range it was given by alloc
+ * and has not put. Returns 0, or LR_EBADARG (nothing written) when they
+ * would fall anywhere else. */
+int lr_remote_write_apply(lr_node_t *n, lr_client_t *c, const lr_m_write_t *m);
+/* The handler: lr_remote_write_apply, and a refused write closes c. */
 void lr_remote_write(lr_node_t *n, lr_client_t *c, const lr_m_write_t *m);
 
 /* -- state.c -------------------------------------------------------------------- */

@@ -18,6 +18,7 @@
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #include <stdio.h>
 #include <string.h>
+#include "common/errdef.h"
 #include "raylet/node.h"
 
 void lr_remote_cookie_init(lr_node_t *n, uint64_t store)
@@ -26,7 +27,7 @@ void lr_remote_cookie_init(lr_node_t *n, uint64_t store)
   memcpy(n->shm.base + store, n->cookie, LR_COOKIE_BYTES);
 }
 
-void lr_remote_write(lr_node_t *n, lr_client_t *c, const lr_m_write_t *m)
+int lr_remote_write_apply(lr_node_t *n, lr_client_t *c, const lr_m_write_t *m)
 {
   lr_alloc_t *a = NULL;
   uint64_t at = m->at.n ? (uint64_t)m->at.v.i : 0;
@@ -35,10 +36,15 @@ void lr_remote_write(lr_node_t *n, lr_client_t *c, const lr_m_write_t *m)
   if (m->at.n) HASH_FIND(hh, c->allocs, &at, sizeof(at), a);
   /* Only inside a range this client was given and has not put: it can
    * overwrite nothing another process reads. */
-  if (!a || pos < 0 || (uint64_t)pos > a->size || len > a->size - (uint64_t)pos) {
-    fprintf(stderr, "lray: closing a connection: 'write' outside a store range it was given\n");
-    lr_conn_close(&c->conn);
-    return;
-  }
+  if (!a || pos < 0 || (uint64_t)pos > a->size || len > a->size - (uint64_t)pos)
+    return LR_EBADARG;
   memcpy(n->shm.base + at + (uint64_t)pos, m->data.v.s.p, len);
+  return 0;
+}
+
+void lr_remote_write(lr_node_t *n, lr_client_t *c, const lr_m_write_t *m)
+{
+  if (lr_remote_write_apply(n, c, m) == 0) return;
+  fprintf(stderr, "lray: closing a connection: 'write' outside a store range it was given\n");
+  lr_conn_close(&c->conn);
 }
