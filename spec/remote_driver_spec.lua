@@ -230,6 +230,26 @@ print("wait-late", #ready, lray.get(slow) == bytes(1 * 1048576, 1))
     assert.equal("1\ttrue", line(out, "wait-late"), out)
   end)
 
+  it("gets a value whole again after a get of it was interrupted midway (Ctrl-C)", function()
+    local out = remote_driver([[
+local core = require("lray._core")
+local v = bytes(40 * 1048576, 11)
+local r = lray.put(v)
+-- A Ctrl-C as the first piece arrives: the rest of that read still comes.
+local on_chunk = rt.handlers.chunk
+rt.handlers.chunk = function(m, c)
+  rt.handlers.chunk = on_chunk
+  core.kill(core.getpid(), 2)
+  return on_chunk(m, c)
+end
+local ok, e = pcall(lray.get, r)
+print("interrupted", ok, tostring(e):match("interrupted") ~= nil)
+print("again", lray.get(r) == v)
+]])
+    assert.equal("false\ttrue", line(out, "interrupted"), out)
+    assert.equal("true", line(out, "again"), out)
+  end)
+
   it("is refused with AuthenticationError for a wrong token", function()
     local out = remote_driver("print('joined')\n", { token = ("0"):rep(64) })
     assert.matches("init%-error\tAuthenticationError\t.*" .. c.address:gsub("%p", "%%%0"), out)

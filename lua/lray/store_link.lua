@@ -70,14 +70,19 @@ end
 
 local reads = {}   -- object id -> the read under way
 
+-- A piece is taken only if it is the one due (at r.got, of the length
+-- asked). Pieces of an earlier read of the same object that was given up
+-- (an error, a Ctrl-C) may still come: one at the offset due holds the very
+-- bytes due (objects are immutable), and any other is dropped, so no count
+-- of pieces in flight can go wrong.
 local function on_chunk(m)
   local r = reads[m.id]
   if not r or r.err then return end
   if m.err then r.err = m.err; return end
   local data = m.data or ""
-  local want = min(M.CHUNK, r.size - r.got)
-  if m.off ~= r.got or #data ~= want or (m.total and m.total ~= r.size) then
-    r.err = "the node sent pieces of another size or order than asked"
+  if m.off ~= r.got or #data ~= min(M.CHUNK, r.size - r.got) then return end
+  if m.total and m.total ~= r.size then
+    r.err = ("the node has %d bytes, not %d"):format(m.total, r.size)
     return
   end
   if r.dst then
@@ -86,27 +91,25 @@ local function on_chunk(m)
     r.parts[#r.parts + 1] = data
   end
   r.got = r.got + #data
-  r.inflight = r.inflight - 1
 end
 
 --- Reads the size bytes of stored object id over rt's connection: into dst
 --- (a uint8_t pointer) when given, else returns them as a string.
 function M.read(rt, id, size, dst)
-  if reads[id] then errors.raise("RayError", "object " .. id .. " is already being read") end
-  local r = { size = size, got = 0, asked = 0, inflight = 0, dst = dst, parts = {} }
+  local r = { size = size, got = 0, asked = 0, dst = dst, parts = {} }
   reads[id] = r
-  local conn = rt.conn
+  local conn, window = rt.conn, M.WINDOW * M.CHUNK
   local function done()
     if r.err or r.got == size then return true end
-    while r.inflight < M.WINDOW and r.asked < size do
+    while r.asked - r.got < window and r.asked < size do
       local len = min(M.CHUNK, size - r.asked)
       conn:send({ t = "pull", id = id, off = r.asked, len = len })
-      r.asked, r.inflight = r.asked + len, r.inflight + 1
+      r.asked = r.asked + len
     end
     return false
   end
   local ok, err = pcall(rt.wait_until, done, nil, true)
-  reads[id] = nil
+  if reads[id] == r then reads[id] = nil end
   -- The node counts a puller as a holder until it says done: let go, unless
   -- this process holds the object anyway (done would end that hold too).
   if rt.counts[id] == nil and rt.conn and not rt.lost then
