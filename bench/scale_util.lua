@@ -79,5 +79,27 @@ function M.log(fmt, ...)
   io.stdout:flush()
 end
 
+-- The bytes a page-checking benchmark writes: one per 4 KiB page.
+local function page_byte(i) return (i / 4096) % 251 end
+
+--- Marks one byte of each page of uint8_t array a (bench/transfer.lua,
+--- bench/remote_driver.lua).
+function M.mark_pages(a)
+  for i = 0, a:nbytes() - 1, 4096 do a[i] = page_byte(i) end
+end
+
+--- Asserts that every page of v carries its mark.
+function M.check_pages(v)
+  local bad = 0
+  for i = 0, v:nbytes() - 1, 4096 do if v[i] ~= page_byte(i) then bad = bad + 1 end end
+  assert(bad == 0, bad .. " pages differ")
+end
+
+--- Frees dropped array views and then (next cycle) the ObjectRefs they kept.
+function M.collect_views()
+  collectgarbage()
+  collectgarbage()
+end
+
 M.t0 = core.now()
 return M

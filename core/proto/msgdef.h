@@ -9,7 +9,9 @@
  * a frame of its own) or REC (a record nested in messages). The wire id of a
  * type is its position in this list: append new types at the end, never
  * reorder, and bump LR_PROTO_VERSION when a field changes meaning. (4:
- * actor handles are lent like ObjectRefs: value.actors, lend.aids.)
+ * actor handles are lent like ObjectRefs: value.actors, lend.aids. 6: a
+ * driver that does not share its node's store writes and reads objects
+ * over its connection: reply.cookie, write.)
  *
  * LR_FIELDS_<name>(F) lists a type's fields: F(name, ELEM, CONT, REC).
  *   ELEM  INT (int64), F64 (double), BOOL, STR (bytes), REC (a record)
@@ -20,7 +22,7 @@
 #ifndef LR_MSGDEF_H
 #define LR_MSGDEF_H
 
-#define LR_PROTO_VERSION 5
+#define LR_PROTO_VERSION 6
 
 #define LR_PROTO_TYPES(T)                                                     \
   T(HELLO, hello, MSG)             /* client -> node: a driver or worker */   \
@@ -94,7 +96,9 @@
   /* Objects between nodes (core/raylet/transfer.c). */                      \
   T(FETCH, fetch, MSG)             /* client -> node: copy a remote object */ \
   T(PULL, pull, MSG)               /* node -> node: send me a piece */        \
-  T(CHUNK, chunk, MSG)             /* node -> node: a piece of an object */
+  T(CHUNK, chunk, MSG)             /* node -> node: a piece of an object */ \
+  /* A driver that does not share its node's store (core/raylet/remote.c). */ \
+  T(WRITE, write, MSG)             /* driver -> node: bytes of an alloc */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
  * (shm = {offset, length}; node: the TCP address of the node whose store it
@@ -171,7 +175,8 @@
   F(spill, STR, ONE, NONE) \
   F(etype, STR, ONE, NONE)                                                    \
   F(spill_now, BOOL, ONE, NONE)                                               \
-  F(rejected, BOOL, ONE, NONE)
+  F(rejected, BOOL, ONE, NONE)                                                \
+  F(cookie, STR, ONE, NONE)
 
 #define LR_FIELDS_fn(F)                                                       \
   F(h, STR, ONE, NONE)                                                        \
@@ -526,6 +531,19 @@
   F(total, INT, ONE, NONE)                                                    \
   F(data, STR, ONE, NONE)                                                     \
   F(err, STR, ONE, NONE)
+
+/* -- Drivers that do not share the store ------------------------------------
+ * The hello reply's cookie is what the node wrote at the start of the last
+ * LR_COOKIE_SPACE bytes of its shm region: a driver that maps the region
+ * and finds it there shares the store; any other is a remote driver, whose
+ * objects travel over its connection. It writes a large value into a range
+ * it was given (alloc) in pieces, each written straight into the store: data
+ * at pos of the range that starts at at; then puts it as usual. It reads a
+ * stored object with pull/chunk, as a node does. */
+#define LR_FIELDS_write(F)                                                    \
+  F(at, INT, ONE, NONE)                                                       \
+  F(pos, INT, ONE, NONE)                                                      \
+  F(data, STR, ONE, NONE)
 
 /* What a client of a joined node says to the head (actor messages, the
  * class table), and what the head answers it, travel over that node's link

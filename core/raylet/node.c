@@ -291,6 +291,7 @@ static void on_hello(lr_node_t *n, lr_client_t *c, lr_m_hello_t *m)
   LR_SET_CSTR(r.session_dir, n->session_dir);
   LR_SET_CSTR(r.namespace, j->ns);
   LR_SET_CSTR(r.address, lr_node_address(n, addr, sizeof(addr)));
+  LR_SET_CSTR(r.cookie, n->cookie); /* proves a mapping of shm is this store's */
   if (n->token[0] && c->conn.h.handle.type != UV_TCP) LR_SET_CSTR(r.token, n->token);
   reply(c, &m->rid, &r);
 }
@@ -514,6 +515,7 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
   case LR_PT_SPANS: lr_ev_spans(n, c, msg); break;
   case LR_PT_FETCH: lr_transfer_fetch(n, c, msg); break;
   case LR_PT_PULL: lr_transfer_serve(n, c, msg); break;
+  case LR_PT_WRITE: lr_remote_write(n, c, msg); break;
   default: break; /* messages for other processes: ignored */
   }
 }
@@ -924,7 +926,7 @@ int lr_raylet_main(int argc, char **argv)
   char hex[9];
   lr_node_random_hex(hex, 4);
   snprintf(n->shm_name, sizeof(n->shm_name), "lray-%d-%s", (int)getpid(), hex);
-  int rc = lr_shm_create(n->shm_name, (uint64_t)a.store, &n->shm);
+  int rc = lr_shm_create(n->shm_name, (uint64_t)a.store + LR_COOKIE_SPACE, &n->shm);
   if (rc < 0) {
     fprintf(stderr, "lray node: cannot create the object store (%lld bytes): %s\n",
             (long long)a.store, uv_strerror(rc));
@@ -932,6 +934,7 @@ int lr_raylet_main(int argc, char **argv)
     lr_node_cleanup(n, 1);
   }
   lr_salloc_init(&n->region, (uint64_t)a.store);
+  lr_remote_cookie_init(n, (uint64_t)a.store);
   if (a.token_file) {
     char err[LR_ERRLEN];
     if (lr_auth_token_read(a.token_file, n->token, sizeof(n->token), err) < 0) {

@@ -18,6 +18,7 @@
  *   spill.c     spilling objects to disk when the store is full
  *   peer.c      authenticated links to other nodes (client side)
  *   transfer.c  objects between nodes: fetch, pull, chunks
+ *   remote.c    drivers that do not share the store: the cookie, writes
  *
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #ifndef LR_RAYLET_NODE_H
@@ -35,6 +36,11 @@
 #include "raylet/raylet.h"
 
 #define LR_ID_MAX 64 /* longest id (job, worker, lease) the node makes */
+/* The shm region is LR_COOKIE_SPACE bytes longer than the store: the cookie
+ * (LR_COOKIE_BYTES hex digits, remote.c) lives there, where no allocation
+ * reaches. lua/lray/store_link.lua reads it at the same place. */
+#define LR_COOKIE_SPACE 64
+#define LR_COOKIE_BYTES 32
 
 typedef struct lr_node_s lr_node_t;
 typedef struct lr_client_s lr_client_t;
@@ -259,6 +265,7 @@ struct lr_node_s {
   int cleaned;
   int debug;
   char token[LR_AUTH_TOKEN_MAX_HEX + 1]; /* the cluster token, "" if none */
+  char cookie[LR_COOKIE_BYTES + 1];       /* remote.c: in the region's tail */
   uv_timer_t auth_timer;                  /* closes handshakes past their deadline */
   /* headlink.c: this node in the cluster's node table */
   lr_conn_t head; /* a joined node's connection to the head */
@@ -505,6 +512,17 @@ void lr_transfer_serve(lr_node_t *n, lr_client_t *c, const lr_m_pull_t *m);
 void lr_transfer_peer_up(lr_node_t *n, lr_peer_t *p);
 void lr_transfer_peer_down(lr_node_t *n, lr_peer_t *p, const char *why);
 void lr_transfer_chunk(lr_node_t *n, lr_peer_t *p, const lr_m_chunk_t *m);
+
+/* -- remote.c ------------------------------------------------------------------- */
+
+/* Writes a fresh cookie just past the store's [0, store) in the region. */
+void lr_remote_cookie_init(lr_node_t *n, uint64_t store);
+/* A client's `write`: copies its bytes into a range it was given by alloc
+ * and has not put. Returns 0, or LR_EBADARG (nothing written) when they
+ * would fall anywhere else. */
+int lr_remote_write_apply(lr_node_t *n, lr_client_t *c, const lr_m_write_t *m);
+/* The handler: lr_remote_write_apply, and a refused write closes c. */
+void lr_remote_write(lr_node_t *n, lr_client_t *c, const lr_m_write_t *m);
 
 /* -- state.c -------------------------------------------------------------------- */
 

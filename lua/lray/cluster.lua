@@ -230,7 +230,11 @@ end
 --- Connects to addr with the cluster token; raises AuthenticationError (an
 --- error value) when the token is refused. Returns what runtime.connect does.
 function M.connect(addr, hello, token, level)
-  local w, err, kind = runtime.connect(addr, hello, M.token(token))
+  local tok = M.token(token)
+  local w, err, kind = runtime.connect(addr, hello, tok)
+  -- Over TCP the node never sends the token back: keep the one that worked,
+  -- for the workers, actors and nodes this driver reaches over TCP.
+  if w and not w.token then w.token = tok end
   if not w and kind == "AuthenticationError" then
     error(require("lray.errors").new("AuthenticationError", err .. ("; pass the cluster's token"
       .. " (lray.init{token = ...}, --token, or $LRAY_TOKEN); on a machine of the cluster it"

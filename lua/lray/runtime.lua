@@ -5,6 +5,7 @@ local core = require("lray._core")
 local serialize = require("lray.serialize")
 local object = require("lray.object")
 local errors = require("lray.errors")
+local store_link = require("lray.store_link")
 
 local encode, decode = serialize.encode, serialize.decode
 local run_once, poll, now = core.run_once, core.poll, core.now
@@ -20,6 +21,7 @@ M.INLINE_MAX = 100 * 1024
 
 M.conn = nil          -- connection to the node manager
 M.info = nil          -- what the node said at hello (node_id, shm, session...)
+M.remote_store = nil  -- a driver that cannot map its node's store: why (store_link.lua)
 M.role = nil          -- "driver" | "worker"
 M.job_id = nil
 M.namespace = nil
@@ -369,6 +371,7 @@ local array -- lray.array, loaded on first use (it needs the FFI)
 -- ObjectRef, so the object outlives every view of it.
 local function array_view(e, id)
   localize(e, id)
+  if M.remote_store then return store_link.read_array(M, id, e) end
   array = array or require("lray.array")
   local region_ = M.region()
   local ref = id and M.new_ref(id, false) or nil
@@ -380,7 +383,9 @@ end
 local function blob_of(e, id)
   if e.shm then
     localize(e, id)
-    local blob = shm_read(e.shm)
+    local blob
+    if M.remote_store then blob = store_link.read(M, id, e.shm[2])
+    else blob = shm_read(e.shm) end
     -- A copy fetched for a record this process holds no reference to (a
     -- task's argument): read, so the node may let go of it for us.
     if e.unhold and counts[id] == nil then e.unhold = nil; queue_unref(id) end
@@ -597,7 +602,8 @@ end
 
 function M.store_blob(blob)
   local r = M.alloc(#blob)
-  M.region():write(r.off, blob)
+  if M.remote_store then store_link.write(M, r.off, blob, #blob)
+  else M.region():write(r.off, blob) end
   return { r.off, #blob }
 end
 
@@ -608,8 +614,12 @@ function M.store_array(a)
   local _, ctype = array.kind(a)
   local n = a:nbytes()
   local r = M.alloc(n)
-  -- ffi.copy takes a 32-bit length: copy in 1 GiB pieces.
   local ffi = require("ffi")
+  if M.remote_store then
+    store_link.write(M, r.off, ffi.cast("const uint8_t *", a.p), n)
+    return { r.off, n }, ctype
+  end
+  -- ffi.copy takes a 32-bit length: copy in 1 GiB pieces.
   local dst = ffi.cast("uint8_t *", M.region():ptr(r.off, n))
   local src = ffi.cast("const uint8_t *", a.p)
   local done, STEP = 0, 2^30
@@ -773,6 +783,7 @@ end
 
 -- The node's store is short of space: drop ObjectRefs Lua no longer reaches.
 H.gc = function() collectgarbage() end
+store_link.install(H)
 local warned = {}
 H.warn = function(m)
   if warned[m.text] then return end
@@ -827,6 +838,12 @@ function M.connect(addr, hello, token)
     return nil, w.err
   end
   M.info = w
+  if hello.role == "driver" then
+    -- Map the store only if it is really this node's (the cookie); else
+    -- this driver's objects travel over its connection.
+    local r, why = store_link.open_shared(w)
+    region, M.remote_store = r, not r and why or nil
+  end
   return w
 end
 
@@ -841,6 +858,8 @@ function M.reset()
   outq, unrefs = {}, {}
   M.lost, M.leaving = nil, nil
   if region then region:close(); region = nil end
+  M.remote_store = nil
+  store_link.reset()
   M.conn, M.info = nil, nil
   M.current = {}
 end
