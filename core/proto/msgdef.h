@@ -9,7 +9,8 @@
  * a frame of its own) or REC (a record nested in messages). The wire id of a
  * type is its position in this list: append new types at the end, never
  * reorder, and bump LR_PROTO_VERSION when a field changes meaning. (4:
- * actor handles are lent like ObjectRefs: value.actors, lend.aids.)
+ * actor handles are lent like ObjectRefs: value.actors, lend.aids. 6: lends
+ * name their receiver, lend.to, push.from, call.from, lender_gone.)
  *
  * LR_FIELDS_<name>(F) lists a type's fields: F(name, ELEM, CONT, REC).
  *   ELEM  INT (int64), F64 (double), BOOL, STR (bytes), REC (a record)
@@ -20,7 +21,7 @@
 #ifndef LR_MSGDEF_H
 #define LR_MSGDEF_H
 
-#define LR_PROTO_VERSION 5
+#define LR_PROTO_VERSION 6
 
 #define LR_PROTO_TYPES(T)                                                     \
   T(HELLO, hello, MSG)             /* client -> node: a driver or worker */   \
@@ -94,7 +95,8 @@
   /* Objects between nodes (core/raylet/transfer.c). */                      \
   T(FETCH, fetch, MSG)             /* client -> node: copy a remote object */ \
   T(PULL, pull, MSG)               /* node -> node: send me a piece */        \
-  T(CHUNK, chunk, MSG)             /* node -> node: a piece of an object */
+  T(CHUNK, chunk, MSG)             /* node -> node: a piece of an object */ \
+  T(LENDER_GONE, lender_gone, MSG) /* node -> receiver: their lender is gone */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
  * (shm = {offset, length}; node: the TCP address of the node whose store it
@@ -300,7 +302,8 @@
   LR_ARGS_FIELDS_(F)                                                          \
   F(rets, STR, LIST, NONE)                                                    \
   F(lend, STR, ONE, NONE) \
-  F(try, INT, ONE, NONE)
+  F(try, INT, ONE, NONE) \
+  F(from, INT, ONE, NONE)
 
 #define LR_FIELDS_ret(F)                                                      \
   F(cid, STR, ONE, NONE)                                                      \
@@ -314,12 +317,20 @@
  * ids (objects) and aids (actors) under token before it sends them, and the
  * receiver claims the token once it holds what it keeps; a message that
  * never arrived is unlent by its sender. The node hands the aids of a lend
- * on to the head (client 0), and the claim or unlend of such a token. */
+ * on to the head (client 0), and the claim or unlend of such a token.
+ * to: the receiver's pid, when it is a process of this node (reached over a
+ * unix socket): its leaving ends the lend, and the lender's leaving asks it
+ * (lender_gone) which of the lend's messages it never got. */
 #define LR_FIELDS_lend(F)                                                     \
   F(token, STR, ONE, NONE)                                                    \
   F(ids, STR, LIST, NONE)                                                     \
-  F(aids, STR, LIST, NONE)
+  F(aids, STR, LIST, NONE)                                                    \
+  F(to, INT, ONE, NONE)
 #define LR_FIELDS_claim(F) F(token, STR, ONE, NONE)
+/* Node -> a lend's receiver: the process that lent tokens to it is gone.
+ * The receiver unlends each token whose message it never got (and drops
+ * that message should it still come); the rest it claims as usual. */
+#define LR_FIELDS_lender_gone(F) F(tokens, STR, LIST, NONE)
 #define LR_FIELDS_unlend(F) F(token, STR, ONE, NONE)
 
 /* A get or wait has waited `after` seconds for ids: the node warns why. */
@@ -388,7 +399,8 @@
   F(actors, STR, LIST, NONE)                                                  \
   F(cs, STR, ONE, NONE)                                                       \
   F(lend, STR, ONE, NONE) \
-  F(try, INT, ONE, NONE)
+  F(try, INT, ONE, NONE) \
+  F(from, INT, ONE, NONE)
 
 /* rejected: the lease had ended before the task came (send it again);
  * dur: seconds it ran, so the submitter knows short functions. */

@@ -15,6 +15,7 @@
 local core = require("lray._core")
 local runtime = require("lray.runtime")
 local errors = require("lray.errors")
+local lends = require("lray.lends")
 
 local pairs, ipairs, tostring, remove, insert, min, tonumber =
   pairs, ipairs, tostring, table.remove, table.insert, math.min, tonumber
@@ -132,9 +133,11 @@ local function push(L, t)
   t.state, t.lease = "pushed", L
   local lent, aids = lend_ids(t)
   t.try = (t.try or 0) + 1   -- each try lends under tokens of its own
+  -- A worker of this node is named to the node, and we to it (lends.lua).
+  local me = lends.local_pid(L.addr)
   if lent or aids then
     t.lend = t.tid .. "#" .. t.try
-    runtime.queue({ t = "lend", token = t.lend, ids = lent, aids = aids })
+    runtime.queue({ t = "lend", token = t.lend, ids = lent, aids = aids, to = me and L.pid })
     runtime.flush_queued()
   end
   L.inflight = L.inflight + 1
@@ -147,7 +150,7 @@ local function push(L, t)
   L.conn:send({ t = "push", lid = L.lid, tid = t.tid, seq = t.seq, fh = t.fh, code = code,
     args = t.args, depv = dep_values(t.deps), deps = t.deps and true or nil, rets = t.rets,
     name = t.name, job = t.job, refs = t.refs, actors = t.actors, cs = t.cs, lend = t.lend,
-    try = t.try })
+    try = t.try, from = me })
 end
 
 -- -- Other nodes -------------------------------------------------------------------
