@@ -10,7 +10,8 @@
  * type is its position in this list: append new types at the end, never
  * reorder, and bump LR_PROTO_VERSION when a field changes meaning. (4:
  * actor handles are lent like ObjectRefs: value.actors, lend.aids. 6: lends
- * name their receiver, lend.to, push.from, call.from, lender_gone.)
+ * name their receiver, lend.to, push.from, call.from, lender_gone; the
+ * memory monitor prefers retriable leases, lease.retriable.)
  *
  * LR_FIELDS_<name>(F) lists a type's fields: F(name, ELEM, CONT, REC).
  *   ELEM  INT (int64), F64 (double), BOOL, STR (bytes), REC (a record)
@@ -340,13 +341,16 @@
 
 /* Leases. A submitter asks for a worker for a resource shape (name: its
  * first task's, for warnings); the reply has the lease id (lid), the
- * worker's address and pid, or err, or neither once withdrawn. */
+ * worker's address and pid, or err, or neither once withdrawn. retriable:
+ * the lease's tasks may be retried (max_retries != 0), so the memory
+ * monitor kills its worker before one whose tasks may not. */
 #define LR_FIELDS_lease(F)                                                    \
   F(rid, STR, ONE, NONE)                                                      \
   F(res, INT, SMAP, NONE)                                                     \
   F(name, STR, ONE, NONE)                                                     \
   F(job, STR, ONE, NONE)                                                      \
-  F(spilled, BOOL, ONE, NONE)
+  F(spilled, BOOL, ONE, NONE)                                                 \
+  F(retriable, BOOL, ONE, NONE)
 
 #define LR_FIELDS_lease_start(F)                                              \
   F(lid, STR, ONE, NONE)                                                      \

@@ -137,6 +137,7 @@ struct lr_lease_s {
   int state;
   int granted; /* resources granted, waiting for an idle worker */
   int spilled; /* sent here by another node: stays (one hop) */
+  int retriable; /* its tasks may be retried: the memory monitor's first pick */
   lr_res_gpus_t gpus;
   lr_worker_t *worker;
   double submitted, key; /* monotonic seconds; key orders the queue */
@@ -430,8 +431,8 @@ void lr_memmon_worker_role(lr_worker_t *w, int actor);
 void lr_memmon_start(lr_node_t *n);
 /* Memory in use and its limit, in bytes; 0, or -1 when unreadable. */
 int lr_memmon_usage(lr_node_t *n, uint64_t *used, uint64_t *limit);
-/* The lease whose worker the monitor would kill now (the newest granted
- * task lease), or NULL. */
+/* The lease whose worker the monitor would kill now: the newest granted
+ * task lease whose tasks may be retried, else the newest of any; or NULL. */
 lr_lease_t *lr_memmon_pick(lr_node_t *n);
 uint64_t lr_memmon_kills(lr_node_t *n);
 

@@ -42,12 +42,15 @@ local function key_of(res)
   return table.concat(parts, ",")
 end
 
-local function shape_of(res)
-  local key = key_of(res)
+-- Tasks that may not be retried (max_retries = 0) get shapes, and so
+-- leases, of their own: the node's memory monitor kills a retriable lease's
+-- worker first (lease.retriable).
+local function shape_of(res, retriable)
+  local key = key_of(res) .. (retriable and "" or ";once")
   local sh = shapes[key]
   if not sh then
     sh = { key = key, res = res, queue = {}, leases = {}, requests = {}, nreq = 0, via = {},
-      nwait = 0 }
+      nwait = 0, retriable = retriable }
     shapes[key] = sh
   end
   return sh
@@ -225,7 +228,7 @@ local function request_lease(sh, conn)
   local first = sh.queue[1]
   local rid
   local msg = { t = "lease", res = sh.res, name = first and first.name,
-    job = first and first.job, spilled = conn and true or nil }
+    job = first and first.job, spilled = conn and true or nil, retriable = sh.retriable }
   local function on_reply(r) M.granted(sh, rid, r) end
   if conn then
     rid = runtime.request_via(conn, msg, on_reply)
@@ -446,7 +449,7 @@ function M.submit(t)
   next_num = next_num + 1
   t.num = next_num
   t.seq = tonumber(t.tid:sub(-7), 16) + 1   -- names it to the cancel signal
-  t.shape = shape_of(t.res)
+  t.shape = shape_of(t.res, t.retries ~= 0)
   if t.code then codes[t.fh] = t.code; t.code = nil end
   live[t.tid] = t
   for _, id in ipairs(t.rets) do by_ret[id] = t end
