@@ -237,7 +237,8 @@ end
 local function kill_random_node()
   if #cluster.hosts == 0 then return end
   local host = table.remove(cluster.hosts, math.random(#cluster.hosts))
-  os.execute("pkill -9 -f '[_]node .*--host " .. host .. " '")
+  -- Only this cluster's node at host (its session is under our base).
+  os.execute("pkill -9 -f '[_]node --session " .. cluster.base .. "/node-[^ ]* .*--host " .. host .. " '")
   c.node_kills = c.node_kills + 1
   join_node()
 end

@@ -30,7 +30,7 @@ describe("retriable tasks on a cluster whose nodes are SIGKILLed", function()
     shell.write(script, ([[
       local lray = require("lray")
       lray.init({ address = "auto" })
-      local BIN, ADDR, N, BOUND = %q, %q, %d, %d
+      local BIN, ADDR, BASE, N, BOUND = %q, %q, %q, %d, %d
       local work = lray.remote({ max_retries = -1 }, function(i)
         local t0 = lray.now(); while lray.now() - t0 < 0.01 do end
         return i * 3 + 1, lray.get_runtime_context().node_id
@@ -43,8 +43,10 @@ describe("retriable tasks on a cluster whose nodes are SIGKILLed", function()
       for i = 1, N do
         refs[i] = i %% 5 == 0 and outer.remote(i, work) or work.remote(i)
       end
+      -- Only this cluster's node at host: other clusters on the machine may
+      -- use the same loopback addresses.
       local function kill(host)
-        os.execute("pkill -9 -f '[_]node .*--host " .. host .. " '")
+        os.execute("pkill -9 -f '[_]node --session " .. BASE .. "/node-[^ ]* .*--host " .. host .. " '")
       end
       local killed, done = 0, 0
       while done < N do
@@ -71,7 +73,7 @@ describe("retriable tasks on a cluster whose nodes are SIGKILLed", function()
       for _, node in ipairs(lray.nodes()) do if node.alive then alive = alive + 1 end end
       print(("RESULT %%d %%d %%d %%.1f %%d %%d"):format(N, right, killed, lray.now() - t0, alive, ran))
       lray.shutdown()
-    ]]):format(nodes.BIN, c.address, n, 120 * SCALE))
+    ]]):format(nodes.BIN, c.address, c.base, n, 120 * SCALE))
     local out, status = shell.run(("LRAY_TMPDIR=%s timeout %d %s %s"):format(shell.q(c.base),
       150 * SCALE, shell.q(nodes.BIN), shell.q(script)))
     assert.are.equal(0, status, out)
