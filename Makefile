@@ -84,8 +84,10 @@ netns-test: $(BUILD)/lray
 # not in GCC's "undefined": added). CI runs it (CI_TESTS=: not again inside).
 CI_TESTS += asan
 
-# The chaos suite (chaos/chaos_spec.lua, docs/reliability.md "Chaos"): fixed
+# The chaos suite (chaos/*_spec.lua, docs/reliability.md "Chaos"): fixed
 # seeds; LRAY_CHAOS_SCALE=S multiplies its counts, LRAY_CHAOS_SEED changes them.
+# ~1 min; CI runs it.
+CI_TESTS += chaos
 chaos: $(BUILD)/lray
 	LRAY_BIN=$(abspath $(BUILD)/lray) busted --lua=$(abspath $(BUILD)/lray) chaos
 

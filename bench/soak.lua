@@ -4,6 +4,13 @@
 --
 -- Run: build/lray bench/soak.lua [--minutes M] [--csv PATH] [--seed S]
 --        [--sample S] [--tick S] [--kill-every S] [--cpus N]
+--        [--nodes N] [--node-kill-every S]
+--
+-- With --nodes N > 1 the cluster is a head (--cpus CPUs) and N - 1 nodes
+-- (one CPU each) started with `lray start` on 127.0.0.2, ... under a private
+-- LRAY_TMPDIR, the driver on the head; every --node-kill-every seconds
+-- (default 60) a random node other than the head is SIGKILLed and a fresh
+-- one joins on the next address. The processes sampled are then the head's.
 --
 -- Every tick (default 1 s) the driver submits a fixed batch and waits for it:
 -- small tasks (max_retries = -1), a task that reads a 1 MiB lray.put object,
@@ -28,7 +35,7 @@ local runtime = require("lray.runtime")
 
 local opt = {
   minutes = 60, csv = "soak.csv", seed = 12, sample = 60, tick = 1,
-  ["kill-every"] = 5, cpus = 2,
+  ["kill-every"] = 5, cpus = 2, nodes = 1, ["node-kill-every"] = 60,
 }
 do
   local i = 1
@@ -36,7 +43,8 @@ do
     local k = arg[i]:match("^%-%-([%w-]+)$")
     if not k or opt[k] == nil or arg[i + 1] == nil then
       io.stderr:write("usage: lray bench/soak.lua [--minutes M] [--csv PATH] [--seed S]"
-        .. " [--sample S] [--tick S] [--kill-every S] [--cpus N]\n")
+        .. " [--sample S] [--tick S] [--kill-every S] [--cpus N] [--nodes N]"
+        .. " [--node-kill-every S]\n")
       os.exit(2)
     end
     opt[k] = k == "csv" and arg[i + 1] or assert(tonumber(arg[i + 1]), k .. " must be a number")
@@ -45,13 +53,41 @@ do
 end
 math.randomseed(opt.seed)
 
-local ctx = lray.init({ num_cpus = opt.cpus })
+local U = dofile((arg and arg[0] or "bench/soak.lua"):match("^(.*)/[^/]*$") .. "/scale_util.lua")
+local read, sh = U.read, U.sh
+
+-- -- A cluster of several nodes (--nodes) ---------------------------------------
+
+local cluster = nil   -- {base, env, address, head (pid), hosts = {live joined hosts}, next}
+local function lray_cmd(args)
+  return sh(cluster.env .. core.exe_path() .. " " .. args)
+end
+
+local function join_node()
+  local host = "127.0.0." .. cluster.next
+  cluster.next = cluster.next + 1
+  lray_cmd(("start --address %s --host %s --num-cpus 1"):format(cluster.address, host))
+  cluster.hosts[#cluster.hosts + 1] = host
+end
+
+local ctx
+if opt.nodes > 1 then
+  local base = os.tmpname()
+  os.remove(base)
+  os.execute("mkdir -p " .. base)
+  cluster = { base = base, env = "LRAY_TMPDIR=" .. base .. " ", hosts = {}, next = 2 }
+  local out = lray_cmd(("start --head --port 0 --dashboard-port 0 --num-cpus %d"):format(opt.cpus))
+  cluster.address = assert(out:match("Address for other machines: (%S+)"), out)
+  cluster.head = tonumber(read(base .. "/head.pid"):match("%d+"))
+  for _ = 2, opt.nodes do join_node() end
+  ctx = lray.init({ address = "unix:" .. sh("ls -d " .. base .. "/head-*"):gsub("%s+$", "")
+    .. "/node.sock" })
+else
+  ctx = lray.init({ num_cpus = opt.cpus })
+end
 local DRIVER = core.getpid()
 
 -- -- Process readings ---------------------------------------------------------
-
-local U = dofile((arg and arg[0] or "bench/soak.lua"):match("^(.*)/[^/]*$") .. "/scale_util.lua")
-local read, sh = U.read, U.sh
 
 local function rss_kb(pid)
   local s = read("/proc/" .. pid .. "/status")
@@ -86,6 +122,10 @@ local function procs()
     end
   end
   walk(DRIVER)
+  if cluster then
+    r.node = cluster.head
+    walk(cluster.head)
+  end
   -- The node forks the dashboard twice (nobody's child); it names its node.
   for pid, a in pairs(args) do
     if r.node and a:find("lray _dashboard", 1, true) and a:find("--owner " .. r.node, 1, true) then
@@ -120,7 +160,8 @@ local RTmp = lray.remote(Tmp)
 local actors = {}
 for i = 1, 4 do actors[i] = RSeq.remote() end
 
-local c = { ticks = 0, tasks = 0, calls = 0, puts = 0, kills = 0, errors = 0, bad = 0 }
+local c = { ticks = 0, tasks = 0, calls = 0, puts = 0, kills = 0, errors = 0, bad = 0,
+  node_kills = 0 }
 local last_err
 
 local function check(ok, v, want)
@@ -192,9 +233,19 @@ local function kill_random_worker()
   if core.kill(pids[math.random(#pids)], 9) then c.kills = c.kills + 1 end
 end
 
+-- SIGKILLs a random node other than the head; a fresh one joins.
+local function kill_random_node()
+  if #cluster.hosts == 0 then return end
+  local host = table.remove(cluster.hosts, math.random(#cluster.hosts))
+  -- Only this cluster's node at host (its session is under our base).
+  os.execute("pkill -9 -f '[_]node --session " .. cluster.base .. "/node-[^ ]* .*--host " .. host .. " '")
+  c.node_kills = c.node_kills + 1
+  join_node()
+end
+
 -- -- Sampling -------------------------------------------------------------------
 
-local COLS = { "t_s", "ticks", "tasks", "calls", "puts", "kills", "errors", "bad",
+local COLS = { "t_s", "ticks", "tasks", "calls", "puts", "kills", "node_kills", "errors", "bad",
   "workers", "rss_driver_kb", "rss_node_kb", "rss_dashboard_kb", "rss_workers_kb",
   "rss_worker_max_kb", "fds_driver", "fds_node", "fds_dashboard", "fds_workers",
   "fds_worker_max", "store_used", "store_nallocs", "objects", "shm_kb" }
@@ -229,9 +280,9 @@ local function sample()
   for i, k in ipairs(COLS) do out[i] = tostring(row[k]) end
   csv:write(table.concat(out, ","), "\n")
   csv:flush()
-  io.stdout:write(("[soak] %4ds ticks=%d tasks=%d kills=%d errors=%d bad=%d rss node=%dk"
-    .. " workers=%dk (%d) driver=%dk store=%d shm=%dk%s\n"):format(row.t_s, c.ticks, c.tasks,
-    c.kills, c.errors, c.bad, row.rss_node_kb, row.rss_workers_kb, row.workers,
+  io.stdout:write(("[soak] %4ds ticks=%d tasks=%d kills=%d node_kills=%d errors=%d bad=%d rss"
+    .. " node=%dk workers=%dk (%d) driver=%dk store=%d shm=%dk%s\n"):format(row.t_s, c.ticks,
+    c.tasks, c.kills, c.node_kills, c.errors, c.bad, row.rss_node_kb, row.rss_workers_kb, row.workers,
     row.rss_driver_kb, row.store_used, row.shm_kb, last_err and (" last error: " .. last_err) or ""))
   io.stdout:flush()
   last_err = nil
@@ -239,11 +290,12 @@ end
 
 -- -- Main loop ------------------------------------------------------------------
 
-print(("[soak] %g min, seed %d, session %s, csv %s"):format(opt.minutes, opt.seed,
-  ctx.session_dir, opt.csv))
+print(("[soak] %g min, seed %d, %d node%s, session %s, csv %s"):format(opt.minutes, opt.seed,
+  opt.nodes, opt.nodes == 1 and "" or "s", ctx.session_dir, opt.csv))
 sample()
 local stop = T0 + opt.minutes * 60
 local next_sample, next_kill = T0 + opt.sample, T0 + opt["kill-every"]
+local next_node_kill = T0 + opt["node-kill-every"]
 while lray.now() < stop do
   local t1 = lray.now()
   tick()
@@ -251,6 +303,10 @@ while lray.now() < stop do
   if now >= next_kill then
     kill_random_worker()
     next_kill = next_kill + opt["kill-every"]
+  end
+  if cluster and now >= next_node_kill then
+    kill_random_node()
+    next_node_kill = next_node_kill + opt["node-kill-every"]
   end
   if now >= next_sample then
     sample()
@@ -262,4 +318,8 @@ end
 sample()
 csv:close()
 lray.shutdown()
+if cluster then
+  lray_cmd("stop")
+  os.execute("rm -rf " .. cluster.base)
+end
 os.exit(c.errors == 0 and c.bad == 0 and 0 or 1)

@@ -13,6 +13,7 @@
 --       session directory left;
 --   (6) lray.put objects passed as arguments to tasks whose workers are
 --       killed: the store empty after the driver releases them.
+-- Case (7), whole nodes killed, is in chaos/nodes_spec.lua.
 -- Fixed seeds. Scaled by hand with LRAY_CHAOS_SCALE (counts times S,
 -- default 1) and LRAY_CHAOS_SEED (default 12). Each case prints one
 -- "[chaos] ..." line with its figures.

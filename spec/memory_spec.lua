@@ -1,7 +1,7 @@
 -- Memory pressure (core/raylet/memmon.c): oom_score_adj of the node and its
--- workers, and the memory monitor killing the newest task's worker, which
--- its submitter retries (as Ray's single_node_oom) or fails naming memory
--- pressure. The limit is fake (LRAY_MEMORY_LIMIT_BYTES: the node then counts
+-- workers, and the memory monitor killing the newest retriable task's worker
+-- (else the newest task's), which its submitter retries (as Ray's
+-- single_node_oom) or fails naming memory pressure. The limit is fake (LRAY_MEMORY_LIMIT_BYTES: the node then counts
 -- the resident memory of itself and its workers only), so the spec never
 -- comes near the machine's own limit.
 local cluster = require("spec.helpers.cluster")
@@ -89,6 +89,31 @@ describe("memory pressure", function()
     assert.is_true(n > 20, "expected some tasks to be killed and retried, attempts: " .. n)
     print(("\n  memory_spec: 20 tasks of 200 MB under a 400 MB limit: %d attempts, %.1f s")
       :format(n, core.now() - t0))
+  end)
+
+  it("kills retriable tasks' workers before one whose task may not be retried", function()
+    -- The task with max_retries = 0 is leased last (its lease is the
+    -- newest) and holds 200 MB for 3 s: every retriable task that starts
+    -- beside it brings the node over its limit, and the monitor must kill
+    -- that one each time, never the newer lease whose task would fail.
+    local retry_log, once_log = os.tmpname(), os.tmpname()
+    local retriable = lray.remote({ max_retries = 3 }, hog)
+    local once = lray.remote({ max_retries = 0 }, hog)
+    local refs = {}
+    for i = 1, 6 do refs[i] = retriable.remote(200 * MB, 0.25, retry_log) end
+    local last = once.remote(200 * MB, 3, once_log)
+    local ok, v = pcall(lray.get, last, { timeout = 60 })
+    assert.is_true(ok, "the task that may not be retried was killed: " .. tostring(v))
+    assert.equal(200 * MB, v)
+    local got = lray.get(refs, { timeout = 120 })
+    for i = 1, 6 do assert.equal(200 * MB, got[i]) end
+    local n = 0
+    for _ in io.lines(retry_log) do n = n + 1 end
+    assert.is_true(n > 6, "expected retriable tasks to be killed and retried, attempts: " .. n)
+    print(("\n  memory_spec: 1 task with max_retries = 0 beside 6 retriable ones: it ran once,"
+      .. " they %d times"):format(n))
+    os.remove(retry_log)
+    os.remove(once_log)
   end)
 
   it("fails a task with max_retries = 0 naming memory pressure", function()

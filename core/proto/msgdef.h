@@ -11,7 +11,10 @@
  * reorder, and bump LR_PROTO_VERSION when a field changes meaning. (4:
  * actor handles are lent like ObjectRefs: value.actors, lend.aids. 6: a
  * driver that does not share its node's store writes and reads objects
- * over its connection: reply.cookie, write.)
+ * over its connection: reply.cookie, write; lends name their receiver,
+ * lend.to, push.from, call.from, lender_gone; the memory monitor prefers
+ * retriable leases, lease.retriable; spillback is grant-or-reject,
+ * lease.reject, reply.spill_now, reply.rejected; result.lost for lineage.)
  *
  * LR_FIELDS_<name>(F) lists a type's fields: F(name, ELEM, CONT, REC).
  *   ELEM  INT (int64), F64 (double), BOOL, STR (bytes), REC (a record)
@@ -98,7 +101,8 @@
   T(PULL, pull, MSG)               /* node -> node: send me a piece */        \
   T(CHUNK, chunk, MSG)             /* node -> node: a piece of an object */ \
   /* A driver that does not share its node's store (core/raylet/remote.c). */ \
-  T(WRITE, write, MSG)             /* driver -> node: bytes of an alloc */
+  T(WRITE, write, MSG)             /* driver -> node: bytes of an alloc */  \
+  T(LENDER_GONE, lender_gone, MSG) /* node -> receiver: their lender is gone */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
  * (shm = {offset, length}; node: the TCP address of the node whose store it
@@ -307,7 +311,8 @@
   LR_ARGS_FIELDS_(F)                                                          \
   F(rets, STR, LIST, NONE)                                                    \
   F(lend, STR, ONE, NONE) \
-  F(try, INT, ONE, NONE)
+  F(try, INT, ONE, NONE) \
+  F(from, INT, ONE, NONE)
 
 #define LR_FIELDS_ret(F)                                                      \
   F(cid, STR, ONE, NONE)                                                      \
@@ -321,12 +326,20 @@
  * ids (objects) and aids (actors) under token before it sends them, and the
  * receiver claims the token once it holds what it keeps; a message that
  * never arrived is unlent by its sender. The node hands the aids of a lend
- * on to the head (client 0), and the claim or unlend of such a token. */
+ * on to the head (client 0), and the claim or unlend of such a token.
+ * to: the receiver's pid, when it is a process of this node (reached over a
+ * unix socket): its leaving ends the lend, and the lender's leaving asks it
+ * (lender_gone) which of the lend's messages it never got. */
 #define LR_FIELDS_lend(F)                                                     \
   F(token, STR, ONE, NONE)                                                    \
   F(ids, STR, LIST, NONE)                                                     \
-  F(aids, STR, LIST, NONE)
+  F(aids, STR, LIST, NONE)                                                    \
+  F(to, INT, ONE, NONE)
 #define LR_FIELDS_claim(F) F(token, STR, ONE, NONE)
+/* Node -> a lend's receiver: the process that lent tokens to it is gone.
+ * The receiver unlends each token whose message it never got (and drops
+ * that message should it still come); the rest it claims as usual. */
+#define LR_FIELDS_lender_gone(F) F(tokens, STR, LIST, NONE)
 #define LR_FIELDS_unlend(F) F(token, STR, ONE, NONE)
 
 /* A get or wait has waited `after` seconds for ids: the node warns why. */
@@ -336,18 +349,20 @@
 
 /* Leases. A submitter asks for a worker for a resource shape (name: its
  * first task's, for warnings); the reply has the lease id (lid), the
- * worker's address and pid, or err, or neither once withdrawn. */
-/* spilled: another node sent it here (it stays: one hop); reject: it was
- * sent here because it fit now, so grant it now or answer rejected (the
- * sender's view was stale; the submitter asks its own node again, as Ray's
- * grant-or-reject spillback). */
+ * worker's address and pid, or err, or neither once withdrawn. spilled:
+ * another node sent it here; reject: it was sent here because it fit now,
+ * so grant it now or answer rejected (the sender's view was stale; the
+ * submitter asks its own node again, as Ray's grant-or-reject spillback).
+ * retriable: the lease's tasks may be retried (max_retries != 0), so the
+ * memory monitor kills its worker before one whose tasks may not. */
 #define LR_FIELDS_lease(F)                                                    \
   F(rid, STR, ONE, NONE)                                                      \
   F(res, INT, SMAP, NONE)                                                     \
   F(name, STR, ONE, NONE)                                                     \
   F(job, STR, ONE, NONE)                                                      \
   F(spilled, BOOL, ONE, NONE)                                                 \
-  F(reject, BOOL, ONE, NONE)
+  F(reject, BOOL, ONE, NONE)                                                  \
+  F(retriable, BOOL, ONE, NONE)
 
 #define LR_FIELDS_lease_start(F)                                              \
   F(lid, STR, ONE, NONE)                                                      \
@@ -400,7 +415,8 @@
   F(actors, STR, LIST, NONE)                                                  \
   F(cs, STR, ONE, NONE)                                                       \
   F(lend, STR, ONE, NONE) \
-  F(try, INT, ONE, NONE)
+  F(try, INT, ONE, NONE) \
+  F(from, INT, ONE, NONE)
 
 /* rejected: the lease had ended before the task came (send it again);
  * dur: seconds it ran, so the submitter knows short functions; lost: the

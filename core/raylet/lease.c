@@ -275,6 +275,7 @@ void lr_lease_request(lr_node_t *n, lr_client_t *c, const lr_m_lease_t *m)
   snprintf(L->job, sizeof(L->job), "%s", job ? job : "");
   L->req = req;
   L->spilled = spilled;
+  L->retriable = m->retriable.n && m->retriable.v.b;
   L->num = lr_node_number(n);
   L->state = LR_L_PENDING;
   L->submitted = lr_node_now();

@@ -10,7 +10,8 @@
  * The monitor (as Ray's memory monitor): every LRAY_MEMORY_MONITOR_REFRESH_MS
  * (250; 0 turns it off) it reads how much memory is used; at or above
  * LRAY_MEMORY_USAGE_THRESHOLD (0.95) of the limit it kills the worker of the
- * newest granted task lease (never an actor, never the node), one at a time:
+ * newest granted task lease whose tasks may be retried (lease.retriable), else
+ * the newest of any (never an actor, never the node), one at a time:
  * not again until that process is gone. Before the kill the lease's
  * submitter is told (lease_oom), so it retries the task later (an OOM kill
  * does not use up max_retries, as in Ray) or, when the task has
@@ -154,7 +155,12 @@ lr_lease_t *lr_memmon_pick(lr_node_t *n)
     if (L->state != LR_L_GRANTED || !w || w->lease != L || w->actor ||
         w->state != LR_W_LEASED)
       continue;
-    if (!best || L->num > best->num) best = L;
+    /* A retriable lease beats one that is not (as Ray: a kill then costs a
+     * retry, not a failure); among equals the newest, which has done the
+     * least work. */
+    if (!best || (L->retriable && !best->retriable) ||
+        (L->retriable == best->retriable && L->num > best->num))
+      best = L;
   }
   return best;
 }

@@ -454,7 +454,10 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
     break;
   case LR_PT_LEND:
     if (c->kind == LR_CL_NODE) lr_node_to_head(n, 0, msg); /* handles on that node */
-    else lr_obj_lend(n, msg);
+    else {
+      lr_obj_lend(n, msg);
+      lr_obj_lend_peers(n, c, msg);
+    }
     break;
   case LR_PT_CLAIM: {
     lr_m_claim_t *m = msg;

@@ -146,6 +146,7 @@ struct lr_lease_s {
   int state;
   int granted; /* resources granted, waiting for an idle worker */
   int spilled; /* sent here by another node: stays (one hop) */
+  int retriable; /* its tasks may be retried: the memory monitor's first pick */
   lr_res_gpus_t gpus;
   lr_worker_t *worker;
   double submitted, key; /* monotonic seconds; key orders the queue */
@@ -356,6 +357,10 @@ void lr_obj_put(lr_node_t *n, lr_client_t *c, const lr_m_put_t *m);
 void lr_obj_expect(lr_node_t *n, lr_client_t *c, const lr_m_expect_t *m);
 void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len);
 void lr_obj_lend(lr_node_t *n, const lr_m_lend_t *m);
+/* After lr_obj_lend of m from client c (the lender): records who lent it
+ * and its receiver (m->to), so the lend ends when either leaves (objdir.c,
+ * "Lenders and receivers that leave"). */
+void lr_obj_lend_peers(lr_node_t *n, lr_client_t *c, const lr_m_lend_t *m);
 void lr_obj_claim(lr_node_t *n, const char *token, size_t len);
 void lr_obj_unlend(lr_node_t *n, const char *token, size_t len);
 void lr_obj_alloc(lr_node_t *n, lr_client_t *c, const lr_m_alloc_t *m);
@@ -437,8 +442,8 @@ void lr_memmon_worker_role(lr_worker_t *w, int actor);
 void lr_memmon_start(lr_node_t *n);
 /* Memory in use and its limit, in bytes; 0, or -1 when unreadable. */
 int lr_memmon_usage(lr_node_t *n, uint64_t *used, uint64_t *limit);
-/* The lease whose worker the monitor would kill now (the newest granted
- * task lease), or NULL. */
+/* The lease whose worker the monitor would kill now: the newest granted
+ * task lease whose tasks may be retried, else the newest of any; or NULL. */
 lr_lease_t *lr_memmon_pick(lr_node_t *n);
 uint64_t lr_memmon_kills(lr_node_t *n);
 

@@ -13,6 +13,7 @@
  * a safety margin; no hand-off relies on it (the ownership specs run with
  * LRAY_FREE_GRACE_S=0). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "common/errdef.h"
 #include "raylet/node.h"
@@ -22,6 +23,8 @@ typedef struct lr_lend_s {
   char **ids;
   uint32_t n;
   int aids; /* it lent actor handles too: the head holds them */
+  uint64_t from; /* the lender's client id (0: unknown, or asked already) */
+  int64_t to;    /* the receiver's pid, a process of this node (0: unknown) */
   UT_hash_handle hh;
 } lr_lend_t;
 
@@ -228,8 +231,9 @@ void lr_obj_unhold(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
  * counts the lend until the receiver, having registered its own hold,
  * claims it. Actor handles in the message (aids) are counted by the head:
  * the node tells it of such a lend and of its end. Lend and claim come over different connections, so either may
- * arrive first. Known gap: a lend for a reply whose caller died before
- * claiming it stays until the node ends. */
+ * arrive first. A lend that names its receiver ends with either process
+ * (below, "Lenders and receivers that leave"); one that does not (a
+ * receiver on another node) stays until its claim or unlend. */
 
 /* A token claimed or unlent before its lend arrived (they come over other
  * connections): the lend, when it comes, is over at once. A lend that never
@@ -335,6 +339,101 @@ void lr_obj_unlend(lr_node_t *n, const char *token, size_t len)
   HASH_FIND(hh, n->lends, token, len, l);
   if (l) release_lend(n, l, LR_PT_UNLEND);
   else tomb_add(n, token, len);
+}
+
+/* -- Lenders and receivers that leave ---------------------------------------------- */
+/* A lend whose receiver is a process of this node (lend.to, its pid) ends
+ * when that receiver leaves: the node has read its connection to the end,
+ * so a lend it has not claimed by then is one it never will. When the lender
+ * leaves first, the node cannot tell whether the lent message still sits
+ * unread in the receiver's socket (the receiver may be in a long task), so
+ * a timeout is not safe: it asks the receiver (lender_gone), which unlends
+ * each token whose message it never got and drops that message should it
+ * still come, and claims the others as usual. A lend that names no receiver
+ * (one on another node) stays until its claim or unlend. */
+
+/* The live client of this node (over a unix socket) whose process is pid. */
+static lr_client_t *local_client(lr_node_t *n, int64_t pid)
+{
+  if (pid <= 0) return NULL;
+  for (lr_client_t *c = n->clients; c; c = c->hh.next)
+    if (c->pid == pid && !c->gone && (c->kind == LR_CL_DRIVER || c->kind == LR_CL_WORKER) &&
+        c->conn.h.handle.type != UV_TCP)
+      return c;
+  return NULL;
+}
+
+void lr_obj_lend_peers(lr_node_t *n, lr_client_t *c, const lr_m_lend_t *m)
+{
+  lr_lend_t *l;
+  if (!m->token.n) return;
+  HASH_FIND(hh, n->lends, m->token.v.s.p, m->token.v.s.n, l);
+  if (!l) return; /* claimed before it came */
+  l->from = c ? c->id : 0;
+  if (!m->to.n || m->to.v.i <= 0) return;
+  l->to = m->to.v.i;
+  /* Its receiver left already (a lender names only processes that said
+   * hello here): it never claims. */
+  if (!local_client(n, l->to)) release_lend(n, l, LR_PT_UNLEND);
+}
+
+typedef struct {
+  lr_client_t *r; /* a receiver */
+  lr_lend_t *l;   /* a lend to it whose lender left */
+} ask_t;
+
+static int by_receiver(const void *a, const void *b)
+{
+  uint64_t x = ((const ask_t *)a)->r->id, y = ((const ask_t *)b)->r->id;
+  return x < y ? -1 : x > y;
+}
+
+/* Sends each receiver of asks (sorted by receiver) one lender_gone with its
+ * tokens. */
+static void ask_receivers(const ask_t *asks, size_t nask)
+{
+  for (size_t i = 0, j; i < nask; i = j) {
+    for (j = i; j < nask && asks[j].r == asks[i].r; j++) {}
+    lr_pitem_t *items = lr_xcalloc(j - i, sizeof(*items));
+    for (size_t k = i; k < j; k++)
+      items[k - i].v.s = (lr_pstr_t){asks[k].l->token, strlen(asks[k].l->token)};
+    lr_m_lender_gone_t m = LR_MSG_INIT(LENDER_GONE);
+    LR_SET_ITEMS(m.tokens, items, (uint32_t)(j - i));
+    lr_node_send(asks[i].r, &m);
+    lr_free(items);
+  }
+}
+
+/* Client c left: the lends it received end, and the receivers of the lends
+ * it made are asked about them. */
+static void lends_client_gone(lr_node_t *n, lr_client_t *c)
+{
+  lr_lend_t *l, *tmp;
+  ask_t *asks = NULL;
+  size_t nask = 0, cap = 0;
+  int local = c->pid > 0 && (c->kind == LR_CL_DRIVER || c->kind == LR_CL_WORKER) &&
+              c->conn.h.handle.type != UV_TCP;
+  HASH_ITER(hh, n->lends, l, tmp) {
+    if (local && l->to == c->pid) {
+      release_lend(n, l, LR_PT_UNLEND);
+      continue;
+    }
+    if (!l->from || l->from != c->id || !l->to) continue;
+    l->from = 0; /* asked once */
+    lr_client_t *r = local_client(n, l->to);
+    if (!r) {
+      release_lend(n, l, LR_PT_UNLEND);
+      continue;
+    }
+    if (nask == cap) {
+      cap = cap ? 2 * cap : 16;
+      asks = lr_xrealloc(asks, cap * sizeof(*asks));
+    }
+    asks[nask++] = (ask_t){r, l};
+  }
+  if (nask > 1) qsort(asks, nask, sizeof(*asks), by_receiver);
+  ask_receivers(asks, nask);
+  lr_free(asks);
 }
 
 /* -- Values ------------------------------------------------------------------------- */
@@ -566,8 +665,7 @@ void lr_obj_drop_client(lr_node_t *n, lr_client_t *c)
     lr_free(e->key);
     lr_free(e);
   }
-  /* (Its lends stay: a receiver may still claim them. A lender whose
-   * receiver died takes its lend back with unlend.) */
+  lends_client_gone(n, c);
   lr_alloc_t *a, *atmp;
   HASH_ITER(hh, c->allocs, a, atmp) {
     HASH_DEL(c->allocs, a);

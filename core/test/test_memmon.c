@@ -3,7 +3,7 @@
 #include "test/fake_node.h"
 #include "test/test.h"
 
-static void lease(lr_node_t *n, lr_client_t *c, const char *rid)
+static void lease_of(lr_node_t *n, lr_client_t *c, const char *rid, int retriable)
 {
   lr_m_lease_t m = LR_MSG_INIT(LEASE);
   lr_pitem_t res[1];
@@ -12,7 +12,13 @@ static void lease(lr_node_t *n, lr_client_t *c, const char *rid)
   LR_SET_CSTR(m.rid, rid);
   LR_SET_CSTR(m.name, "f");
   LR_SET_ITEMS(m.res, res, 1);
+  if (retriable >= 0) LR_SET_BOOL(m.retriable, retriable);
   lr_lease_request(n, c, &m);
+}
+
+static void lease(lr_node_t *n, lr_client_t *c, const char *rid)
+{
+  lease_of(n, c, rid, -1);
 }
 
 TEST(memmon_picks_nothing_without_a_leased_task_worker)
@@ -46,6 +52,40 @@ TEST(memmon_picks_the_newest_lease_and_never_an_actor)
   lr_lease_t *L2 = lr_memmon_pick(n);
   ASSERT(L2 && L2 != L && L2->worker != newest);
   newest->actor = NULL;
+  fake_node_free(n);
+}
+
+/* Retriable leases go first, newest first; then the newest of the rest
+ * (a lease that does not say is not retriable). */
+TEST(memmon_picks_the_newest_retriable_lease_first)
+{
+  lr_node_t *n = fake_node_new(4, 0, 1 << 20);
+  lr_client_t *d = fake_driver(n, "job1");
+  for (int i = 0; i < 4; i++) fake_worker(n);
+  lease_of(n, d, "once1", 0);
+  lease_of(n, d, "retry1", 1);
+  lease_of(n, d, "retry2", 1);
+  lease_of(n, d, "once2", 0);
+  lr_lease_t *L = lr_memmon_pick(n);
+  ASSERT(L && L->retriable);
+  for (lr_lease_t *o = n->leases; o; o = o->hh.next)
+    if (o->retriable) ASSERT(o->num <= L->num);
+  lr_lease_t *older = NULL;
+  for (lr_lease_t *o = n->leases; o; o = o->hh.next)
+    if (o->retriable && o != L) older = o;
+  ASSERT(older);
+  /* Its worker gone (killed), the older retriable lease is next... */
+  lr_placement_t fake_actor;
+  memset(&fake_actor, 0, sizeof(fake_actor));
+  L->worker->actor = &fake_actor; /* never picked: as good as gone here */
+  ASSERT(lr_memmon_pick(n) == older);
+  older->worker->actor = &fake_actor;
+  /* ...then the newest of those that may not be retried. */
+  lr_lease_t *last = lr_memmon_pick(n);
+  ASSERT(last && !last->retriable);
+  for (lr_lease_t *o = n->leases; o; o = o->hh.next)
+    if (!o->retriable) ASSERT(o->num <= last->num);
+  L->worker->actor = older->worker->actor = NULL;
   fake_node_free(n);
 }
 

@@ -298,6 +298,125 @@ TEST(objdir_unlend_before_its_lend)
   fake_node_free(n);
 }
 
+/* -- Lenders and receivers that leave --------------------------------------- */
+
+/* Client c lends id under token to the process with pid to (0: none named). */
+static void lend_to(lr_node_t *n, lr_client_t *c, const char *token, const char *id, int64_t to)
+{
+  lr_m_lend_t m = LR_MSG_INIT(LEND);
+  lr_pitem_t ids[1] = {{.v.s = {id, strlen(id)}}};
+  LR_SET_CSTR(m.token, token);
+  LR_SET_ITEMS(m.ids, ids, 1);
+  if (to) LR_SET_INT(m.to, to);
+  lr_obj_lend(n, &m);
+  lr_obj_lend_peers(n, c, &m);
+}
+
+/* The tokens of the nth lender_gone sent to c, joined by spaces ("" none). */
+static const char *asked(lr_client_t *c, int nth)
+{
+  static char out[256];
+  lr_m_lender_gone_t *m = fake_msg(c, LR_PT_LENDER_GONE, nth);
+  out[0] = 0;
+  if (!m) return out;
+  for (uint32_t i = 0; i < m->tokens.n; i++)
+    snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%.*s", i ? " " : "",
+             (int)m->tokens.items[i].v.s.n, m->tokens.items[i].v.s.p);
+  return out;
+}
+
+/* The lender died before its receiver read the message (it may still sit
+ * in the receiver's socket): the node asks the receiver, whose unlend ends
+ * the lend. Chaos case (4) leaked such objects. */
+TEST(objdir_dead_lenders_lend_ends_when_its_receiver_says_it_never_got_it)
+{
+  lr_node_t *n = fake_node_new(2, 0, 1 << 20);
+  lr_client_t *d = fake_driver(n, "job1");
+  lr_worker_t *lender = fake_worker(n), *recv = fake_worker(n);
+  n->free_grace = 0;
+  put_data(n, d, "o1", "x");
+  lend_to(n, lender->client, "t1#1", "o1", recv->pid);
+  lr_obj_unhold(n, d, ID("o1"));
+  fake_leave(n, lender->client);
+  ASSERT_STREQ(asked(recv->client, 0), "t1#1");
+  ASSERT(!freed(n, "o1")); /* not before the receiver answers */
+  lr_obj_unlend(n, ID("t1#1"));
+  ASSERT(freed(n, "o1"));
+  ASSERT(!n->lends);
+  fake_node_free(n);
+}
+
+/* A receiver that got the message claims it: asking changes nothing. */
+TEST(objdir_dead_lenders_lend_claimed_by_its_receiver_stays_claimed)
+{
+  lr_node_t *n = fake_node_new(2, 0, 1 << 20);
+  lr_client_t *d = fake_driver(n, "job1");
+  lr_worker_t *lender = fake_worker(n), *recv = fake_worker(n);
+  put_data(n, d, "o1", "x");
+  lend_to(n, lender->client, "t1#1", "o1", recv->pid);
+  fake_leave(n, lender->client);
+  ASSERT_EQ(count(n, "o1"), 2);
+  lr_obj_hold(n, recv->client, ID("o1"));
+  lr_obj_claim(n, ID("t1#1"));
+  ASSERT_EQ(count(n, "o1"), 2); /* the driver and the receiver */
+  ASSERT(!n->lends);
+  fake_node_free(n);
+}
+
+/* A lend whose receiver leaves unclaimed ends with it (a reply whose caller
+ * died before reading it), whether the lender lives or not; one naming a
+ * receiver that left already ends at once. */
+TEST(objdir_lend_ends_when_its_receiver_leaves)
+{
+  lr_node_t *n = fake_node_new(2, 0, 1 << 20);
+  lr_client_t *d = fake_driver(n, "job1");
+  lr_worker_t *w = fake_worker(n);
+  lr_client_t *caller = fake_client(n, LR_CL_WORKER, NULL);
+  int64_t caller_pid = caller->pid;
+  n->free_grace = 0;
+  put_data(n, d, "o1", "x");
+  put_data(n, d, "o2", "y");
+  lend_to(n, w->client, "t1#1:ret", "o1", caller_pid);
+  lr_obj_unhold(n, d, ID("o1"));
+  ASSERT(!freed(n, "o1"));
+  fake_leave(n, caller);
+  ASSERT(freed(n, "o1"));
+  ASSERT(!n->lends);
+  lend_to(n, w->client, "t2#1:ret", "o2", caller_pid);
+  ASSERT(!n->lends);
+  ASSERT_EQ(count(n, "o2"), 1);
+  ASSERT_EQ(fake_count(w->client, LR_PT_LENDER_GONE), 0);
+  fake_node_free(n);
+}
+
+/* Each receiver is asked once, with all its tokens; a lend with no
+ * receiver named (one on another node) stays; a receiver that is gone
+ * when its lender leaves needs no asking. */
+TEST(objdir_dead_lender_asks_each_receiver_once)
+{
+  lr_node_t *n = fake_node_new(4, 0, 1 << 20);
+  lr_client_t *d = fake_driver(n, "job1");
+  lr_worker_t *lender = fake_worker(n), *r1 = fake_worker(n), *r2 = fake_worker(n);
+  put_data(n, d, "o1", "x");
+  lend_to(n, lender->client, "a#1", "o1", r1->pid);
+  lend_to(n, lender->client, "b#1", "o1", r2->pid);
+  lend_to(n, lender->client, "c#1", "o1", r1->pid);
+  lend_to(n, lender->client, "d#1", "o1", 0);
+  lend_to(n, d, "e#1", "o1", r1->pid); /* another lender's: not asked */
+  fake_leave(n, lender->client);
+  ASSERT_EQ(fake_count(r1->client, LR_PT_LENDER_GONE), 1);
+  ASSERT_EQ(fake_count(r2->client, LR_PT_LENDER_GONE), 1);
+  const char *t = asked(r1->client, 0);
+  ASSERT(!strcmp(t, "a#1 c#1") || !strcmp(t, "c#1 a#1"));
+  ASSERT_STREQ(asked(r2->client, 0), "b#1");
+  ASSERT_EQ(count(n, "o1"), 6);
+  fake_leave(n, r2->client); /* never answered: its leaving ends b#1 */
+  ASSERT_EQ(count(n, "o1"), 5);
+  fake_leave(n, r1->client); /* a#1, c#1 and the driver's e#1 */
+  ASSERT_EQ(count(n, "o1"), 2); /* the driver and d#1, which names no one */
+  fake_node_free(n);
+}
+
 /* -- Store space ----------------------------------------------------------- */
 
 TEST(objdir_alloc_replies_with_an_offset)

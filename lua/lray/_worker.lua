@@ -8,6 +8,7 @@ local serialize = require("lray.serialize")
 local errors = require("lray.errors")
 local spans = require("lray._spans")
 local actor_mod = require("lray.actor")
+local lends = require("lray.lends")
 
 local decode = serialize.decode
 local pairs, ipairs, select, tostring, type, xpcall = pairs, ipairs, select, tostring, type, xpcall
@@ -83,11 +84,12 @@ end
 -- asked, straight. Large results go to the node's store first. They, the
 -- ObjectRefs and the actor handles inside results are lent to the caller:
 -- the node keeps them until the caller, holding them itself, claims the
--- lend (token base..":ret").
+-- lend (token base..":ret"; to: the caller's pid when it is a process of
+-- this node, so the node ends the lend should the caller die unclaimed).
 -- What the arguments brought is registered (ref) before the caller's lend of
 -- them is claimed (claim), and both before the reply. cs: the call site that
 -- made the results (`lray memory`).
-function reply_with(conn, msg, base, claim, cs)
+function reply_with(conn, msg, base, claim, cs, to)
   local lent, aids, stored
   for _, r in ipairs(msg.results) do
     if r.shm then
@@ -107,8 +109,8 @@ function reply_with(conn, msg, base, claim, cs)
     end
   end
   local token = (lent or aids) and (base .. ":ret") or nil
-  if token then runtime.queue({ t = "lend", token = token, ids = lent, aids = aids }) end
-  if claim then runtime.queue({ t = "claim", token = claim }) end
+  if token then runtime.queue({ t = "lend", token = token, ids = lent, aids = aids, to = to }) end
+  lends.settle(claim)
   -- Lent: this process's own count of them may end (after the lend).
   unpin_results(msg.results)
   runtime.flush_queued()
@@ -194,6 +196,10 @@ local function invoke(fn, self, args, rets, what)
   else
     res = pack(xpcall(fn, on_error, unpack(args, 1, args.n)))
   end
+  -- The function returned: a cancel from now on would only cut storing its
+  -- results short (a store range allocated and never put, held until this
+  -- process exits: chaos case 4 leaked one).
+  core.cancel_arm(0)
   if res[1] then
     if #rets == 1 then
       local vals = { n = res.n - 1 }
@@ -331,9 +337,11 @@ end
 
 local function on_push(conn, m)
   m.conn = conn
+  if not lends.received(m.lend) then return end   -- its submitter is gone
   if ended[m.lid] then
     -- A lease that ended before its submitter's first task reached us (it
     -- never heard lease_end): refuse the task; the submitter asks again.
+    lends.returned(m.lend)
     conn:send({ t = "lease_end", lid = m.lid })
     conn:send({ t = "result", tid = m.tid, rejected = true })
     return
@@ -349,6 +357,7 @@ local function on_push(conn, m)
   if lease.idle_timer then lease.idle_timer:stop(); lease.idle_timer = nil end
   if runtime.is_blocked() then
     -- The running task waits (see on_blocked): this one goes elsewhere.
+    lends.returned(m.lend)
     conn:send({ t = "result", tid = m.tid, rejected = true })
     return
   end
@@ -360,7 +369,7 @@ local function run_pushed(m)
   local t0 = core.now()
   local results, lua_error = run_task(m)
   reply_with(m.conn, { t = "result", tid = m.tid, results = results, lua_error = lua_error,
-    dur = core.now() - t0, lost = m.lost }, m.tid .. "#" .. (m.try or 0), m.lend, m.cs)
+    dur = core.now() - t0, lost = m.lost }, m.tid .. "#" .. (m.try or 0), m.lend, m.cs, m.from)
   lease_idle()
 end
 
@@ -373,16 +382,24 @@ runtime.on_blocked = function()
     local m = work[i]
     if m.t == "push" and m.conn:is_open() then
       remove(work, i)
+      lends.returned(m.lend)
       m.conn:send({ t = "result", tid = m.tid, rejected = true })
     end
   end
 end
 
 -- A submitter that hangs up takes its tasks with it (as Ray's owners do):
--- queued ones are dropped, a running one is cancelled.
+-- queued ones are dropped (their lends given back), a running one is
+-- cancelled.
 local function on_submitter_gone(conn)
   for i = #work, 1, -1 do
-    if work[i].conn == conn then remove(work, i) end
+    if work[i].conn == conn then lends.settle(remove(work, i).lend, true) end
+  end
+  for lid, q in pairs(early) do
+    for i = #q, 1, -1 do
+      if q[i].conn == conn then lends.settle(remove(q, i).lend, true) end
+    end
+    if #q == 0 then early[lid] = nil end
   end
   local cur = runtime.current.task_id
   if cur and runtime.current.conn == conn then
@@ -435,7 +452,7 @@ local function cancel_queued(conn, cid)
       if c[1] == conn and c[2].cid == cid then
         table.remove(q, i)
         local m = c[2]
-        if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+        lends.settle(m.lend)
         local err = errors.new("TaskCancelledError", "actor method '" .. tostring(actor and actor.cname)
           .. "." .. tostring(m.m) .. "' was cancelled before it started")
         conn:send({ t = "ret", cid = cid, results = error_results(m.rets, err) })
@@ -492,7 +509,8 @@ local function serve_call(conn, m)
   end
   spans.record("actor_call", actor.cname .. "." .. tostring(m.m), m.cid, t0, failed)
   runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
-  reply_with(conn, { t = "ret", cid = m.cid, results = results }, m.cid .. "#" .. (m.try or 0), m.lend)
+  reply_with(conn, { t = "ret", cid = m.cid, results = results }, m.cid .. "#" .. (m.try or 0), m.lend,
+    nil, m.from)
 end
 
 local function become_actor(m)
@@ -536,6 +554,7 @@ local function become_actor(m)
     callers[conn] = true
     conn:on_message(function(c, msg)
       if msg.t == "cancel_call" then return cancel_queued(c, msg.cid) end
+      if not lends.received(msg.lend) then return end   -- its caller is gone
       calls[#calls + 1] = { c, msg }
     end)
   end

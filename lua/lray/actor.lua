@@ -7,6 +7,7 @@ local serialize = require("lray.serialize")
 local remote = require("lray.remote")
 local options = require("lray.options")
 local errors = require("lray.errors")
+local lends = require("lray.lends")
 
 local pairs, ipairs, type, tostring, setmetatable, rawequal, select, rawget =
   pairs, ipairs, type, tostring, setmetatable, rawequal, select, rawget
@@ -85,10 +86,9 @@ local function settle_orphans(st, aid, max_retries, cause)
       call.tries = call.tries + 1
       call.msg.try = call.tries
       if call.msg.lend then
-        -- A new try lends its arguments under a token of its own.
+        -- The new try lends its arguments when it is sent (lend_call).
         runtime.queue({ t = "unlend", token = call.msg.lend })
-        call.msg.lend = call.msg.cid .. "#" .. call.tries
-        runtime.queue({ t = "lend", token = call.msg.lend, ids = call.lend_ids, aids = call.lend_aids })
+        call.msg.lend = nil
       end
       keep[#keep + 1] = call
     else
@@ -133,6 +133,7 @@ local function connect(st, aid)
       return
     end
     st.conn, st.conn_key = conn, key
+    st.conn_pid = lends.local_pid(addr) and tonumber(key:match("#(%d+)$")) or nil
     if DEBUG then io.stderr:write(("actor %s connected %s key %s\n"):format(aid:sub(-4), tostring(conn), key)) end
     conn:on_message(function(_, m) if m.t == "ret" then on_ret(m) end end)
     conn:on_close(function()
@@ -170,6 +171,22 @@ local function connect(st, aid)
   end, runtime.info and runtime.info.token)
 end
 
+-- ObjectRefs and actor handles inside a call's arguments are lent to the
+-- actor's process when the call goes to it: the node keeps them until the
+-- actor, holding them itself, claims the lend. So are the ObjectRef
+-- arguments (deps), whose values may hold handles the actor registers before
+-- it claims. Until then the call's arguments (call.keep) hold them here.
+-- Each try lends under a token of its own; a process of this node is named
+-- to the node, and we to it (lends.lua).
+local function lend_call(st, call)
+  local to = st.conn_pid
+  call.msg.from = to and core.getpid() or nil   -- its reply lends to us by pid
+  if not (call.lend_ids or call.lend_aids) or call.msg.lend then return end
+  call.msg.lend = call.msg.cid .. "#" .. call.tries
+  runtime.queue({ t = "lend", token = call.msg.lend, ids = call.lend_ids, aids = call.lend_aids,
+    to = to })
+end
+
 --- Sends the calls waiting in st.queue on st.conn.
 function M.send_queued(st)
   local q = st.queue
@@ -177,6 +194,8 @@ function M.send_queued(st)
   for i = 1, #q do
     st.inflight[q[i].msg.cid] = q[i]
     q[i].conn = st.conn
+    lend_call(st, q[i])
+    runtime.flush_queued()
     st.conn:send(q[i].msg)
   end
 end
@@ -291,21 +310,17 @@ local function call_method(h, mname, mopts, ...)
   st.cname = st.cname or d.cname
   call_seq = call_seq + 1
   local cid = runtime.new_id()
-  -- ObjectRefs and actor handles inside the arguments are lent to the
-  -- actor: the node keeps them until the actor, holding them itself, claims
-  -- the lend. So are the ObjectRef arguments (deps), whose values may hold
-  -- handles the actor registers before it claims.
+  -- What the arguments hold is lent when the call is sent (lend_call).
   local ids = refs
   if deps then
     ids = {}
     for i = 1, #(refs or {}) do ids[i] = refs[i] end
     for _, id in pairs(deps) do ids[#ids + 1] = id end
   end
-  local lend = ((ids and #ids > 0) or aids) and cid or nil
-  if lend then runtime.queue({ t = "lend", token = lend, ids = ids, aids = aids }) end
+  if ids and #ids == 0 then ids = nil end
   local call = { rets = rets, seq = call_seq, tries = 0, lend_ids = ids, lend_aids = aids,
     msg = { t = "call", cid = cid, m = mname, args = blob, deps = deps, refs = refs,
-      rets = rets, lend = lend },
+      rets = rets },
     keep = { ... }, -- arguments stay referenced until the call returns
     aid = aid }
   M.pin(aid)        -- and the actor stays alive until it returns
@@ -323,6 +338,8 @@ local function call_method(h, mname, mopts, ...)
     -- run yet, is not open: the call waits in the queue for what follows.)
     st.inflight[call.msg.cid] = call
     call.conn = st.conn
+    lend_call(st, call)
+    runtime.flush_queued()
     st.conn:send(call.msg)
     runtime.submitted()
   else

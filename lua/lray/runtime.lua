@@ -821,6 +821,7 @@ function M.connect(addr, hello, token)
   if not conn then return nil, err, kind end
   M.conn = conn
   M.lost = nil
+  M.node_over_unix = addr:sub(1, 5) == "unix:"   -- lends name peers by pid then (lends.lua)
   conn:on_message(M.on_message)
   conn:on_close(function()
     if M.conn == conn and not M.leaving then

@@ -15,6 +15,7 @@
 local core = require("lray._core")
 local runtime = require("lray.runtime")
 local errors = require("lray.errors")
+local lends = require("lray.lends")
 
 local pairs, ipairs, tostring, remove, insert, min, tonumber =
   pairs, ipairs, tostring, table.remove, table.insert, math.min, tonumber
@@ -42,15 +43,18 @@ local function key_of(res)
   return table.concat(parts, ",")
 end
 
--- where: the node to ask for leases first (the one holding most of the
--- tasks' argument bytes), nil for this process's own node.
-local function shape_of(res, where)
-  local key = key_of(res)
+-- Tasks that may not be retried (max_retries = 0) get shapes, and so
+-- leases, of their own: the node's memory monitor kills a retriable lease's
+-- worker first (lease.retriable). where: the node to ask for leases first
+-- (the one holding most of the tasks' argument bytes), nil for this
+-- process's own node.
+local function shape_of(res, retriable, where)
+  local key = key_of(res) .. (retriable and "" or ";once")
   if where then key = key .. "@" .. where end
   local sh = shapes[key]
   if not sh then
     sh = { key = key, res = res, queue = {}, leases = {}, requests = {}, nreq = 0, via = {},
-      nwait = 0, where = where }
+      nwait = 0, retriable = retriable, where = where }
     shapes[key] = sh
   end
   return sh
@@ -158,9 +162,11 @@ local function push(L, t)
   t.state, t.lease = "pushed", L
   local lent, aids = lend_ids(t)
   t.try = (t.try or 0) + 1   -- each try lends under tokens of its own
+  -- A worker of this node is named to the node, and we to it (lends.lua).
+  local me = lends.local_pid(L.addr)
   if lent or aids then
     t.lend = t.tid .. "#" .. t.try
-    runtime.queue({ t = "lend", token = t.lend, ids = lent, aids = aids })
+    runtime.queue({ t = "lend", token = t.lend, ids = lent, aids = aids, to = me and L.pid })
     runtime.flush_queued()
   end
   L.inflight = L.inflight + 1
@@ -173,7 +179,7 @@ local function push(L, t)
   L.conn:send({ t = "push", lid = L.lid, tid = t.tid, seq = t.seq, fh = t.fh, code = code,
     args = t.args, depv = dep_values(t.deps), deps = t.deps and true or nil, rets = t.rets,
     name = t.name, job = t.job, refs = t.refs, actors = t.actors, cs = t.cs, lend = t.lend,
-    try = t.try })
+    try = t.try, from = me })
 end
 
 -- -- Other nodes -------------------------------------------------------------------
@@ -253,7 +259,7 @@ local function request_lease(sh, conn, first_hop, reject)
   local rid
   local msg = { t = "lease", res = sh.res, name = first and first.name,
     job = first and first.job, spilled = conn and not first_hop or nil,
-    reject = reject or nil }
+    reject = reject or nil, retriable = sh.retriable }
   local function on_reply(r) M.granted(sh, rid, r) end
   if conn then
     rid = runtime.request_via(conn, msg, on_reply)
@@ -324,7 +330,7 @@ local function start(t)
   end
   local function go()
     local where = locality(t)
-    if where or t.shape.where then t.shape = shape_of(t.res, where) end
+    if where or t.shape.where then t.shape = shape_of(t.res, t.shape.retriable, where) end
     enqueue(t)
   end
   if #missing == 0 then return go() end
@@ -595,7 +601,7 @@ function M.submit(t)
   next_num = next_num + 1
   t.num = next_num
   t.seq = tonumber(t.tid:sub(-7), 16) + 1   -- names it to the cancel signal
-  t.shape = shape_of(t.res)
+  t.shape = shape_of(t.res, t.retries ~= 0)
   if t.code then codes[t.fh] = t.code; t.code = nil end
   live[t.tid] = t
   for _, id in ipairs(t.rets) do by_ret[id] = t end
