@@ -94,7 +94,10 @@
   /* Objects between nodes (core/raylet/transfer.c). */                      \
   T(FETCH, fetch, MSG)             /* client -> node: copy a remote object */ \
   T(PULL, pull, MSG)               /* node -> node: send me a piece */        \
-  T(CHUNK, chunk, MSG)             /* node -> node: a piece of an object */
+  T(CHUNK, chunk, MSG)             /* node -> node: a piece of an object */ \
+  /* Spilling objects processes hold (core/raylet/unmap.c). */                \
+  T(UNMAP, unmap, MSG)             /* node -> holder: forget these ranges */  \
+  T(UNMAPPED, unmapped, MSG)       /* holder -> node: forgot (ids) or not */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
  * (shm = {offset, length}; node: the TCP address of the node whose store it
@@ -516,6 +519,15 @@
   F(total, INT, ONE, NONE)                                                    \
   F(data, STR, ONE, NONE)                                                     \
   F(err, STR, ONE, NONE)
+
+/* The node wants to spill objects ids, which the receiver holds: it asks
+ * the receiver to forget where they are in the store. The answer: ids it
+ * forgot (it asks the node again before it next reads one) and kept, those
+ * it still reads (an lray.array view, a read under way). */
+#define LR_FIELDS_unmap(F) F(ids, STR, LIST, NONE)
+#define LR_FIELDS_unmapped(F)                                                 \
+  F(ids, STR, LIST, NONE)                                                     \
+  F(kept, STR, LIST, NONE)
 
 /* What a client of a joined node says to the head (actor messages, the
  * class table), and what the head answers it, travel over that node's link

@@ -1,7 +1,7 @@
 /* Spilling: when the store is full, objects nobody can be reading in place
- * are written to disk (<session>/spill/, or LRAY_SPILL_DIR) and their
- * ranges freed; the node restores one into the store before it next hands
- * out its location.
+ * are written to disk (<session>/spill/, or DIR/lray-spill-<node id>/ with
+ * --spill-dir DIR or LRAY_SPILL_DIR) and their ranges freed; the node
+ * restores one into the store before it next hands out its location.
  *
  * The safety rule (docs/architecture.md, "Spilling"): readers read store
  * ranges in place, and a location travels between processes without the
@@ -13,8 +13,8 @@
  * object whose count comes only from the objects containing it (no client,
  * lend or actor placement counts it) has no reader, and a reader it gets
  * later learns the location from the node (obj), which restores it first.
- * Objects that processes hold are not spilled: that needs a protocol with
- * the holders (see the doc), which lray does not have yet.
+ * Objects that processes hold spill only once every holder has agreed to
+ * forget the location (unmap.c, which then calls lr_spill_write).
  *
  * Disk I/O runs on the loop thread (blocking), one file per object.
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
@@ -28,17 +28,38 @@
 #include "common/errdef.h"
 #include "raylet/node.h"
 
-static int spill_off(void)
+int lr_spill_on(void)
 {
   const char *e = getenv("LRAY_SPILL");
-  return e && !strcmp(e, "0");
+  return !(e && !strcmp(e, "0"));
+}
+
+const char *lr_spill_dir(lr_node_t *n, char *buf, size_t len)
+{
+  if (n->spill_dir[0]) snprintf(buf, len, "%s", n->spill_dir);
+  else snprintf(buf, len, "%s/spill", n->session_dir);
+  return buf;
 }
 
 static void path_of(lr_node_t *n, const lr_obj_t *o, char *out, size_t len)
 {
-  const char *dir = getenv("LRAY_SPILL_DIR");
-  if (dir && *dir) snprintf(out, len, "%s/%s", dir, o->id);
-  else snprintf(out, len, "%s/spill/%s", n->session_dir, o->id);
+  char dir[PATH_MAX];
+  snprintf(out, len, "%s/%s", lr_spill_dir(n, dir, sizeof(dir)), o->id);
+}
+
+/* Makes the spill directory (and, for --spill-dir, the directory it is
+ * in); 0 or a negative errno. */
+static int make_dir(lr_node_t *n)
+{
+  char dir[PATH_MAX];
+  lr_spill_dir(n, dir, sizeof(dir));
+  if (mkdir(dir, 0700) == 0 || errno == EEXIST) return 0;
+  char *slash = strrchr(dir, '/');
+  if (errno != ENOENT || !slash || slash == dir) return -errno;
+  *slash = 0;
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) return -errno;
+  *slash = '/';
+  return mkdir(dir, 0700) == 0 || errno == EEXIST ? 0 : -errno;
 }
 
 static int write_all(int fd, const uint8_t *p, uint64_t len)
@@ -78,20 +99,25 @@ int lr_spill_candidate(const lr_obj_t *o)
 
 int lr_spill_one(lr_node_t *n, lr_obj_t *o)
 {
-  char path[PATH_MAX + 64];
   if (!lr_spill_candidate(o)) return LR_EBADARG;
+  return lr_spill_write(n, o);
+}
+
+int lr_spill_write(lr_node_t *n, lr_obj_t *o)
+{
+  char path[PATH_MAX + 64];
+  if (o->shm_len < 0 || o->spilled_len >= 0) return LR_EBADARG;
   path_of(n, o, path, sizeof(path));
-  if (!getenv("LRAY_SPILL_DIR")) {
-    char dir[PATH_MAX + 16];
-    snprintf(dir, sizeof(dir), "%s/spill", n->session_dir);
-    mkdir(dir, 0700);
+  int rc = make_dir(n);
+  int fd = rc < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (rc == 0 && fd < 0) rc = -errno;
+  if (fd >= 0) {
+    rc = write_all(fd, n->shm.base + o->shm_off, (uint64_t)o->shm_len);
+    if (close(fd) < 0 && rc == 0) rc = -errno;
   }
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return -errno;
-  int rc = write_all(fd, n->shm.base + o->shm_off, (uint64_t)o->shm_len);
-  if (close(fd) < 0 && rc == 0) rc = -errno;
+  n->spill_err = rc;
   if (rc < 0) { /* disk full, or unwritable: the object stays in the store */
-    unlink(path);
+    if (fd >= 0) unlink(path);
     return rc;
   }
   lr_salloc_free(&n->region, (uint64_t)o->shm_off, (uint64_t)o->shm_len);
@@ -112,7 +138,7 @@ static int by_use(const void *a, const void *b)
 
 int lr_spill_make_room(lr_node_t *n, uint64_t size, const lr_obj_t *keep)
 {
-  if (spill_off()) return 0;
+  if (!lr_spill_on()) return 0;
   size_t cap = 0, k = 0;
   lr_obj_t **c = NULL;
   for (lr_obj_t *o = n->objects; o; o = o->hh.next) {
@@ -174,7 +200,6 @@ void lr_spill_forget(lr_node_t *n, lr_obj_t *o)
 void lr_spill_cleanup(lr_node_t *n)
 {
   for (lr_obj_t *o = n->objects; o; o = o->hh.next) lr_spill_forget(n, o);
-  char dir[PATH_MAX + 16];
-  snprintf(dir, sizeof(dir), "%s/spill", n->session_dir);
-  rmdir(dir);
+  char dir[PATH_MAX];
+  rmdir(lr_spill_dir(n, dir, sizeof(dir)));
 }
