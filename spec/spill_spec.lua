@@ -221,3 +221,57 @@ describe("spilling to a full disk", function()
     lray = cluster.start({ object_store_memory = STORE })
   end)
 end)
+
+describe("lray start --spill-dir", function()
+  local tmp = os.getenv("LRAY_TMPDIR") or "/tmp"
+  local base = tmp .. "/spill-cli-" .. core.random_hex(4)
+  local bin = os.getenv("LRAY_BIN") or "build/lray"
+  if bin:sub(1, 1) ~= "/" then bin = os.getenv("PWD") .. "/" .. bin end
+  local ENV = "cd " .. shell.q(base) .. " && LRAY_TMPDIR=" .. shell.q(base) .. " " .. shell.q(bin)
+
+  -- `lray start ...` with its output in a file: the node it leaves running
+  -- must not hold a pipe of ours open.
+  local function start(args)
+    local log = base .. "/start.out"
+    local _, st = shell.run(ENV .. " start " .. args .. " >" .. shell.q(log) .. " 2>&1")
+    local out = shell.read(log)
+    assert(st == 0, "lray start " .. args .. " failed:\n" .. out)
+    return out
+  end
+
+  setup(function() shell.ok("mkdir -p " .. shell.q(base)) end)
+  teardown(function()
+    shell.run(ENV .. " stop")
+    shell.run("rm -rf " .. shell.q(base))
+  end)
+
+  it("spills into a directory of the node's own there, gone when the node stops", function()
+    local dir = base .. "/spilled"
+    local out = start("--head --port 0 --num-cpus 1 --dashboard-port 0"
+      .. " --object-store-memory " .. STORE .. " --spill-dir " .. shell.q(dir))
+    local tcp = assert(out:match("for other machines: (%S+)"), out)
+    -- A joining node takes it too (a relative DIR is the command's).
+    start("--address " .. tcp .. " --port 0 --num-cpus 1 --spill-dir joined")
+    local pidfile = shell.ok("ls " .. shell.q(base) .. "/node-*.pid"):gsub("%s+$", "")
+    local pid = shell.read(pidfile):match("%d+")
+    local cmdline = shell.read("/proc/" .. pid .. "/cmdline"):gsub("%z", " ")
+    assert.matches("--spill-dir " .. base .. "/joined", cmdline, 1, true)
+    shell.write(base .. "/driver.lua", ([[
+      local lray = require("lray")
+      lray.init({ address = "auto" })
+      local function blob(i) return string.rep("x", %d) .. ("%%016d"):format(i) end
+      local refs = {}
+      for i = 1, 24 do refs[i] = lray.put(blob(i)) end
+      local n = 0
+      for _ in io.popen("ls %s/lray-spill-*"):lines() do n = n + 1 end
+      for i = 1, 24 do assert(lray.get(refs[i]) == blob(i), "object " .. i) end
+      print("spilled " .. n .. " read 24")
+    ]]):format(MB - 64, dir))
+    local dout = shell.ok(ENV .. " driver.lua")
+    local n = tonumber(dout:match("spilled (%d+) read 24"))
+    assert.is_true(n and n >= 16, "expected spill files in " .. dir .. ":\n" .. dout)
+    shell.ok(ENV .. " stop")
+    assert.equal("", shell.run("ls -A " .. shell.q(dir) .. " 2>/dev/null"))
+    assert.equal("", shell.run("ls -A " .. shell.q(base .. "/joined") .. " 2>/dev/null"))
+  end)
+end)
