@@ -122,7 +122,6 @@ static void arm(lr_node_t *n)
   if (!n->unmap_timer_on) {
     uv_timer_init(n->loop, &n->unmap_timer);
     n->unmap_timer.data = n;
-    uv_unref((uv_handle_t *)&n->unmap_timer);
     n->unmap_timer_on = 1;
   }
   if (!uv_is_active((uv_handle_t *)&n->unmap_timer))
