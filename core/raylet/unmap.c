@@ -33,6 +33,9 @@
 
 #define UNMAP_WAIT 0.5  /* seconds the holders have to answer */
 #define UNMAP_PAUSE 0.2 /* seconds before an object refused is asked again */
+/* Seconds an unanswered ask counts as room on its way: after that, other
+ * objects are asked too (the holder may be busy in a long task). */
+#define UNMAP_FRESH 0.1
 #define SWEEP_MS 100
 
 static int holds(const lr_client_t *c, const char *id)
@@ -60,11 +63,16 @@ static int64_t holders(lr_node_t *n, const lr_obj_t *o)
   return k;
 }
 
-int lr_unmap_candidate(lr_node_t *n, const lr_obj_t *o)
+/* The cheap half of lr_unmap_candidate: what the object itself says. */
+static int may_ask(const lr_obj_t *o)
 {
   if (o->st != LR_O_OK || o->shm_len < 0 || o->spilled_len >= 0 || o->waiters) return 0;
-  if (o->count <= o->inner) return 0; /* nobody to ask: spill.c spills it as it is */
-  return holders(n, o) == o->count - o->inner;
+  return o->count > o->inner; /* (else nobody to ask: spill.c spills it as it is) */
+}
+
+int lr_unmap_candidate(lr_node_t *n, const lr_obj_t *o)
+{
+  return may_ask(o) && holders(n, o) == o->count - o->inner;
 }
 
 /* -- One object's exchange ------------------------------------------------------ */
@@ -166,22 +174,33 @@ static void begin(lr_node_t *n, lr_obj_t *o, double now)
 
 int lr_unmap_ask(lr_node_t *n, uint64_t size, const lr_obj_t *keep)
 {
-  if (!lr_spill_on() || n->unmap_bytes >= size) return 0;
+  if (!lr_spill_on()) return 0;
   double now = lr_node_now();
+  uint64_t coming = 0; /* bytes of objects asked about lately */
   size_t cap = 0, k = 0;
   lr_obj_t **c = NULL;
   for (lr_obj_t *o = n->objects; o; o = o->hh.next) {
-    if (o == keep || o->unmapping || now - o->unmap_no < UNMAP_PAUSE) continue;
-    if (!lr_unmap_candidate(n, o)) continue;
+    if (o->unmapping) {
+      if (now - o->unmap_at < UNMAP_FRESH) coming += (uint64_t)o->shm_len;
+      continue;
+    }
+    if (o == keep || now - o->unmap_no < UNMAP_PAUSE || !may_ask(o)) continue;
     if (k == cap) {
       cap = cap ? cap * 2 : 64;
       c = lr_xrealloc(c, cap * sizeof(*c));
     }
     c[k++] = o;
   }
-  if (k) qsort(c, k, sizeof(*c), by_use);
+  /* Least recently used first; the holders (a walk over the clients) are
+   * looked at only for as many as it takes. */
   size_t asked = 0;
-  while (asked < k && n->unmap_bytes < size) begin(n, c[asked++], now);
+  if (k && coming < size) qsort(c, k, sizeof(*c), by_use);
+  for (size_t i = 0; i < k && coming < size; i++) {
+    if (holders(n, c[i]) != c[i]->count - c[i]->inner) continue;
+    begin(n, c[i], now);
+    coming += (uint64_t)c[i]->shm_len;
+    c[asked++] = c[i];
+  }
   /* One message per holder, naming every object it is asked about. */
   for (lr_client_t *cl = n->clients; asked && cl; cl = cl->hh.next) {
     if (!cl->held || !askable(cl)) continue;

@@ -312,3 +312,30 @@ TEST(unmap_full_disk_keeps_the_object_and_says_why)
   n->spill_dir[0] = 0;
   spill_node_free(n);
 }
+
+static int never(void *ud)
+{
+  LR_UNUSED(ud);
+  return 0;
+}
+
+TEST(unmap_asks_others_when_a_holder_is_slow_to_answer)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1"), *busy = fake_client(n, LR_CL_WORKER, NULL);
+  char ids[64];
+  lr_obj_t *a = held_by(n, "a", 1 << 20, busy, NULL);
+  lr_obj_t *b = held_by(n, "b", 1 << 20, d1, NULL);
+  a->used_at = 1;
+  b->used_at = 2;
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  ASSERT_STREQ(asked(busy, 0, ids, sizeof(ids)), "a");
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0); /* a's room may be coming */
+  fake_run(n, never, NULL, 150);                /* past UNMAP_FRESH */
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  ASSERT_STREQ(asked(d1, 0, ids, sizeof(ids)), "b");
+  answer(n, d1, "b", NULL);
+  ASSERT_EQ(b->spilled_len, 1 << 20);
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  spill_node_free(n);
+}
