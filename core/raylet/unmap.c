@@ -85,7 +85,8 @@ static void end_exchange(lr_node_t *n, lr_obj_t *o, int refused)
   o->unmap_from = NULL;
   o->unmap_n = 0;
   n->unmap_live--;
-  n->unmap_bytes -= (uint64_t)o->shm_len;
+  /* (It may have spilled as it was meanwhile: its holders let go of it.) */
+  n->unmap_bytes -= (uint64_t)(o->shm_len >= 0 ? o->shm_len : o->spilled_len);
   if (refused) o->unmap_no = lr_node_now();
 }
 

@@ -339,3 +339,19 @@ TEST(unmap_asks_others_when_a_holder_is_slow_to_answer)
   ASSERT_EQ(a->shm_len, 1 << 20);
   spill_node_free(n);
 }
+
+TEST(unmap_an_object_that_spills_as_it_is_meanwhile_ends_its_exchange)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1");
+  lr_obj_t *a = object(n, "a", 1 << 20, 'a', 1, 0); /* inside another object */
+  lr_obj_hold(n, d1, "a", 1);
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  lr_obj_unhold(n, d1, "a", 1); /* only its container counts it now */
+  ASSERT_EQ(lr_spill_make_room(n, 4 << 20, NULL), 1);
+  ASSERT_EQ(a->spilled_len, 1 << 20);
+  answer(n, d1, "a", NULL);
+  ASSERT_EQ(n->unmap_live, 0);
+  ASSERT_EQ(n->unmap_bytes, 0);
+  spill_node_free(n);
+}
