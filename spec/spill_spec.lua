@@ -93,6 +93,40 @@ describe("spilling", function()
       "spill files left after every ref was dropped")
   end)
 
+  it("spills objects only an actor holds, and the actor reads them back", function()
+    local Keeper = {}
+    function Keeper:keep(refs) self.refs = refs end
+    function Keeper:tails()
+      local t = {}
+      for i, r in ipairs(self.refs) do t[i] = lray.get(r):sub(-16) end
+      return t
+    end
+    local refs, ids = {}, {}
+    for i = 1, 6 do
+      refs[i] = lray.put(blob(200 + i))
+      ids[i] = refs[i]:hex()
+    end
+    -- (Given to a method, not to init: an actor's init arguments are held
+    -- by its placement, for restarts, and stay in the store.)
+    local k = lray.remote(Keeper).remote()
+    lray.get(k.keep.remote(refs))
+    assert.equal(6, #lray.get(k.tails.remote()))
+    refs = nil -- luacheck: ignore
+    drop_all() -- the actor, idle in its loop, is their only holder now
+    local more = {}
+    for i = 1, 16 do more[i] = lray.put(blob(i)) end
+    local n = 0
+    for i = 1, 6 do
+      if exists(spill_dir .. "/" .. ids[i]) then n = n + 1 end
+    end
+    assert.is_true(n >= 1, "none of the actor's objects spilled")
+    more = nil -- luacheck: ignore
+    drop_all()
+    local tails = lray.get(k.tails.remote())
+    for i = 1, 6 do assert.equal(("%016d"):format(200 + i), tails[i]) end
+    lray.kill(k)
+  end)
+
   it("never spills an object an lray.array view reads, and the view stays valid", function()
     local n = 2 * MB
     local a = lray.array("uint8_t", n)
