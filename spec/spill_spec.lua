@@ -78,6 +78,16 @@ describe("spilling", function()
     local refs = {}
     for i = 1, 24 do refs[i] = lray.put(blob(i)) end
     assert.is_true(files(spill_dir) >= 16, "expected most objects spilled in " .. spill_dir)
+    -- `lray list objects` says where each is, with its size.
+    local on_disk = 0
+    local listed = require("lray.runtime").state({ t = "list", what = "objects" })
+    for _, o in ipairs(listed.items or {}) do
+      if o.where == "disk" then
+        on_disk = on_disk + 1
+        assert.is_true(o.size >= #blob(1) and o.size < #blob(1) + 64, "size " .. o.size)
+      end
+    end
+    assert.is_true(on_disk >= 16, "lray list objects shows " .. on_disk .. " on disk")
     for _, order in ipairs({ { 1, 24, 1 }, { 24, 1, -1 } }) do
       for i = order[1], order[2], order[3] do
         local v = lray.get(refs[i])
