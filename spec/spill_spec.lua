@@ -137,6 +137,44 @@ describe("spilling", function()
     lray.kill(k)
   end)
 
+  it("tasks and actors read objects that spill and come back under them, many times", function()
+    -- What held a hang: a worker's ref to an argument (an array view of an
+    -- earlier task's) collected while it waited for the node to restore it.
+    local shared = {}
+    for i = 1, 4 do shared[i] = lray.put(blob(300 + i)) end
+    local Reader = {}
+    function Reader:keep(refs) self.refs = refs end
+    function Reader:bad()
+      local bad = 0
+      for i, r in ipairs(self.refs) do
+        if lray.get(r) ~= blob(300 + i) then bad = bad + 1 end
+      end
+      return bad
+    end
+    local readers = { lray.remote(Reader).remote(), lray.remote(Reader).remote() }
+    for _, r in ipairs(readers) do lray.get(r.keep.remote(shared)) end
+    local arr = lray.array("int32_t", MB / 4)
+    for i = 0, MB / 4 - 1 do arr[i] = i end
+    local ra = lray.put(arr)
+    arr = nil -- luacheck: ignore
+    local check = lray.remote(function(a, s, i) return a[1000] == 1000 and s == blob(300 + i) end)
+    local mine, pending = {}, {}
+    for round = 1, 30 do
+      mine[#mine + 1] = lray.put(blob(round))
+      if #mine > 10 then table.remove(mine, 1) end
+      pending[#pending + 1] = readers[round % 2 + 1].bad.remote()
+      local k = round % 4 + 1
+      pending[#pending + 1] = check.remote(ra, shared[k], k)
+    end
+    for i, r in ipairs(pending) do
+      local v = lray.get(r, { timeout = 60 })
+      assert.is_true(v == 0 or v == true, "call " .. i .. " read wrong bytes")
+    end
+    for _, r in ipairs(readers) do lray.kill(r) end
+    shared, mine, pending, ra = nil, nil, nil, nil -- luacheck: ignore
+    drop_all()
+  end)
+
   it("never spills an object an lray.array view reads, and the view stays valid", function()
     local n = 2 * MB
     local a = lray.array("uint8_t", n)

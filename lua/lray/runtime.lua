@@ -365,18 +365,16 @@ local views = setmetatable({}, { __mode = "k" })  -- live lray.array view -> its
 local function located(e) return e.data or e.shm or e.err or e.etype end
 
 -- Value record e of id has no value here (its location was let go, or a
--- task's argument whose submitter had let go): ask the node and wait.
+-- task's argument whose submitter had let go): ask the node and wait. The
+-- caller holds id meanwhile (read_of), so the entry the answer fills stays.
 local function relocate(e, id)
-  if located(e) or not id then return end
   local x = objs[id]
-  local temp = not x
-  if temp then x = {}; objs[id] = x end
+  if not x then x = {}; objs[id] = x end
   if not located(x) then
     x.st, subscribed[id] = nil, nil
     M.subscribe({ id })
     M.wait_until(function() return x.st ~= nil end, nil, true)
   end
-  if temp and counts[id] == nil then objs[id], subscribed[id] = nil, nil end
   if x.st == "err" then
     -- The node could not bring it back now (the store stays full): this
     -- read fails; a later one asks again.
@@ -387,13 +385,25 @@ local function relocate(e, id)
   if e ~= x then e.data, e.shm, e.arr, e.node = x.data, x.shm, x.arr or e.arr, x.node end
 end
 
--- Runs fn(e, id) as a read of id's location: unmap keeps it meanwhile.
+-- Runs fn(e, id) as a read of id's location: unmap keeps it meanwhile. A
+-- record with no location is relocated first, this process holding id
+-- while it waits (else its last ObjectRef going meanwhile, as the collector
+-- runs, would drop the entry the node's answer is for).
 local function read_of(fn, e, id)
   if not id then return fn(e, id) end
   reading[id] = (reading[id] or 0) + 1
-  local ok, v = pcall(fn, e, id)
+  local pinned = false
+  local ok, v = pcall(function()
+    if not located(e) then
+      take_hold(id, false)
+      pinned = true
+      relocate(e, id)
+    end
+    return fn(e, id)
+  end)
   local r = reading[id] - 1
   reading[id] = r > 0 and r or nil
+  if pinned then drop(id) end
   if not ok then error(v, 0) end
   return v
 end
@@ -432,7 +442,6 @@ end
 -- ObjectRef, so the object outlives every view of it.
 local function array_view(e, id)
   return read_of(function()
-    relocate(e, id)
     localize(e, id)
     array = array or require("lray.array")
     local region_ = M.region()
@@ -446,7 +455,6 @@ local function array_view(e, id)
 end
 
 local function read_blob(e, id)
-  relocate(e, id)
   if e.shm then
     localize(e, id)
     local blob = shm_read(e.shm)
@@ -734,7 +742,7 @@ end
 function M.record_of(id)
   local e = objs[id]
   if not (e and e.st == "ok") then return nil end
-  relocate(e, id)
+  read_of(function() end, e, id)
   return { id = id, shm = e.shm, arr = e.arr, node = e.node, data = e.data }
 end
 
