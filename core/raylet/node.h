@@ -192,6 +192,7 @@ struct lr_obj_s {
   uint64_t *unmap_from;
   uint32_t unmap_n;
   int unmapping;          /* holders are being asked */
+  int spilling;           /* being written to disk (spill.c, off the loop) */
   double unmap_at, unmap_no; /* asked at; last refused or unanswered at */
   UT_hash_handle hh;
 };
@@ -280,6 +281,7 @@ struct lr_node_s {
   uint64_t spilled_bytes, spills, restores;
   char spill_dir[PATH_MAX];  /* spill.c: where files go ("": <session>/spill) */
   int spill_err;             /* the last spill's error (0: it worked) */
+  int spill_jobs;            /* spill.c: writes under way in the thread pool */
   uint64_t unmap_bytes;      /* unmap.c: bytes of objects whose holders are asked */
   int unmap_live;            /* ...and how many objects */
   uv_timer_t unmap_timer;
@@ -473,6 +475,11 @@ int lr_spill_on(void);
  * no process can read its range (unmap.c, with the holders' consent). 0 or
  * a negative errno (o stays in the store; n->spill_err says why). */
 int lr_spill_write(lr_node_t *n, lr_obj_t *o);
+/* lr_spill_write in libuv's thread pool: 0 when queued (o is then
+ * `spilling`), or a negative code. When the write is done, o spills if its
+ * gen is unchanged (nobody was handed its location meanwhile) and waiting
+ * allocs are woken; else the file goes and o stays in the store. */
+int lr_spill_write_async(lr_node_t *n, lr_obj_t *o);
 /* The directory spill files go to (made on the first spill). */
 const char *lr_spill_dir(lr_node_t *n, char *buf, size_t len);
 

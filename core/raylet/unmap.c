@@ -21,9 +21,11 @@
  * within UNMAP_WAIT (a worker busy in a long task) leaves the object in the
  * store. Either way the object is not asked about for UNMAP_PAUSE.
  *
- * Nothing here blocks the loop: the alloc or restore that needs room
- * retries as before (every 25 ms for a second) and is woken when a spill
- * frees room (lr_obj_kick).
+ * Nothing here blocks the loop: the file is written by libuv's thread pool
+ * (lr_spill_write_async, which spills the object only if its gen is still
+ * the same when the write is done), and the alloc or restore that needs
+ * room retries as before (every 25 ms for a second) and is woken when a
+ * spill frees room (lr_obj_kick).
  *
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #include <stdlib.h>
@@ -67,7 +69,7 @@ static int64_t holders(lr_node_t *n, const lr_obj_t *o)
 static int may_ask(const lr_obj_t *o)
 {
   if (o->st != LR_O_OK || o->shm_len < 0 || o->spilled_len >= 0 || o->waiters) return 0;
-  return o->count > o->inner; /* (else nobody to ask: spill.c spills it as it is) */
+  return !o->spilling && o->count > o->inner; /* (else nobody to ask: spill.c spills it as it is) */
 }
 
 int lr_unmap_candidate(lr_node_t *n, const lr_obj_t *o)
@@ -115,11 +117,7 @@ static void settle(lr_node_t *n, lr_obj_t *o)
   int ok = o->gen == o->unmap_gen && lr_unmap_candidate(n, o);
   end_exchange(n, o, !ok);
   if (!ok) return;
-  if (lr_spill_write(n, o) < 0) {
-    o->unmap_no = lr_node_now(); /* the disk: not again at once */
-    return;
-  }
-  lr_obj_kick(n);
+  if (lr_spill_write_async(n, o) < 0) o->unmap_no = lr_node_now();
 }
 
 /* -- Asking ------------------------------------------------------------------------ */
@@ -181,8 +179,8 @@ int lr_unmap_ask(lr_node_t *n, uint64_t size, const lr_obj_t *keep)
   size_t cap = 0, k = 0;
   lr_obj_t **c = NULL;
   for (lr_obj_t *o = n->objects; o; o = o->hh.next) {
-    if (o->unmapping) {
-      if (now - o->unmap_at < UNMAP_FRESH) coming += (uint64_t)o->shm_len;
+    if (o->unmapping || o->spilling) { /* (a write under way frees room soon) */
+      if (o->spilling || now - o->unmap_at < UNMAP_FRESH) coming += (uint64_t)o->shm_len;
       continue;
     }
     if (o == keep || now - o->unmap_no < UNMAP_PAUSE || !may_ask(o)) continue;

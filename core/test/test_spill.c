@@ -41,6 +41,7 @@ static lr_obj_t *object(lr_node_t *n, const char *id, uint64_t len, int b, int i
 }
 
 static int no_objects(void *ud) { return ((lr_node_t *)ud)->objects == NULL; }
+static int no_jobs(void *ud) { return ((lr_node_t *)ud)->spill_jobs == 0; }
 
 static void spill_node_free(lr_node_t *n)
 {
@@ -50,6 +51,7 @@ static void spill_node_free(lr_node_t *n)
     lr_obj_decref(n, o->id, strlen(o->id));
   }
   ASSERT(fake_run(n, no_objects, n, 2000));
+  ASSERT(fake_run(n, no_jobs, n, 5000)); /* (writes in the thread pool) */
   lr_spill_cleanup(n);
   ASSERT_EQ(rmdir(n->session_dir), 0); /* no file left behind */
   lr_free(n->shm.base);
@@ -173,6 +175,9 @@ static const char *asked(lr_client_t *c, int nth, char *out, size_t len)
   return out;
 }
 
+/* Spill writes (in the thread pool) are done. */
+static void jobs_done(lr_node_t *n) { ASSERT(fake_run(n, no_jobs, n, 5000)); }
+
 static int spill_file(lr_node_t *n, const char *id)
 {
   char path[PATH_MAX + 64], dir[PATH_MAX];
@@ -198,6 +203,8 @@ TEST(unmap_asks_every_holder_lru_first_and_spills_when_all_forgot)
   answer(n, d1, "a", NULL);
   ASSERT_EQ(a->shm_len, 1 << 20); /* w has not answered */
   answer(n, w, "a", NULL);
+  ASSERT_EQ(n->spill_jobs, 1);
+  jobs_done(n);
   ASSERT_EQ(a->shm_len, -1);
   ASSERT_EQ(a->spilled_len, 1 << 20);
   ASSERT(spill_file(n, "a"));
@@ -207,6 +214,7 @@ TEST(unmap_asks_every_holder_lru_first_and_spills_when_all_forgot)
   ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
   ASSERT_STREQ(asked(d1, 1, ids, sizeof(ids)), "b");
   answer(n, d1, "b", NULL);
+  jobs_done(n);
   ASSERT_EQ(b->spilled_len, 1 << 20);
   spill_node_free(n);
 }
@@ -306,6 +314,7 @@ TEST(unmap_full_disk_keeps_the_object_and_says_why)
   lr_obj_t *a = held_by(n, "a", 1 << 20, d1, NULL);
   ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
   answer(n, d1, "a", NULL);
+  jobs_done(n);
   ASSERT_EQ(a->shm_len, 1 << 20);
   ASSERT(n->spill_err < 0);
   ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0); /* paused */
@@ -335,6 +344,7 @@ TEST(unmap_asks_others_when_a_holder_is_slow_to_answer)
   ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
   ASSERT_STREQ(asked(d1, 0, ids, sizeof(ids)), "b");
   answer(n, d1, "b", NULL);
+  jobs_done(n);
   ASSERT_EQ(b->spilled_len, 1 << 20);
   ASSERT_EQ(a->shm_len, 1 << 20);
   spill_node_free(n);
@@ -353,5 +363,25 @@ TEST(unmap_an_object_that_spills_as_it_is_meanwhile_ends_its_exchange)
   answer(n, d1, "a", NULL);
   ASSERT_EQ(n->unmap_live, 0);
   ASSERT_EQ(n->unmap_bytes, 0);
+  spill_node_free(n);
+}
+
+TEST(unmap_a_location_handed_out_during_the_write_keeps_the_object)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1");
+  lr_obj_t *a = held_by(n, "a", 1 << 20, d1, NULL);
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  answer(n, d1, "a", NULL);
+  ASSERT(a->spilling);
+  ASSERT(!lr_unmap_candidate(n, a));
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0); /* its write frees the room */
+  lr_obj_subscribe(n, d1, "a", 1);              /* d1 reads it again */
+  ASSERT_EQ(fake_count(d1, LR_PT_OBJ), 1);
+  jobs_done(n);
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  ASSERT_EQ(a->spilled_len, -1);
+  ASSERT(!spill_file(n, "a")); /* the file written went */
+  ASSERT(!a->spilling);
   spill_node_free(n);
 }
