@@ -126,7 +126,7 @@ return {
           P("num_cpus?", "number", "CPUs of the local cluster (default: the machine's cores)"),
           P("num_gpus?", "number", "GPUs of the local cluster (default: detected)"),
           P("resources?", "table<string, number>", "custom resources, e.g. `{Custom = 4}`"),
-          P("object_store_memory?", "number", "bytes of the shared-memory store"),
+          P("object_store_memory?", "number", "bytes of the shared-memory store (when it is full, objects spill to disk: `<session>/spill`, or `$LRAY_SPILL_DIR`)"),
           P("namespace?", "string", "namespace of this job"),
           P("log_to_driver?", "boolean", "default true: worker output appears here"),
           P("ignore_reinit_error?", "boolean", "default false: a second `init` raises"),

@@ -232,10 +232,17 @@ describe("actor handles with no grace", function()
       local h, aid, name = counter(round, "k")
       local ref = hold.remote({ h = h }, pidfile)
       h = nil -- luacheck: ignore 311
-      wait_file(pidfile)
-      local f = assert(io.open(pidfile))
-      local pid = tonumber(f:read("*a"))
-      f:close()
+      -- The file exists before the task has written its pid: read until it has.
+      local pid
+      local deadline = lray.now() + 20
+      repeat
+        wait_file(pidfile)
+        local f = assert(io.open(pidfile))
+        pid = tonumber(f:read("*a"))
+        f:close()
+        if not pid then lray.sleep(0.002) end
+      until pid or lray.now() > deadline
+      assert(pid, "no pid in " .. pidfile)
       os.execute("kill -9 " .. pid)
       local ok, e = pcall(lray.get, ref, { timeout = 20 })
       assert.is_false(ok)

@@ -102,7 +102,10 @@
   T(CHUNK, chunk, MSG)             /* node -> node: a piece of an object */ \
   /* A driver that does not share its node's store (core/raylet/remote.c). */ \
   T(WRITE, write, MSG)             /* driver -> node: bytes of an alloc */  \
-  T(LENDER_GONE, lender_gone, MSG) /* node -> receiver: their lender is gone */
+  T(LENDER_GONE, lender_gone, MSG) /* node -> receiver: their lender is gone */  \
+  /* Spilling objects processes hold (core/raylet/unmap.c). */                \
+  T(UNMAP, unmap, MSG)             /* node -> holder: forget these ranges */  \
+  T(UNMAPPED, unmapped, MSG)       /* holder -> node: forgot (ids) or not */
 
 /* An object's value: inline bytes (data), a range of the node's shm store
  * (shm = {offset, length}; node: the TCP address of the node whose store it
@@ -560,6 +563,15 @@
   F(at, INT, ONE, NONE)                                                       \
   F(pos, INT, ONE, NONE)                                                      \
   F(data, STR, ONE, NONE)
+
+/* The node wants to spill objects ids, which the receiver holds: it asks
+ * the receiver to forget where they are in the store. The answer: ids it
+ * forgot (it asks the node again before it next reads one) and kept, those
+ * it still reads (an lray.array view, a read under way). */
+#define LR_FIELDS_unmap(F) F(ids, STR, LIST, NONE)
+#define LR_FIELDS_unmapped(F)                                                 \
+  F(ids, STR, LIST, NONE)                                                     \
+  F(kept, STR, LIST, NONE)
 
 /* What a client of a joined node says to the head (actor messages, the
  * class table), and what the head answers it, travel over that node's link

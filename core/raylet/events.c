@@ -380,11 +380,17 @@ static void span_list(lr_node_t *n, const lr_m_list_t *m, lr_json_t *j)
 
 /* -- Objects, workers, counters ------------------------------------------------------------ */
 
+/* Its size wherever it is: inline, in the store, or spilled to disk. */
+static int64_t obj_size(const lr_obj_t *o)
+{
+  if (o->has_data) return (int64_t)o->data_len;
+  return o->shm_len > 0 ? o->shm_len : o->spilled_len > 0 ? o->spilled_len : 0;
+}
+
 static int cmp_obj(const void *a, const void *b)
 {
   const lr_obj_t *x = *(lr_obj_t *const *)a, *y = *(lr_obj_t *const *)b;
-  int64_t sx = x->has_data ? (int64_t)x->data_len : x->shm_len > 0 ? x->shm_len : 0;
-  int64_t sy = y->has_data ? (int64_t)y->data_len : y->shm_len > 0 ? y->shm_len : 0;
+  int64_t sx = obj_size(x), sy = obj_size(y);
   if (sx != sy) return sx > sy ? -1 : 1;
   return strcmp(x->id, y->id);
 }
@@ -397,13 +403,13 @@ static void object_list(lr_node_t *n, lr_json_t *j)
   qsort(v, k, sizeof(*v), cmp_obj);
   for (i = 0; i < k; i++) {
     lr_obj_t *o = v[i];
-    int64_t size = o->has_data ? (int64_t)o->data_len : o->shm_len > 0 ? o->shm_len : 0;
+    int64_t size = obj_size(o);
     lr_json_obj(j);
     lr_json_kstr(j, "object_id", o->id);
     lr_json_kbool(j, "ready", o->st != LR_O_PENDING);
     lr_json_kint(j, "count", o->count);
     lr_json_kint(j, "size", size);
-    lr_json_kstr(j, "where", o->shm_len >= 0 ? "shm" : "inline");
+    lr_json_kstr(j, "where", o->shm_len >= 0 ? "shm" : o->spilled_len >= 0 ? "disk" : "inline");
     lr_json_kstr(j, "node_id", n->node_id);
     lr_json_kstr_opt(j, "call_site", o->call_site);
     if (o->owner_pid) lr_json_kint(j, "owner_pid", o->owner_pid);

@@ -478,6 +478,7 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
     break;
   }
   case LR_PT_ALLOC: lr_obj_alloc(n, c, msg); break;
+  case LR_PT_UNMAPPED: lr_unmap_answer(n, c, msg); break;
   case LR_PT_BLOCKED: if (w) lr_lease_blocked(n, w, 1); break;
   case LR_PT_UNBLOCKED: if (w) lr_lease_blocked(n, w, 0); break;
   case LR_PT_WHY: on_why(n, c, msg); break;
@@ -749,7 +750,7 @@ static void on_prepare(uv_prepare_t *h)
 }
 
 typedef struct {
-  const char *session, *host, *token_file, *head_address;
+  const char *session, *host, *token_file, *head_address, *spill_dir;
   double num_cpus, num_gpus, memory;
   int64_t store, owner, port, prestart, dashboard_fd;
   int has_port;
@@ -785,6 +786,7 @@ static int parse_args(int argc, char **argv, args_t *a)
     else if (!strcmp(k, "prestart")) a->prestart = strtoll(v, NULL, 10);
     else if (!strcmp(k, "dashboard-fd")) a->dashboard_fd = strtoll(v, NULL, 10);
     else if (!strcmp(k, "token-file")) a->token_file = v;
+    else if (!strcmp(k, "spill-dir")) a->spill_dir = v;
     else if (!strcmp(k, "head-address")) a->head_address = v;
     else if (!strcmp(k, "resource")) { /* NAME=AMOUNT, one per custom kind */
       const char *eq = strrchr(v, '=');
@@ -904,6 +906,11 @@ int lr_raylet_main(int argc, char **argv)
   snprintf(n->session_dir, sizeof(n->session_dir), "%s", a.session);
   mkdir(n->session_dir, 0700);
   snprintf(n->sock, sizeof(n->sock), "%s/node.sock", n->session_dir);
+  /* Spill files of a node given a directory go in one of its own there,
+   * which it removes when it ends (spill.c). */
+  const char *sd = a.spill_dir ? a.spill_dir : getenv("LRAY_SPILL_DIR");
+  if (sd && *sd) snprintf(n->spill_dir, sizeof(n->spill_dir), "%.*s/lray-spill-%s",
+                          PATH_MAX - LR_ID_MAX - 16, sd, n->node_id);
   if (lr_sched_new(LR_SCHED_STARVE_AFTER, &n->sched) < 0) return 1;
   set_total(n, "CPU", a.num_cpus, 1);
   set_total(n, "GPU", a.num_gpus, 0);

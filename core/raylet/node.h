@@ -16,6 +16,8 @@
  *   fwd.c       a joined node's clients and the head (fwd, proxy clients)
  *   memmon.c    memory pressure: oom_score_adj, the memory monitor
  *   spill.c     spilling objects to disk when the store is full
+ *   unmap.c     asking the processes that hold an object to let go of its
+ *               range before it spills
  *   peer.c      authenticated links to other nodes (client side)
  *   transfer.c  objects between nodes: fetch, pull, chunks
  *   remote.c    drivers that do not share the store: the cookie, writes
@@ -193,6 +195,15 @@ struct lr_obj_s {
   int64_t inner;       /* of count: objects that contain it */
   double used_at;      /* monotonic: stored or last asked for (LRU) */
   int64_t spilled_len; /* >= 0: on disk (spill.c), not in the store */
+  /* unmap.c: gen counts the times its location was handed out or a new
+   * count began; a spill its holders agreed to goes ahead only if gen is
+   * still unmap_gen. unmap_from: holders asked that have not answered. */
+  uint64_t gen, unmap_gen;
+  uint64_t *unmap_from;
+  uint32_t unmap_n;
+  int unmapping;          /* holders are being asked */
+  int spilling;           /* being written to disk (spill.c, off the loop) */
+  double unmap_at, unmap_no; /* asked at; last refused or unanswered at */
   UT_hash_handle hh;
 };
 
@@ -280,6 +291,13 @@ struct lr_node_s {
   struct lr_events_s *ev;
   struct lr_memmon_s *memmon;
   uint64_t spilled_bytes, spills, restores;
+  char spill_dir[PATH_MAX];  /* spill.c: where files go ("": <session>/spill) */
+  int spill_err;             /* the last spill's error (0: it worked) */
+  int spill_jobs;            /* spill.c: writes under way in the thread pool */
+  uint64_t unmap_bytes;      /* unmap.c: bytes of objects whose holders are asked */
+  int unmap_live;            /* ...and how many objects */
+  uv_timer_t unmap_timer;
+  int unmap_timer_on;
   struct lr_peer_s *peers;    /* peer.c: links to other nodes, by address */
   struct lr_xfer_s *xfers;    /* transfer.c: copies under way, by object id */
   uint64_t pulled_bytes, pulls; /* transfer.c: copies made here */
@@ -370,6 +388,9 @@ void lr_obj_value(const lr_obj_t *o, lr_m_value_t *v, lr_pitem_t shm[2]);
 int lr_obj_ready(lr_node_t *n, const char *id, size_t len);
 void lr_obj_stats(lr_node_t *n, size_t *count, uint64_t *bytes);
 void lr_obj_init(lr_node_t *n);
+/* Space came free (a spill its holders agreed to): allocs and restores
+ * waiting for room try again now. */
+void lr_obj_kick(lr_node_t *n);
 /* Why id is not ready, as a sentence in out, or 0 when it is on its way. */
 int lr_obj_why(lr_node_t *n, const char *id, size_t len, char *out, size_t outlen);
 /* A range of size bytes of the store, making room as a put does (freeing
@@ -464,6 +485,38 @@ int lr_spill_restore(lr_node_t *n, lr_obj_t *o);
 /* o is freed: its file goes. */
 void lr_spill_forget(lr_node_t *n, lr_obj_t *o);
 void lr_spill_cleanup(lr_node_t *n);
+/* 1 unless LRAY_SPILL=0. */
+int lr_spill_on(void);
+/* Writes o to disk and frees its range whoever counts it: the caller knows
+ * no process can read its range (unmap.c, with the holders' consent). 0 or
+ * a negative errno (o stays in the store; n->spill_err says why). */
+int lr_spill_write(lr_node_t *n, lr_obj_t *o);
+/* lr_spill_write in libuv's thread pool: 0 when queued (o is then
+ * `spilling`), or a negative code. When the write is done, o spills if its
+ * gen is unchanged (nobody was handed its location meanwhile) and waiting
+ * allocs are woken; else the file goes and o stays in the store. */
+int lr_spill_write_async(lr_node_t *n, lr_obj_t *o);
+/* The directory spill files go to (made on the first spill). */
+const char *lr_spill_dir(lr_node_t *n, char *buf, size_t len);
+
+/* -- unmap.c --------------------------------------------------------------------- */
+
+/* 1 when o may spill once its holders let go: stored in the store, no one
+ * waits for it, and every count is a driver's or worker's hold or a
+ * containing object's (no lend, actor placement or node pulling it). */
+int lr_unmap_candidate(lr_node_t *n, const lr_obj_t *o);
+/* Asks the holders of candidates, least recently used first (never keep),
+ * to forget their ranges until the objects asked cover size bytes with
+ * those already asked. Answers come later (lr_unmap_answer); objects spill
+ * as their last holder agrees. Returns how many objects it asked about. */
+int lr_unmap_ask(lr_node_t *n, uint64_t size, const lr_obj_t *keep);
+/* Client c's answer. */
+void lr_unmap_answer(lr_node_t *n, lr_client_t *c, const lr_m_unmapped_t *m);
+/* o's location was handed out, or a new count began: an exchange about it
+ * is off (it may start again later). */
+static inline void lr_unmap_touch(lr_obj_t *o) { o->gen++; }
+/* o is freed: forget its exchange. */
+void lr_unmap_forget(lr_node_t *n, lr_obj_t *o);
 
 /* -- view.c ------------------------------------------------------------------------ */
 

@@ -99,6 +99,7 @@ static void free_obj(lr_node_t *n, lr_obj_t *o)
   if (o->holds_actors) object_lend(n, o, LR_PT_UNLEND, NULL);
   if (o->shm_len >= 0) lr_salloc_free(&n->region, (uint64_t)o->shm_off, (uint64_t)o->shm_len);
   lr_spill_forget(n, o);
+  lr_unmap_forget(n, o);
   for (uint32_t i = 0; i < o->ndups; i++)
     lr_salloc_free(&n->region, (uint64_t)o->dups[2 * i], (uint64_t)o->dups[2 * i + 1]);
   lr_free(o->dups);
@@ -190,7 +191,9 @@ static void sweep(uv_timer_t *t)
 
 void lr_obj_incref(lr_node_t *n, const char *id, size_t len)
 {
-  lr_obj_get(n, id, len)->count++;
+  lr_obj_t *o = lr_obj_get(n, id, len);
+  o->count++;
+  lr_unmap_touch(o); /* a new holder, lend or placement may know its range */
 }
 
 void lr_obj_decref(lr_node_t *n, const char *id, size_t len)
@@ -207,7 +210,11 @@ void lr_obj_hold(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
 {
   lr_strset_t *e;
   HASH_FIND(hh, c->held, id, len, e);
-  if (e) return;
+  if (e) { /* (it may learn the range again: a fetch's answer) */
+    lr_obj_t *o = lr_obj_find(n, id, len);
+    if (o) lr_unmap_touch(o);
+    return;
+  }
   e = lr_xcalloc(1, sizeof(*e));
   e->key = dupn(id, len);
   HASH_ADD_KEYPTR(hh, c->held, e->key, len, e);
@@ -569,6 +576,46 @@ void lr_obj_expect(lr_node_t *n, lr_client_t *c, const lr_m_expect_t *m)
   lr_obj_hold(n, c, m->id.v.s.p, m->id.v.s.n);
 }
 
+/* -- Waiting for room ------------------------------------------------------------- */
+/* Allocs and restores waiting for room retry every 25 ms; a spill that its
+ * holders agreed to (unmap.c) frees room between two tries, and wakes them
+ * at once (lr_obj_kick) without using up their tries. */
+typedef struct {
+  uv_timer_t *t;
+  uv_timer_cb cb;
+  int *tries;
+} waiting_t;
+
+static waiting_t *waiting;
+static size_t nwaiting, waiting_cap;
+
+static void wait_add(uv_timer_t *t, uv_timer_cb cb, int *tries)
+{
+  if (nwaiting == waiting_cap) {
+    waiting_cap = waiting_cap ? waiting_cap * 2 : 16;
+    waiting = lr_xrealloc(waiting, waiting_cap * sizeof(*waiting));
+  }
+  waiting[nwaiting++] = (waiting_t){t, cb, tries};
+}
+
+static void wait_del(uv_timer_t *t)
+{
+  for (size_t i = 0; i < nwaiting; i++)
+    if (waiting[i].t == t) {
+      waiting[i] = waiting[--nwaiting];
+      return;
+    }
+}
+
+void lr_obj_kick(lr_node_t *n)
+{
+  LR_UNUSED(n);
+  for (size_t i = 0; i < nwaiting; i++) {
+    if (*waiting[i].tries > 0) (*waiting[i].tries)--; /* this try is extra */
+    uv_timer_start(waiting[i].t, waiting[i].cb, 0, 25);
+  }
+}
+
 /* A read of a spilled object waits while the store is full, as a put does:
  * every process is asked to collect, and the restore is retried for a while
  * before the reader gets ObjectStoreFullError. */
@@ -591,8 +638,10 @@ static void restore_closed(uv_handle_t *h)
 static int send_restored(lr_node_t *n, lr_client_t *c, lr_obj_t *o, int tries)
 {
   o->used_at = lr_node_now();
+  lr_unmap_touch(o); /* its location goes out */
   int rc = lr_spill_restore(n, o);
   if (rc == LR_ESTOREFULL && tries < 40) {
+    lr_unmap_ask(n, (uint64_t)o->spilled_len, o); /* holders of others may let go */
     if (tries == 0) {
       lr_m_gc_t gc = LR_MSG_INIT(GC);
       for (lr_client_t *x = n->clients; x; x = x->hh.next) lr_node_send(x, &gc);
@@ -623,7 +672,10 @@ static void restore_retry(uv_timer_t *t)
   lr_client_t *c = lr_node_client(r->n, r->client);
   lr_obj_t *o = lr_obj_find(r->n, r->id, strlen(r->id));
   r->tries++;
-  if (!c || !o || send_restored(r->n, c, o, r->tries)) uv_close((uv_handle_t *)t, restore_closed);
+  if (!c || !o || send_restored(r->n, c, o, r->tries)) {
+    wait_del(t);
+    uv_close((uv_handle_t *)t, restore_closed);
+  }
 }
 
 void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
@@ -638,6 +690,7 @@ void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
     uv_timer_init(n->loop, &r->t);
     r->t.data = r;
     uv_timer_start(&r->t, restore_retry, 25, 25);
+    wait_add(&r->t, restore_retry, &r->tries);
     return;
   }
   for (lr_waiter_t *w = o->waiters; w; w = w->next)
@@ -723,6 +776,18 @@ static void alloc_reply(lr_client_t *c, const char *rid, int64_t off, const char
   lr_node_send(c, &r);
 }
 
+/* Why spilling did not make room, for a full store's error: "" when it
+ * was not tried or simply found nothing to spill. */
+static void spill_why(lr_node_t *n, char *out, size_t len)
+{
+  char dir[PATH_MAX];
+  if (!lr_spill_on()) snprintf(out, len, "; spilling to disk is off (LRAY_SPILL=0)");
+  else if (n->spill_err < 0)
+    snprintf(out, len, "; spilling to disk failed: %s: %s", lr_spill_dir(n, dir, sizeof(dir)),
+             uv_strerror(n->spill_err));
+  else out[0] = 0;
+}
+
 /* Space in the shared-memory store. When it is short, every process is
  * asked to collect garbage (dropping ObjectRefs Lua no longer reaches),
  * then the request is retried for a while before it fails. Returns 1 when
@@ -739,6 +804,7 @@ static int try_alloc(alloc_try_t *a)
   }
   if (off < 0 && lr_spill_make_room(n, (uint64_t)a->size, NULL) > 0)
     off = lr_salloc_alloc(&n->region, (uint64_t)a->size);
+  if (off < 0) lr_unmap_ask(n, (uint64_t)a->size, NULL); /* room comes later */
   if (off >= 0) {
     lr_alloc_t *r = lr_xcalloc(1, sizeof(*r));
     r->off = (uint64_t)off;
@@ -755,11 +821,12 @@ static int try_alloc(alloc_try_t *a)
   if (a->tries >= 40) {
     lr_salloc_stats_t st;
     lr_salloc_stats(&n->region, &st);
-    char err[400];
+    char err[PATH_MAX + 600], why[PATH_MAX + 100];
+    spill_why(n, why, sizeof(why));
     snprintf(err, sizeof(err), "the object store is full: cannot store %lld bytes (%llu of"
-             " %llu bytes in use by live objects); release ObjectRefs you no longer need or"
+             " %llu bytes in use by live objects%s); release ObjectRefs you no longer need or"
              " start with a larger object_store_memory", (long long)a->size,
-             (unsigned long long)st.used, (unsigned long long)st.capacity);
+             (unsigned long long)st.used, (unsigned long long)st.capacity, why);
     alloc_reply(c, a->rid, 0, err);
     return 1;
   }
@@ -770,7 +837,10 @@ static void alloc_retry(uv_timer_t *t)
 {
   alloc_try_t *a = t->data;
   a->tries++;
-  if (try_alloc(a)) uv_close((uv_handle_t *)t, alloc_closed);
+  if (try_alloc(a)) {
+    wait_del(t);
+    uv_close((uv_handle_t *)t, alloc_closed);
+  }
 }
 
 void lr_obj_alloc(lr_node_t *n, lr_client_t *c, const lr_m_alloc_t *m)
@@ -790,6 +860,7 @@ void lr_obj_alloc(lr_node_t *n, lr_client_t *c, const lr_m_alloc_t *m)
   uv_timer_init(n->loop, &a->t);
   a->t.data = a;
   uv_timer_start(&a->t, alloc_retry, 25, 25);
+  wait_add(&a->t, alloc_retry, &a->tries);
 }
 
 /* -- Copies from other nodes (transfer.c) --------------------------------------------- */
@@ -802,6 +873,7 @@ int64_t lr_obj_room(lr_node_t *n, uint64_t size)
     off = lr_salloc_alloc(&n->region, size);
   }
   if (off < 0 && lr_spill_make_room(n, size, NULL) > 0) off = lr_salloc_alloc(&n->region, size);
+  if (off < 0) lr_unmap_ask(n, size, NULL);
   return off;
 }
 

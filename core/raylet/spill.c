@@ -1,7 +1,7 @@
 /* Spilling: when the store is full, objects nobody can be reading in place
- * are written to disk (<session>/spill/, or LRAY_SPILL_DIR) and their
- * ranges freed; the node restores one into the store before it next hands
- * out its location.
+ * are written to disk (<session>/spill/, or DIR/lray-spill-<node id>/ with
+ * --spill-dir DIR or LRAY_SPILL_DIR) and their ranges freed; the node
+ * restores one into the store before it next hands out its location.
  *
  * The safety rule (docs/architecture.md, "Spilling"): readers read store
  * ranges in place, and a location travels between processes without the
@@ -13,10 +13,12 @@
  * object whose count comes only from the objects containing it (no client,
  * lend or actor placement counts it) has no reader, and a reader it gets
  * later learns the location from the node (obj), which restores it first.
- * Objects that processes hold are not spilled: that needs a protocol with
- * the holders (see the doc), which lray does not have yet.
+ * Objects that processes hold spill only once every holder has agreed to
+ * forget the location (unmap.c, which then calls lr_spill_write).
  *
- * Disk I/O runs on the loop thread (blocking), one file per object.
+ * One file per object. A spill its holders agreed to is written by libuv's
+ * thread pool (lr_spill_write_async); the others, and restores, read and
+ * write on the loop thread (blocking).
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,17 +30,36 @@
 #include "common/errdef.h"
 #include "raylet/node.h"
 
-static int spill_off(void)
+int lr_spill_on(void)
 {
   const char *e = getenv("LRAY_SPILL");
-  return e && !strcmp(e, "0");
+  return !(e && !strcmp(e, "0"));
+}
+
+const char *lr_spill_dir(lr_node_t *n, char *buf, size_t len)
+{
+  if (n->spill_dir[0]) snprintf(buf, len, "%s", n->spill_dir);
+  else snprintf(buf, len, "%s/spill", n->session_dir);
+  return buf;
 }
 
 static void path_of(lr_node_t *n, const lr_obj_t *o, char *out, size_t len)
 {
-  const char *dir = getenv("LRAY_SPILL_DIR");
-  if (dir && *dir) snprintf(out, len, "%s/%s", dir, o->id);
-  else snprintf(out, len, "%s/spill/%s", n->session_dir, o->id);
+  char dir[PATH_MAX];
+  snprintf(out, len, "%s/%s", lr_spill_dir(n, dir, sizeof(dir)), o->id);
+}
+
+/* Makes the spill directory dir (and, for --spill-dir, the directory it
+ * is in; dir is changed meanwhile); 0 or a negative errno. Any thread. */
+static int make_dir(char *dir)
+{
+  if (mkdir(dir, 0700) == 0 || errno == EEXIST) return 0;
+  char *slash = strrchr(dir, '/');
+  if (errno != ENOENT || !slash || slash == dir) return -errno;
+  *slash = 0;
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) return -errno;
+  *slash = '/';
+  return mkdir(dir, 0700) == 0 || errno == EEXIST ? 0 : -errno;
 }
 
 static int write_all(int fd, const uint8_t *p, uint64_t len)
@@ -70,36 +91,124 @@ static int read_all(int fd, uint8_t *p, uint64_t len)
   return 0;
 }
 
-int lr_spill_candidate(const lr_obj_t *o)
+/* Writes len bytes at p to a new file path in directory dir (made if
+ * need be); 0, or a negative errno and no file. Any thread. */
+static int write_file(char *dir, const char *path, const uint8_t *p, uint64_t len)
 {
-  return o->st == LR_O_OK && o->shm_len >= 0 && o->spilled_len < 0 && !o->waiters &&
-         o->count > 0 && o->count == o->inner;
+  int rc = make_dir(dir);
+  int fd = rc < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (rc == 0 && fd < 0) rc = -errno;
+  if (fd >= 0) {
+    rc = write_all(fd, p, len);
+    if (close(fd) < 0 && rc == 0) rc = -errno;
+    if (rc < 0) unlink(path);
+  }
+  return rc;
 }
 
-int lr_spill_one(lr_node_t *n, lr_obj_t *o)
+/* The range of o goes to disk: it is on disk now. */
+static void spilled(lr_node_t *n, lr_obj_t *o)
 {
-  char path[PATH_MAX + 64];
-  if (!lr_spill_candidate(o)) return LR_EBADARG;
-  path_of(n, o, path, sizeof(path));
-  if (!getenv("LRAY_SPILL_DIR")) {
-    char dir[PATH_MAX + 16];
-    snprintf(dir, sizeof(dir), "%s/spill", n->session_dir);
-    mkdir(dir, 0700);
-  }
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return -errno;
-  int rc = write_all(fd, n->shm.base + o->shm_off, (uint64_t)o->shm_len);
-  if (close(fd) < 0 && rc == 0) rc = -errno;
-  if (rc < 0) { /* disk full, or unwritable: the object stays in the store */
-    unlink(path);
-    return rc;
-  }
   lr_salloc_free(&n->region, (uint64_t)o->shm_off, (uint64_t)o->shm_len);
   o->spilled_len = o->shm_len;
   o->shm_len = -1;
   o->shm_off = 0;
   n->spilled_bytes += (uint64_t)o->spilled_len;
   n->spills++;
+}
+
+int lr_spill_candidate(const lr_obj_t *o)
+{
+  return o->st == LR_O_OK && o->shm_len >= 0 && o->spilled_len < 0 && !o->waiters &&
+         !o->spilling && o->count > 0 && o->count == o->inner;
+}
+
+int lr_spill_one(lr_node_t *n, lr_obj_t *o)
+{
+  if (!lr_spill_candidate(o)) return LR_EBADARG;
+  return lr_spill_write(n, o);
+}
+
+int lr_spill_write(lr_node_t *n, lr_obj_t *o)
+{
+  char path[PATH_MAX + 64], dir[PATH_MAX];
+  if (o->shm_len < 0 || o->spilled_len >= 0 || o->spilling) return LR_EBADARG;
+  path_of(n, o, path, sizeof(path));
+  lr_spill_dir(n, dir, sizeof(dir));
+  int rc = write_file(dir, path, n->shm.base + o->shm_off, (uint64_t)o->shm_len);
+  n->spill_err = rc;
+  if (rc < 0) return rc; /* disk full, or unwritable: the object stays in the store */
+  spilled(n, o);
+  return 0;
+}
+
+/* -- Writing off the loop ---------------------------------------------------------- */
+/* A spill the holders agreed to is written by libuv's thread pool, so the
+ * node's loop goes on meanwhile. The range stays the object's until the
+ * write is done; whoever asks for the object meanwhile gets it from the
+ * store, which bumps its gen and makes the finished file go unused. */
+
+typedef struct {
+  uv_work_t w;
+  lr_node_t *n;
+  char *id;
+  const uint8_t *src;
+  int64_t off, len;
+  uint64_t gen;
+  int rc;
+  char dir[PATH_MAX];
+  char path[PATH_MAX + 64];
+} spill_job_t;
+
+static void job_run(uv_work_t *w)
+{
+  spill_job_t *j = w->data;
+  j->rc = write_file(j->dir, j->path, j->src, (uint64_t)j->len);
+}
+
+static void job_done(uv_work_t *w, int status)
+{
+  spill_job_t *j = w->data;
+  lr_node_t *n = j->n;
+  n->spill_jobs--;
+  lr_obj_t *o = lr_obj_find(n, j->id, strlen(j->id));
+  if (o) o->spilling = 0;
+  int rc = status < 0 ? status : j->rc;
+  if (rc < 0 || o) n->spill_err = rc;
+  int still = o && o->gen == j->gen && o->st == LR_O_OK && !o->waiters &&
+              o->shm_off == j->off && o->shm_len == j->len && o->spilled_len < 0;
+  if (rc == 0 && still) {
+    spilled(n, o);
+    lr_obj_kick(n);
+  } else {
+    if (rc == 0) unlink(j->path); /* freed, or wanted meanwhile */
+    if (o) o->unmap_no = lr_node_now();
+  }
+  lr_free(j->id);
+  lr_free(j);
+}
+
+int lr_spill_write_async(lr_node_t *n, lr_obj_t *o)
+{
+  if (o->shm_len < 0 || o->spilled_len >= 0 || o->spilling) return LR_EBADARG;
+  spill_job_t *j = lr_xcalloc(1, sizeof(*j));
+  j->w.data = j;
+  j->n = n;
+  j->id = lr_xstrdup(o->id);
+  j->src = n->shm.base + o->shm_off;
+  j->off = o->shm_off;
+  j->len = o->shm_len;
+  j->gen = o->gen;
+  lr_spill_dir(n, j->dir, sizeof(j->dir));
+  path_of(n, o, j->path, sizeof(j->path));
+  int rc = uv_queue_work(n->loop, &j->w, job_run, job_done);
+  if (rc < 0) {
+    lr_free(j->id);
+    lr_free(j);
+    return rc;
+  }
+  o->spilling = 1;
+  n->spill_jobs++;
   return 0;
 }
 
@@ -112,7 +221,7 @@ static int by_use(const void *a, const void *b)
 
 int lr_spill_make_room(lr_node_t *n, uint64_t size, const lr_obj_t *keep)
 {
-  if (spill_off()) return 0;
+  if (!lr_spill_on()) return 0;
   size_t cap = 0, k = 0;
   lr_obj_t **c = NULL;
   for (lr_obj_t *o = n->objects; o; o = o->hh.next) {
@@ -173,8 +282,14 @@ void lr_spill_forget(lr_node_t *n, lr_obj_t *o)
 
 void lr_spill_cleanup(lr_node_t *n)
 {
-  for (lr_obj_t *o = n->objects; o; o = o->hh.next) lr_spill_forget(n, o);
-  char dir[PATH_MAX + 16];
-  snprintf(dir, sizeof(dir), "%s/spill", n->session_dir);
-  rmdir(dir);
+  char path[PATH_MAX + 64];
+  for (lr_obj_t *o = n->objects; o; o = o->hh.next) {
+    lr_spill_forget(n, o);
+    if (o->spilling) { /* a write under way: its file goes too */
+      path_of(n, o, path, sizeof(path));
+      unlink(path);
+    }
+  }
+  char dir[PATH_MAX];
+  rmdir(lr_spill_dir(n, dir, sizeof(dir)));
 }

@@ -35,6 +35,7 @@ void fake_node_free(lr_node_t *n)
 {
   while (n->clients) fake_leave(n, n->clients);
   uv_close((uv_handle_t *)&n->sweep_timer, NULL);
+  if (n->unmap_timer_on) uv_close((uv_handle_t *)&n->unmap_timer, NULL);
   uv_run(&loop, UV_RUN_NOWAIT);
   ASSERT_EQ(uv_loop_close(&loop), 0);
   lr_worker_t *w, *tmp;

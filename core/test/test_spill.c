@@ -1,6 +1,8 @@
-/* Tests for spilling (raylet/spill.c) on a fake node with a heap buffer for
- * the store: which objects may spill, that bytes come back intact, that
- * ranges and files are freed; and a measure of spill and restore speed. */
+/* Tests for spilling (raylet/spill.c, unmap.c) on a fake node with a heap
+ * buffer for the store: which objects may spill, that bytes come back
+ * intact, that ranges and files are freed; the exchange with the holders of
+ * an object (asked, agreed, called off, refused, unanswered, gone); and a
+ * measure of spill and restore speed. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,6 +41,7 @@ static lr_obj_t *object(lr_node_t *n, const char *id, uint64_t len, int b, int i
 }
 
 static int no_objects(void *ud) { return ((lr_node_t *)ud)->objects == NULL; }
+static int no_jobs(void *ud) { return ((lr_node_t *)ud)->spill_jobs == 0; }
 
 static void spill_node_free(lr_node_t *n)
 {
@@ -48,6 +51,7 @@ static void spill_node_free(lr_node_t *n)
     lr_obj_decref(n, o->id, strlen(o->id));
   }
   ASSERT(fake_run(n, no_objects, n, 2000));
+  ASSERT(fake_run(n, no_jobs, n, 5000)); /* (writes in the thread pool) */
   lr_spill_cleanup(n);
   ASSERT_EQ(rmdir(n->session_dir), 0); /* no file left behind */
   lr_free(n->shm.base);
@@ -124,5 +128,260 @@ TEST(spill_bench)
   double gb = (double)size * k / 1e9;
   fprintf(stderr, "  spill: %d x %llu MiB: spill %.2f GB/s, restore %.2f GB/s (page cache, %s)\n",
           k, (unsigned long long)(size >> 20), gb / (t1 - t0), gb / (t2 - t1), n->session_dir);
+  spill_node_free(n);
+}
+
+/* -- Asking holders (raylet/unmap.c) ------------------------------------------ */
+
+/* A stored object of len bytes held by the clients given (NULL-ended). */
+static lr_obj_t *held_by(lr_node_t *n, const char *id, uint64_t len, lr_client_t *a,
+                         lr_client_t *b)
+{
+  lr_obj_t *o = object(n, id, len, id[0], 0, 0);
+  if (a) lr_obj_hold(n, a, id, strlen(id));
+  if (b) lr_obj_hold(n, b, id, strlen(id));
+  return o;
+}
+
+/* c's answer to the node: forgot ids (gone) or keeps them (kept). */
+static void answer(lr_node_t *n, lr_client_t *c, const char *gone, const char *kept)
+{
+  lr_m_unmapped_t m = LR_MSG_INIT(UNMAPPED);
+  lr_pitem_t g, k;
+  memset(&g, 0, sizeof(g));
+  memset(&k, 0, sizeof(k));
+  if (gone) {
+    g.v.s.p = gone;
+    g.v.s.n = strlen(gone);
+    LR_SET_ITEMS(m.ids, &g, 1);
+  }
+  if (kept) {
+    k.v.s.p = kept;
+    k.v.s.n = strlen(kept);
+    LR_SET_ITEMS(m.kept, &k, 1);
+  }
+  lr_unmap_answer(n, c, &m);
+}
+
+/* The ids of the nth unmap sent to c, joined by ',' in out. */
+static const char *asked(lr_client_t *c, int nth, char *out, size_t len)
+{
+  lr_m_unmap_t *m = fake_msg(c, LR_PT_UNMAP, nth);
+  out[0] = 0;
+  if (!m) return out;
+  for (uint32_t i = 0; i < m->ids.n; i++)
+    snprintf(out + strlen(out), len - strlen(out), "%s%.*s", i ? "," : "",
+             (int)m->ids.items[i].v.s.n, m->ids.items[i].v.s.p);
+  return out;
+}
+
+/* Spill writes (in the thread pool) are done. */
+static void jobs_done(lr_node_t *n) { ASSERT(fake_run(n, no_jobs, n, 5000)); }
+
+static int spill_file(lr_node_t *n, const char *id)
+{
+  char path[PATH_MAX + 64], dir[PATH_MAX];
+  snprintf(path, sizeof(path), "%s/%s", lr_spill_dir(n, dir, sizeof(dir)), id);
+  return access(path, F_OK) == 0;
+}
+
+TEST(unmap_asks_every_holder_lru_first_and_spills_when_all_forgot)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1"), *w = fake_client(n, LR_CL_WORKER, NULL);
+  char ids[256];
+  lr_obj_t *a = held_by(n, "a", 1 << 20, d1, w);
+  lr_obj_t *b = held_by(n, "b", 1 << 20, d1, NULL);
+  held_by(n, "c", 2 << 20, d1, NULL);
+  a->used_at = 1;
+  b->used_at = 2; /* a is the least recently used */
+  ASSERT(lr_unmap_candidate(n, a));
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  ASSERT_STREQ(asked(d1, 0, ids, sizeof(ids)), "a"); /* one message per holder */
+  ASSERT_STREQ(asked(w, 0, ids, sizeof(ids)), "a");
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0); /* already asked enough */
+  answer(n, d1, "a", NULL);
+  ASSERT_EQ(a->shm_len, 1 << 20); /* w has not answered */
+  answer(n, w, "a", NULL);
+  ASSERT_EQ(n->spill_jobs, 1);
+  jobs_done(n);
+  ASSERT_EQ(a->shm_len, -1);
+  ASSERT_EQ(a->spilled_len, 1 << 20);
+  ASSERT(spill_file(n, "a"));
+  ASSERT_EQ(n->unmap_live, 0);
+  ASSERT_EQ(n->unmap_bytes, 0);
+  /* Asked for more, the next least recently used goes. */
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  ASSERT_STREQ(asked(d1, 1, ids, sizeof(ids)), "b");
+  answer(n, d1, "b", NULL);
+  jobs_done(n);
+  ASSERT_EQ(b->spilled_len, 1 << 20);
+  spill_node_free(n);
+}
+
+TEST(unmap_is_called_off_when_the_location_goes_out_again)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1"), *d2 = fake_driver(n, "j2");
+  lr_obj_t *a = held_by(n, "a", 1 << 20, d1, NULL);
+  /* A new holder during the exchange (its ref came before d1's answer). */
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  lr_obj_hold(n, d2, "a", 1);
+  answer(n, d1, "a", NULL);
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  ASSERT_EQ(n->unmap_live, 0);
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0); /* paused a while */
+  /* A holder asking for it (sub) during the exchange: it gets the location. */
+  a->unmap_no = -10;
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  lr_obj_subscribe(n, d2, "a", 1);
+  ASSERT_EQ(fake_count(d2, LR_PT_OBJ), 1);
+  answer(n, d1, "a", NULL);
+  answer(n, d2, "a", NULL);
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  /* A lend of it: counted by something no one can ask. */
+  a->unmap_no = -10;
+  lr_m_lend_t l = LR_MSG_INIT(LEND);
+  lr_pitem_t id = {.v.s = {"a", 1}};
+  LR_SET_CSTR(l.token, "t1");
+  LR_SET_ITEMS(l.ids, &id, 1);
+  lr_obj_lend(n, &l);
+  ASSERT(!lr_unmap_candidate(n, a));
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0);
+  lr_obj_claim(n, "t1", 2);
+  ASSERT(lr_unmap_candidate(n, a));
+  spill_node_free(n);
+}
+
+TEST(unmap_a_holder_that_keeps_it_or_never_answers_leaves_it_in_the_store)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1"), *d2 = fake_driver(n, "j2");
+  lr_obj_t *a = held_by(n, "a", 1 << 20, d1, d2);
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  answer(n, d1, NULL, "a"); /* an array view of it is alive there */
+  answer(n, d2, "a", NULL);
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  ASSERT_EQ(n->unmap_live, 0);
+  /* Asked again after the pause; d2 is busy and never answers. */
+  a->unmap_no = -10;
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  answer(n, d1, "a", NULL);
+  ASSERT(!fake_run(n, no_objects, n, 800)); /* past UNMAP_WAIT */
+  ASSERT_EQ(n->unmap_live, 0);
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  answer(n, d2, "a", NULL); /* late: nothing happens */
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  spill_node_free(n);
+}
+
+static int spilled(void *ud) { return ((lr_obj_t *)ud)->spilled_len >= 0; }
+
+TEST(unmap_a_holder_that_leaves_owes_no_answer)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1"), *d2 = fake_driver(n, "j2");
+  lr_obj_t *a = held_by(n, "a", 1 << 20, d1, d2);
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  answer(n, d1, "a", NULL);
+  fake_leave(n, d2);
+  ASSERT(fake_run(n, spilled, a, 500)); /* the sweep settles it */
+  spill_node_free(n);
+}
+
+TEST(unmap_never_asks_about_what_a_node_pulls_or_someone_waits_for)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1"), *peer = fake_client(n, LR_CL_NODE, NULL);
+  lr_obj_t *a = held_by(n, "a", 1 << 20, d1, peer);
+  ASSERT(!lr_unmap_candidate(n, a));
+  lr_obj_t *in = object(n, "in", 1 << 20, 'i', 1, 0); /* spill.c's: nobody to ask */
+  ASSERT(!lr_unmap_candidate(n, in));
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0);
+  setenv("LRAY_SPILL", "0", 1);
+  lr_obj_unhold(n, peer, "a", 1);
+  ASSERT(lr_unmap_candidate(n, a));
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0);
+  unsetenv("LRAY_SPILL");
+  spill_node_free(n);
+}
+
+TEST(unmap_full_disk_keeps_the_object_and_says_why)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  snprintf(n->spill_dir, sizeof(n->spill_dir), "/proc/lray-no-such-dir/x");
+  lr_client_t *d1 = fake_driver(n, "j1");
+  lr_obj_t *a = held_by(n, "a", 1 << 20, d1, NULL);
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  answer(n, d1, "a", NULL);
+  jobs_done(n);
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  ASSERT(n->spill_err < 0);
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0); /* paused */
+  n->spill_dir[0] = 0;
+  spill_node_free(n);
+}
+
+static int never(void *ud)
+{
+  LR_UNUSED(ud);
+  return 0;
+}
+
+TEST(unmap_asks_others_when_a_holder_is_slow_to_answer)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1"), *busy = fake_client(n, LR_CL_WORKER, NULL);
+  char ids[64];
+  lr_obj_t *a = held_by(n, "a", 1 << 20, busy, NULL);
+  lr_obj_t *b = held_by(n, "b", 1 << 20, d1, NULL);
+  a->used_at = 1;
+  b->used_at = 2;
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  ASSERT_STREQ(asked(busy, 0, ids, sizeof(ids)), "a");
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0); /* a's room may be coming */
+  fake_run(n, never, NULL, 150);                /* past UNMAP_FRESH */
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  ASSERT_STREQ(asked(d1, 0, ids, sizeof(ids)), "b");
+  answer(n, d1, "b", NULL);
+  jobs_done(n);
+  ASSERT_EQ(b->spilled_len, 1 << 20);
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  spill_node_free(n);
+}
+
+TEST(unmap_an_object_that_spills_as_it_is_meanwhile_ends_its_exchange)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1");
+  lr_obj_t *a = object(n, "a", 1 << 20, 'a', 1, 0); /* inside another object */
+  lr_obj_hold(n, d1, "a", 1);
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  lr_obj_unhold(n, d1, "a", 1); /* only its container counts it now */
+  ASSERT_EQ(lr_spill_make_room(n, 4 << 20, NULL), 1);
+  ASSERT_EQ(a->spilled_len, 1 << 20);
+  answer(n, d1, "a", NULL);
+  ASSERT_EQ(n->unmap_live, 0);
+  ASSERT_EQ(n->unmap_bytes, 0);
+  spill_node_free(n);
+}
+
+TEST(unmap_a_location_handed_out_during_the_write_keeps_the_object)
+{
+  lr_node_t *n = spill_node(4 << 20);
+  lr_client_t *d1 = fake_driver(n, "j1");
+  lr_obj_t *a = held_by(n, "a", 1 << 20, d1, NULL);
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 1);
+  answer(n, d1, "a", NULL);
+  ASSERT(a->spilling);
+  ASSERT(!lr_unmap_candidate(n, a));
+  ASSERT_EQ(lr_unmap_ask(n, 1 << 20, NULL), 0); /* its write frees the room */
+  lr_obj_subscribe(n, d1, "a", 1);              /* d1 reads it again */
+  ASSERT_EQ(fake_count(d1, LR_PT_OBJ), 1);
+  jobs_done(n);
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  ASSERT_EQ(a->spilled_len, -1);
+  ASSERT(!spill_file(n, "a")); /* the file written went */
+  ASSERT(!a->spilling);
   spill_node_free(n);
 }

@@ -44,6 +44,7 @@ function M.node_args(o)
   add("host", o.host)
   add("prestart", o.prestart)
   add("dashboard-fd", o.dashboard_fd)
+  add("spill-dir", o.spill_dir)
   if o.resources then
     -- One --resource NAME=AMOUNT per custom kind (the node reads no JSON).
     local res = o.resources

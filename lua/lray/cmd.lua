@@ -66,7 +66,14 @@ local function alive(pid) return pid and core.kill(pid, 0) ~= nil end
 
 local START = { head = "flag", port = "number", host = "string", num_cpus = "number", num_gpus = "number",
   resources = "string", dashboard_port = "number", dashboard_host = "string", address = "string",
-  token = "string", object_store_memory = "number", block = "flag" }
+  token = "string", object_store_memory = "number", block = "flag", spill_dir = "string" }
+
+-- --spill-dir, absolute: the node may run from another directory.
+local function spill_dir(o)
+  local d = o.spill_dir
+  if not d or d:sub(1, 1) == "/" then return d end
+  return (os.getenv("PWD") or ".") .. "/" .. d
+end
 
 -- Nodes joined to a cluster from this machine: BASE/node-<id>.pid each.
 local function node_pidfiles()
@@ -150,7 +157,7 @@ local function join(o)
   if not core.exists(cluster.TOKEN_FILE) then core.token_write(cluster.TOKEN_FILE, tok) end
   local args = cluster.node_args({ session = session, num_cpus = o.num_cpus,
     num_gpus = o.num_gpus, resources = o.resources, port = o.port or 0, host = o.host,
-    object_store_memory = o.object_store_memory })
+    object_store_memory = o.object_store_memory, spill_dir = spill_dir(o) })
   args[#args + 1] = "--token-file"; args[#args + 1] = tf
   args[#args + 1] = "--head-address"; args[#args + 1] = o.address
   local npid, conn, addr = spawn_node(args, session)
@@ -201,7 +208,7 @@ local function start(argv)
   if not tf then return die(terr) end
   local args = cluster.node_args({ session = session, num_cpus = o.num_cpus,
     num_gpus = o.num_gpus, resources = o.resources, port = o.port or 6380,
-    host = o.host, object_store_memory = o.object_store_memory })
+    host = o.host, object_store_memory = o.object_store_memory, spill_dir = spill_dir(o) })
   args[#args + 1] = "--token-file"; args[#args + 1] = tf
   local npid, conn, addr = spawn_node(args, session)
   if not npid then return die("the cluster did not start: " .. tostring(conn)) end

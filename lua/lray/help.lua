@@ -33,6 +33,10 @@ cluster whose head is at HOST:PORT (--address).
   --num-gpus N             GPUs this node offers (default: detected GPUs)
   --resources JSON         custom resources, e.g. '{"Custom": 4}'
   --object-store-memory B  bytes of the shared-memory object store
+  --spill-dir DIR          where objects spill when the store is full
+                           (default: $LRAY_SPILL_DIR, else the node's
+                           session directory); the node's files there go
+                           when it stops
   --dashboard-port P       dashboard port (default 8265, the next free one if
                            taken; 0 turns the dashboard off)
   --dashboard-host ADDR    dashboard address (default 127.0.0.1; on another

@@ -36,6 +36,7 @@ local subscribed = {} -- id -> true once the node was asked about it
 local replies = {}    -- rpc id -> reply message
 local on_reply = {}   -- rpc id -> function(reply), for requests nobody waits on
 local watchers = {}   -- id -> functions to call once its value is here
+local H_unmap         -- the unmap handler (below, with spilling)
 M.objs, M.counts = objs, counts
 
 -- -- Ids -------------------------------------------------------------------
@@ -367,20 +368,110 @@ M.localize = localize
 
 local array -- lray.array, loaded on first use (it needs the FFI)
 
+-- -- Spilling: letting go of locations --------------------------------------
+-- Before the node spills an object this process holds, it asks this process
+-- to forget where the object is in its store (unmap). A location in use is
+-- kept: a live lray.array view of it, or a read under way. A forgotten entry
+-- keeps its state ("ok") without data or range; a reader asks the node
+-- again (relocate), which restores the object first.
+
+local reading = {}                                -- id -> reads under way here
+local views = setmetatable({}, { __mode = "k" })  -- live lray.array view -> its id
+
+local function located(e) return e.data or e.shm or e.err or e.etype end
+
+-- Value record e of id has no value here (its location was let go, or a
+-- task's argument whose submitter had let go): ask the node and wait. The
+-- caller holds id meanwhile (read_of), so the entry the answer fills stays.
+local function relocate(e, id)
+  local x = objs[id]
+  if not x then x = {}; objs[id] = x end
+  if not located(x) then
+    x.st, subscribed[id] = nil, nil
+    M.subscribe({ id })
+    M.wait_until(function() return x.st ~= nil end, nil, true)
+  end
+  if x.st == "err" then
+    -- The node could not bring it back now (the store stays full): this
+    -- read fails; a later one asks again.
+    local err = x.err
+    x.st, x.err = "ok", nil
+    error(M.decode_error(err), 0)
+  end
+  if e ~= x then e.data, e.shm, e.arr, e.node = x.data, x.shm, x.arr or e.arr, x.node end
+end
+
+-- Runs fn(e, id) as a read of id's location: unmap keeps it meanwhile. A
+-- record with no location is relocated first, this process holding id
+-- while it waits (else its last ObjectRef going meanwhile, as the collector
+-- runs, would drop the entry the node's answer is for).
+local function read_of(fn, e, id)
+  if not id then return fn(e, id) end
+  reading[id] = (reading[id] or 0) + 1
+  local pinned = false
+  local ok, v = pcall(function()
+    if not located(e) then
+      take_hold(id, false)
+      pinned = true
+      relocate(e, id)
+    end
+    return fn(e, id)
+  end)
+  local r = reading[id] - 1
+  reading[id] = r > 0 and r or nil
+  if pinned then drop(id) end
+  if not ok then error(v, 0) end
+  return v
+end
+
+H_unmap = function(m)
+  local ids = m.ids or {}
+  local viewed = {}
+  local function find_views()
+    viewed = {}
+    for _, id in pairs(views) do viewed[id] = true end
+  end
+  find_views()
+  for i = 1, #ids do
+    -- A view nothing reaches any more keeps nothing: collect, once.
+    if viewed[ids[i]] then collectgarbage(); find_views(); break end
+  end
+  local here = M.info and M.info.address
+  local gone, kept
+  for i = 1, #ids do
+    local id = ids[i]
+    if reading[id] or viewed[id] then
+      kept = kept or {}
+      kept[#kept + 1] = id
+    else
+      local e = objs[id]
+      -- (A range of another node's store is not this node's to move.)
+      if e and e.shm and (e.node == nil or e.node == here) then e.shm = nil end
+      gone = gone or {}
+      gone[#gone + 1] = id
+    end
+  end
+  M.send({ t = "unmapped", ids = gone, kept = kept })
+end
+
 -- A zero-copy view of an array object in shared memory. The view holds an
 -- ObjectRef, so the object outlives every view of it.
 local function array_view(e, id)
-  localize(e, id)
-  if M.remote_store then return store_link.read_array(M, id, e) end
-  array = array or require("lray.array")
-  local region_ = M.region()
-  local ref = id and M.new_ref(id, false) or nil
-  local k = array.kind_of(e.arr)
-  return array.view(e.arr, region_:ptr(e.shm[1], e.shm[2]), e.shm[2] / k.esize,
-    { ref, region_ })
+  return read_of(function()
+    localize(e, id)
+    if M.remote_store then return store_link.read_array(M, id, e) end
+    array = array or require("lray.array")
+    local region_ = M.region()
+    local ref = id and M.new_ref(id, false) or nil
+    local k = array.kind_of(e.arr)
+    local v = array.view(e.arr, region_:ptr(e.shm[1], e.shm[2]), e.shm[2] / k.esize,
+      { ref, region_ })
+    if id then views[v] = id end
+    return v
+  end, e, id)
 end
 
-local function blob_of(e, id)
+local function read_blob(e, id)
   if e.shm then
     localize(e, id)
     local blob
@@ -393,6 +484,8 @@ local function blob_of(e, id)
   end
   return e.data
 end
+
+local function blob_of(e, id) return read_of(read_blob, e, id) end
 M.blob_of = blob_of
 
 --- Decodes an error blob into an lray error value.
@@ -673,6 +766,7 @@ end
 function M.record_of(id)
   local e = objs[id]
   if not (e and e.st == "ok") then return nil end
+  read_of(function() end, e, id)
   return { id = id, shm = e.shm, arr = e.arr, node = e.node, data = e.data }
 end
 
@@ -784,6 +878,7 @@ end
 -- The node's store is short of space: drop ObjectRefs Lua no longer reaches.
 H.gc = function() collectgarbage() end
 store_link.install(H)
+H.unmap = function(m) return H_unmap(m) end
 local warned = {}
 H.warn = function(m)
   if warned[m.text] then return end

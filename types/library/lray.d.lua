@@ -13,7 +13,7 @@
 ---@field num_cpus? number CPUs of the local cluster (default: the machine's cores)
 ---@field num_gpus? number GPUs of the local cluster (default: detected)
 ---@field resources? table<string, number> custom resources, e.g. `{Custom = 4}`
----@field object_store_memory? number bytes of the shared-memory store
+---@field object_store_memory? number bytes of the shared-memory store (when it is full, objects spill to disk: `<session>/spill`, or `$LRAY_SPILL_DIR`)
 ---@field namespace? string namespace of this job
 ---@field log_to_driver? boolean default true: worker output appears here
 ---@field ignore_reinit_error? boolean default false: a second `init` raises
