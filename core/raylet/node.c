@@ -907,10 +907,14 @@ int lr_raylet_main(int argc, char **argv)
   mkdir(n->session_dir, 0700);
   snprintf(n->sock, sizeof(n->sock), "%s/node.sock", n->session_dir);
   /* Spill files of a node given a directory go in one of its own there,
-   * which it removes when it ends (spill.c). */
+   * which it removes when it ends (spill.c); those of nodes that could not
+   * (SIGKILL) go when the next node starts there, as /dev/shm files do. */
   const char *sd = a.spill_dir ? a.spill_dir : getenv("LRAY_SPILL_DIR");
-  if (sd && *sd) snprintf(n->spill_dir, sizeof(n->spill_dir), "%.*s/lray-spill-%s",
-                          PATH_MAX - LR_ID_MAX - 16, sd, n->node_id);
+  if (sd && *sd) {
+    snprintf(n->spill_dir, sizeof(n->spill_dir), "%.*s/lray-spill-%ld-%s",
+             PATH_MAX - LR_ID_MAX - 40, sd, (long)getpid(), n->node_id);
+    lr_spill_sweep(sd);
+  }
   if (lr_sched_new(LR_SCHED_STARVE_AFTER, &n->sched) < 0) return 1;
   set_total(n, "CPU", a.num_cpus, 1);
   set_total(n, "GPU", a.num_gpus, 0);

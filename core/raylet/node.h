@@ -498,6 +498,10 @@ int lr_spill_write(lr_node_t *n, lr_obj_t *o);
 int lr_spill_write_async(lr_node_t *n, lr_obj_t *o);
 /* The directory spill files go to (made on the first spill). */
 const char *lr_spill_dir(lr_node_t *n, char *buf, size_t len);
+/* Removes, in a --spill-dir parent, the lray-spill-<pid>-<node id>
+ * directories (and their files) of nodes whose pid is gone (killed with
+ * SIGKILL, they could not clean up); returns how many. */
+int lr_spill_sweep(const char *parent);
 
 /* -- unmap.c --------------------------------------------------------------------- */
 

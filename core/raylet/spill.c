@@ -20,8 +20,10 @@
  * thread pool (lr_spill_write_async); the others, and restores, read and
  * write on the loop thread (blocking).
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,4 +294,33 @@ void lr_spill_cleanup(lr_node_t *n)
   }
   char dir[PATH_MAX];
   rmdir(lr_spill_dir(n, dir, sizeof(dir)));
+}
+
+int lr_spill_sweep(const char *parent)
+{
+  DIR *d = opendir(parent);
+  if (!d) return 0;
+  int swept = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    long pid;
+    char rest;
+    if (sscanf(e->d_name, "lray-spill-%ld-%c", &pid, &rest) != 2 || pid <= 0) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to ask */
+    char dir[PATH_MAX], path[PATH_MAX + 300];
+    snprintf(dir, sizeof(dir), "%s/%s", parent, e->d_name);
+    DIR *sd = opendir(dir);
+    if (sd) {
+      struct dirent *f;
+      while ((f = readdir(sd))) {
+        if (f->d_name[0] == '.') continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, f->d_name);
+        unlink(path);
+      }
+      closedir(sd);
+    }
+    if (rmdir(dir) == 0) swept++;
+  }
+  closedir(d);
+  return swept;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "common/errdef.h"
 #include "test/fake_node.h"
@@ -384,4 +385,40 @@ TEST(unmap_a_location_handed_out_during_the_write_keeps_the_object)
   ASSERT(!spill_file(n, "a")); /* the file written went */
   ASSERT(!a->spilling);
   spill_node_free(n);
+}
+
+/* A node killed with SIGKILL leaves its --spill-dir directory behind; the
+ * next node started there removes it, and never a live node's. */
+TEST(spill_sweep_removes_only_dead_nodes_dirs)
+{
+  const char *tmp = getenv("LRAY_TMPDIR");
+  char parent[PATH_MAX], p[PATH_MAX + 128];
+  snprintf(parent, sizeof(parent), "%s/sweeptest-XXXXXX", tmp ? tmp : "/tmp");
+  ASSERT(mkdtemp(parent));
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  ASSERT(dead > 0);
+  ASSERT_EQ(waitpid(dead, NULL, 0), dead);
+  snprintf(p, sizeof(p), "%s/lray-spill-%ld-aaaa", parent, (long)dead);
+  ASSERT_EQ(mkdir(p, 0700), 0);
+  snprintf(p, sizeof(p), "%s/lray-spill-%ld-aaaa/0123", parent, (long)dead);
+  FILE *f = fopen(p, "w");
+  ASSERT(f);
+  fputs("spilled bytes", f);
+  fclose(f);
+  snprintf(p, sizeof(p), "%s/lray-spill-%ld-bbbb", parent, (long)getpid());
+  ASSERT_EQ(mkdir(p, 0700), 0);
+  snprintf(p, sizeof(p), "%s/not-lray", parent);
+  ASSERT_EQ(mkdir(p, 0700), 0);
+  ASSERT_EQ(lr_spill_sweep(parent), 1);
+  struct stat st;
+  snprintf(p, sizeof(p), "%s/lray-spill-%ld-aaaa", parent, (long)dead);
+  ASSERT(stat(p, &st) < 0);
+  snprintf(p, sizeof(p), "%s/lray-spill-%ld-bbbb", parent, (long)getpid());
+  ASSERT_EQ(stat(p, &st), 0);
+  rmdir(p);
+  snprintf(p, sizeof(p), "%s/not-lray", parent);
+  ASSERT_EQ(stat(p, &st), 0);
+  rmdir(p);
+  ASSERT_EQ(rmdir(parent), 0);
 }
