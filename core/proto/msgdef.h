@@ -9,7 +9,8 @@
  * a frame of its own) or REC (a record nested in messages). The wire id of a
  * type is its position in this list: append new types at the end, never
  * reorder, and bump LR_PROTO_VERSION when a field changes meaning. (4:
- * actor handles are lent like ObjectRefs: value.actors, lend.aids.)
+ * actor handles are lent like ObjectRefs: value.actors, lend.aids. 6:
+ * references across nodes: ref.home, sub.home, claim/unlend.node, lnode.)
  *
  * LR_FIELDS_<name>(F) lists a type's fields: F(name, ELEM, CONT, REC).
  *   ELEM  INT (int64), F64 (double), BOOL, STR (bytes), REC (a record)
@@ -20,7 +21,7 @@
 #ifndef LR_MSGDEF_H
 #define LR_MSGDEF_H
 
-#define LR_PROTO_VERSION 5
+#define LR_PROTO_VERSION 6
 
 #define LR_PROTO_TYPES(T)                                                     \
   T(HELLO, hello, MSG)             /* client -> node: a driver or worker */   \
@@ -182,8 +183,14 @@
   F(cs, STR, ONE, NONE)
 
 #define LR_FIELDS_expect(F) F(id, STR, ONE, NONE)
-#define LR_FIELDS_sub(F) F(ids, STR, LIST, NONE)
-#define LR_FIELDS_ref(F) F(id, STR, ONE, NONE)
+/* home: a node (TCP address) that knows ids this node does not: the node
+ * asks it (sub, ref) and holds the object there while it holds it here. */
+#define LR_FIELDS_sub(F)                                                      \
+  F(ids, STR, LIST, NONE)                                                     \
+  F(home, STR, ONE, NONE)
+#define LR_FIELDS_ref(F)                                                      \
+  F(id, STR, ONE, NONE)                                                       \
+  F(home, STR, ONE, NONE)
 #define LR_FIELDS_unref(F) F(ids, STR, LIST, NONE)
 
 #define LR_FIELDS_alloc(F)                                                    \
@@ -300,12 +307,14 @@
   LR_ARGS_FIELDS_(F)                                                          \
   F(rets, STR, LIST, NONE)                                                    \
   F(lend, STR, ONE, NONE) \
-  F(try, INT, ONE, NONE)
+  F(try, INT, ONE, NONE)                                                      \
+  F(lnode, STR, ONE, NONE)
 
 #define LR_FIELDS_ret(F)                                                      \
   F(cid, STR, ONE, NONE)                                                      \
   F(results, REC, LIST, VALUE)                                                \
-  F(lend, STR, ONE, NONE)
+  F(lend, STR, ONE, NONE)                                                     \
+  F(lnode, STR, ONE, NONE)
 
 #define LR_FIELDS_cancel_call(F) F(cid, STR, ONE, NONE)
 
@@ -314,13 +323,21 @@
  * ids (objects) and aids (actors) under token before it sends them, and the
  * receiver claims the token once it holds what it keeps; a message that
  * never arrived is unlent by its sender. The node hands the aids of a lend
- * on to the head (client 0), and the claim or unlend of such a token. */
+ * on to the head (client 0), and the claim or unlend of such a token. A
+ * message that carries a lend names the lender's node (lnode, its TCP
+ * address); a claim or unlend of a lend held by another node names it
+ * (node): the receiver's node passes it on over its link to that node,
+ * after the refs the receiver sent before it. */
 #define LR_FIELDS_lend(F)                                                     \
   F(token, STR, ONE, NONE)                                                    \
   F(ids, STR, LIST, NONE)                                                     \
   F(aids, STR, LIST, NONE)
-#define LR_FIELDS_claim(F) F(token, STR, ONE, NONE)
-#define LR_FIELDS_unlend(F) F(token, STR, ONE, NONE)
+#define LR_FIELDS_claim(F)                                                    \
+  F(token, STR, ONE, NONE)                                                    \
+  F(node, STR, ONE, NONE)
+#define LR_FIELDS_unlend(F)                                                   \
+  F(token, STR, ONE, NONE)                                                    \
+  F(node, STR, ONE, NONE)
 
 /* A get or wait has waited `after` seconds for ids: the node warns why. */
 #define LR_FIELDS_why(F)                                                      \
@@ -388,7 +405,8 @@
   F(actors, STR, LIST, NONE)                                                  \
   F(cs, STR, ONE, NONE)                                                       \
   F(lend, STR, ONE, NONE) \
-  F(try, INT, ONE, NONE)
+  F(try, INT, ONE, NONE)                                                      \
+  F(lnode, STR, ONE, NONE)
 
 /* rejected: the lease had ended before the task came (send it again);
  * dur: seconds it ran, so the submitter knows short functions. */
@@ -398,7 +416,8 @@
   F(lua_error, BOOL, ONE, NONE)                                               \
   F(rejected, BOOL, ONE, NONE)                                                \
   F(dur, F64, ONE, NONE)                                                      \
-  F(lend, STR, ONE, NONE)
+  F(lend, STR, ONE, NONE)                                                     \
+  F(lnode, STR, ONE, NONE)
 
 /* -- Head <-> node manager --------------------------------------------------
  * The head (core/gcs) keeps jobs' namespaces, the actor table, names and the
