@@ -416,13 +416,22 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
   case LR_PT_EXPECT: lr_obj_expect(n, c, msg); break;
   case LR_PT_SUB: {
     lr_m_sub_t *m = msg;
-    for (uint32_t i = 0; i < m->ids.n; i++)
-      lr_obj_subscribe(n, c, m->ids.items[i].v.s.p, m->ids.items[i].v.s.n);
+    for (uint32_t i = 0; i < m->ids.n; i++) {
+      const lr_pstr_t *id = &m->ids.items[i].v.s;
+      /* home: who to ask if nobody here produces it (xref.c) */
+      if (m->home.n) {
+        lr_obj_t *o = lr_obj_get(n, id->p, id->n);
+        if (o->st == LR_O_PENDING && !o->expected_from) lr_xref_home(n, o, &m->home);
+      }
+      lr_obj_subscribe(n, c, id->p, id->n);
+    }
     break;
   }
   case LR_PT_REF: {
     lr_m_ref_t *m = msg;
-    if (m->id.n) lr_obj_hold(n, c, m->id.v.s.p, m->id.v.s.n);
+    if (!m->id.n) break;
+    lr_obj_hold(n, c, m->id.v.s.p, m->id.v.s.n);
+    if (m->home.n) lr_xref_home(n, lr_obj_find(n, m->id.v.s.p, m->id.v.s.n), &m->home);
     break;
   }
   case LR_PT_UNREF: {
@@ -451,7 +460,8 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
       lr_node_to_head(n, 0, msg);
       break;
     }
-    if (m->token.n) lr_obj_claim(n, m->token.v.s.p, m->token.v.s.n);
+    if (m->token.n && !lr_xref_forward(n, &m->node, m))
+      lr_obj_claim(n, m->token.v.s.p, m->token.v.s.n);
     break;
   }
   case LR_PT_UNLEND: {
@@ -460,7 +470,8 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
       lr_node_to_head(n, 0, msg);
       break;
     }
-    if (m->token.n) lr_obj_unlend(n, m->token.v.s.p, m->token.v.s.n);
+    if (m->token.n && !lr_xref_forward(n, &m->node, m))
+      lr_obj_unlend(n, m->token.v.s.p, m->token.v.s.n);
     break;
   }
   case LR_PT_ALLOC: lr_obj_alloc(n, c, msg); break;
