@@ -87,7 +87,7 @@ end
 -- What the arguments brought is registered (ref) before the caller's lend of
 -- them is claimed (claim), and both before the reply. cs: the call site that
 -- made the results (`lray memory`).
-function reply_with(conn, msg, base, claim, cs)
+function reply_with(conn, msg, base, claim, cs, lnode)
   local lent, aids, stored
   for _, r in ipairs(msg.results) do
     if r.shm then
@@ -108,11 +108,12 @@ function reply_with(conn, msg, base, claim, cs)
   end
   local token = (lent or aids) and (base .. ":ret") or nil
   if token then runtime.queue({ t = "lend", token = token, ids = lent, aids = aids }) end
-  if claim then runtime.queue({ t = "claim", token = claim }) end
+  if claim then runtime.claim(claim, lnode) end
   -- Lent: this process's own count of them may end (after the lend).
   unpin_results(msg.results)
   runtime.flush_queued()
   msg.lend = token
+  msg.lnode = token and runtime.lnode()
   if stored or lent or aids or claim then
     -- The node must have the puts, lends and claims before the caller has
     -- the result. Were this process killed with them still in its buffer
@@ -166,6 +167,7 @@ end
 
 -- Arguments: the encoded list, with resolved ObjectRef arguments filled in.
 local function build_args(m, depv)
+  runtime.note_lender(m.refs, m.lnode)   -- held at the caller's node
   local args = decode(m.args)
   if depv then
     for i, d in pairs(depv) do
@@ -351,7 +353,7 @@ local function run_pushed(m)
   local t0 = core.now()
   local results, lua_error = run_task(m)
   reply_with(m.conn, { t = "result", tid = m.tid, results = results, lua_error = lua_error,
-    dur = core.now() - t0 }, m.tid .. "#" .. (m.try or 0), m.lend, m.cs)
+    dur = core.now() - t0 }, m.tid .. "#" .. (m.try or 0), m.lend, m.cs, m.lnode)
   lease_idle()
 end
 
@@ -426,7 +428,7 @@ local function cancel_queued(conn, cid)
       if c[1] == conn and c[2].cid == cid then
         table.remove(q, i)
         local m = c[2]
-        if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+        if m.lend then runtime.claim(m.lend, m.lnode) end
         local err = errors.new("TaskCancelledError", "actor method '" .. tostring(actor and actor.cname)
           .. "." .. tostring(m.m) .. "' was cancelled before it started")
         conn:send({ t = "ret", cid = cid, results = error_results(m.rets, err) })
@@ -458,7 +460,7 @@ local function serve_call(conn, m)
     if m.deps then
       local ids = {}
       for _, id in pairs(m.deps) do ids[#ids + 1] = id end
-      runtime.subscribe(ids)
+      runtime.subscribe(ids, m.lnode)   -- the caller's node has them
       local es = runtime.entries(ids)
       runtime.wait_until(function()
         for i = 1, #es do if not es[i].st then return false end end
@@ -483,7 +485,8 @@ local function serve_call(conn, m)
   end
   spans.record("actor_call", actor.cname .. "." .. tostring(m.m), m.cid, t0, failed)
   runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
-  reply_with(conn, { t = "ret", cid = m.cid, results = results }, m.cid .. "#" .. (m.try or 0), m.lend)
+  reply_with(conn, { t = "ret", cid = m.cid, results = results }, m.cid .. "#" .. (m.try or 0), m.lend,
+    nil, m.lnode)
 end
 
 local function become_actor(m)

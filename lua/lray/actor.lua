@@ -106,7 +106,7 @@ local function on_ret(m)
   take_results(m)
   -- Whatever the reply lent us is claimed once we hold it ourselves: the
   -- refs take_results queued go out first.
-  if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+  if m.lend then runtime.claim(m.lend, m.lnode) end
 end
 
 function take_results(m)
@@ -115,7 +115,7 @@ function take_results(m)
     if call then
       st.inflight[m.cid] = nil
       call_ended(call)
-      runtime.take_results(call.rets, m.results)
+      runtime.take_results(call.rets, m.results, m.lnode)
       return
     end
   end
@@ -305,7 +305,7 @@ local function call_method(h, mname, mopts, ...)
   if lend then runtime.queue({ t = "lend", token = lend, ids = ids, aids = aids }) end
   local call = { rets = rets, seq = call_seq, tries = 0, lend_ids = ids, lend_aids = aids,
     msg = { t = "call", cid = cid, m = mname, args = blob, deps = deps, refs = refs,
-      rets = rets, lend = lend },
+      rets = rets, lend = lend, lnode = lend and runtime.lnode() },
     keep = { ... }, -- arguments stay referenced until the call returns
     aid = aid }
   M.pin(aid)        -- and the actor stays alive until it returns

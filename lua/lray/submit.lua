@@ -147,7 +147,7 @@ local function push(L, t)
   L.conn:send({ t = "push", lid = L.lid, tid = t.tid, seq = t.seq, fh = t.fh, code = code,
     args = t.args, depv = dep_values(t.deps), deps = t.deps and true or nil, rets = t.rets,
     name = t.name, job = t.job, refs = t.refs, actors = t.actors, cs = t.cs, lend = t.lend,
-    try = t.try })
+    try = t.try, lnode = t.lend and runtime.lnode() })
 end
 
 -- -- Other nodes -------------------------------------------------------------------
@@ -372,10 +372,10 @@ local function on_result(L, m)
     t.retries = t.retries - 1
     return enqueue(t)
   end
-  runtime.take_results(t.rets, m.results)
+  runtime.take_results(t.rets, m.results, m.lnode)
   -- Whatever the result lent us is claimed once we hold it ourselves: the
   -- refs take_results queued go out first.
-  if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+  if m.lend then runtime.claim(m.lend, m.lnode) end
   finish(t)
   retire(L)
   pump(L.shape)
