@@ -687,6 +687,7 @@ static void on_connection(uv_stream_t *srv, int status)
   c->conn.on_frame = on_frame;
   c->conn.on_close = on_conn_close;
   HASH_ADD(hh, n->clients, id, sizeof(c->id), c);
+  if (is_tcp) uv_tcp_nodelay(&c->conn.h.tcp, 1); /* small answers to other nodes, at once */
   lr_conn_start(&c->conn);
   if (is_tcp) auth_start(n, c);
 }

@@ -171,6 +171,9 @@ static void on_connect(uv_connect_t *req, int status)
     return;
   }
   p->state = P_CHALLENGE;
+  /* Questions and holds are small frames answered at once: no Nagle delay
+   * (frames already go out in one write per loop turn). */
+  uv_tcp_nodelay(&p->conn.h.tcp, 1);
   lr_conn_start(&p->conn);
 }
 
