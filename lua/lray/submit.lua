@@ -157,6 +157,7 @@ end
 -- messages then go to the node that granted (L.raylet, sh.via[rid]).
 
 local raylets = {}   -- address -> {conn, ready, waiting = {fn...}}
+local address_of = setmetatable({}, { __mode = "k" })   -- conn -> its node's address
 
 -- Sends msg to the node manager at conn (nil: our own node).
 local function to_raylet(conn, msg)
@@ -184,6 +185,7 @@ local function with_raylet(addr, fn)
       return
     end
     r.conn, r.ready = conn, true
+    address_of[conn] = addr
     conn:on_message(runtime.on_message)
     conn:on_close(function()
       raylets[addr] = nil
@@ -289,8 +291,9 @@ local function lease_lost(L, why)
   for _, t in pairs(L.tasks) do
     unlend(t)
     -- Its result never came: a result the worker lent before it died is
-    -- taken back (remembered by the node if still on its way).
-    runtime.queue({ t = "unlend", token = t.tid .. "#" .. t.try .. ":ret" })
+    -- taken back (remembered by the node if still on its way), at the
+    -- worker's node.
+    runtime.queue({ t = "unlend", token = t.tid .. "#" .. t.try .. ":ret", node = L.node })
     if t.cancelled then
       fail(t, cancelled_error(t))
     elseif L.oom and t.retries ~= 0 then
@@ -427,7 +430,7 @@ function M.granted(sh, rid, r)
     return
   end
   local L = { lid = r.lid, addr = r.address, pid = r.pid, shape = sh, inflight = 0,
-    tasks = {}, has = {}, raylet = via }
+    tasks = {}, has = {}, raylet = via, node = via and address_of[via] }
   sh.leases[L.lid] = L
   connect(L)
 end
