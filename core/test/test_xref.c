@@ -250,3 +250,35 @@ TEST(xref_a_claim_for_another_node_goes_there_after_the_ref)
   ASSERT_EQ(nsent, 3);
   fake_node_free(n);
 }
+
+/* -- Other copies: the nodes a reader tries when the holder cannot serve --- */
+
+TEST(xref_other_copies_are_asked_of_the_live_nodes_but_this_one_and_the_holder)
+{
+  lr_node_t *n = node();
+  static const char *ids[] = {"fakenode", "nb", "nc", "nd", "ne"};
+  static const char *addrs[] = {SELF, HOME, "127.0.0.3:7000", "127.0.0.4:7000", ""};
+  static const int alive[] = {1, 1, 0, 1, 1};
+  lr_m_node_info_t info[5];
+  lr_pitem_t items[5];
+  for (int i = 0; i < 5; i++) {
+    lr_m_node_info_t x = LR_MSG_INIT(NODE_INFO);
+    info[i] = x;
+    LR_SET_CSTR(info[i].node_id, ids[i]);
+    if (addrs[i][0]) LR_SET_CSTR(info[i].address, addrs[i]);
+    LR_SET_BOOL(info[i].alive, alive[i]);
+    items[i].v.rec = &info[i];
+  }
+  lr_m_cluster_view_t v = LR_MSG_INIT(CLUSTER_VIEW);
+  LR_SET_ITEMS(v.nodes, items, 5);
+  LR_SET_BOOL(v.full, 1);
+  lr_view_update(n, &v);
+  size_t at = 0;
+  const char *next = lr_view_other(n, &at, HOME);
+  ASSERT(next);
+  ASSERT_STREQ(next, "127.0.0.4:7000"); /* not this node, the holder, a dead one or no address */
+  ASSERT(!lr_view_other(n, &at, HOME));
+  at = 0;
+  ASSERT_STREQ(lr_view_other(n, &at, NULL), HOME);
+  fake_node_free(n);
+}
