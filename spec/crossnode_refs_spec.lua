@@ -166,6 +166,22 @@ end
 lray.shutdown()
 ]]
 
+-- ObjectRefs whose home no node answers at, as a value decoded here could
+-- bring (made with the runtime's decode hook): a get fails, never hangs.
+local BOGUS = COMMON .. [[
+local object = require("lray.object")
+-- (The last is too long to be a home: ignored, so nothing ever answers.)
+local cases = { { "127.0.0.9:1", 20 }, { "not-an-address", 20 }, { ("9"):rep(400) .. ":1", 1 } }
+for _, case in ipairs(cases) do
+  local home = case[1]
+  local ref = object.hooks.arrive(("f"):rep(24) .. ("%08x"):format(#home) .. "@" .. home)
+  local ok, e = pcall(lray.get, ref, { timeout = case[2] })
+  print("get", ok, type(e) == "table" and e.type, type(e) == "table" and e.message or tostring(e))
+end
+print("still up", lray.get(lray.put(42)))
+lray.shutdown()
+]]
+
 describe("references across nodes", function()
   local c, dir, j
 
@@ -234,6 +250,16 @@ describe("references across nodes", function()
     assert.matches("inner\ttrue\n", out, 1, true)
     assert.matches("B freed inner\ttrue\n", out, 1, true)
     assert.matches("head freed all\ttrue\n", out, 1, true)
+  end)
+
+  it("fails a get of an ObjectRef whose home cannot be reached, and stays up", function()
+    local out = run("bogus", BOGUS)
+    assert.matches("get\tfalse\tObjectLostError\tobject ffffffffffffffffffffffff0000000b is lost: its home"
+      .. " node 127.0.0.9:1", out, 1, true)
+    assert.matches("get\tfalse\tObjectLostError\tobject ffffffffffffffffffffffff0000000e is lost: its home"
+      .. " node not-an-address", out, 1, true)
+    assert.matches("get\tfalse\tGetTimeoutError", out, 1, true)
+    assert.matches("still up\t42\n", out, 1, true)
   end)
 
   it("reads a copy from another node when the node named in the record is gone", function()
