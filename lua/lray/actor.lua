@@ -42,7 +42,7 @@ local function fail_call(st, aid, call, why)
   -- The actor never replied: take back what the arguments lent it, and
   -- what a reply sent just before it died may have lent us.
   if call.msg.lend then runtime.queue({ t = "unlend", token = call.msg.lend }) end
-  runtime.queue({ t = "unlend", token = ret_token(call.msg) })
+  runtime.queue({ t = "unlend", token = ret_token(call.msg), node = st.lnode })
   local blob = serialize.encode(died_error(st, st.cname, aid, why))
   for _, id in ipairs(call.rets) do
     runtime.fill(id, { err = blob }, "local")
@@ -80,7 +80,7 @@ local function settle_orphans(st, aid, max_retries, cause)
     -- The dead process may have lent this try's reply before it died: the
     -- reply never came, so that lend is taken back (the node remembers it if
     -- the lend is still on its way).
-    runtime.queue({ t = "unlend", token = ret_token(call.msg) })
+    runtime.queue({ t = "unlend", token = ret_token(call.msg), node = st.lnode })
     if max_retries == -1 or call.tries < max_retries then
       call.tries = call.tries + 1
       call.msg.try = call.tries
@@ -114,6 +114,9 @@ function take_results(m)
     local call = st.inflight[m.cid]
     if call then
       st.inflight[m.cid] = nil
+      -- Its node, as its replies name it: where a lend of a reply that never
+      -- comes (the actor died) is taken back.
+      st.lnode = m.lnode or st.lnode
       call_ended(call)
       runtime.take_results(call.rets, m.results, m.lnode)
       return
