@@ -62,6 +62,7 @@ function Keeper:read()
   return #a, sum(a), lray.get_runtime_context().node_id
 end
 function Keeper:drop() self.r = nil; collectgarbage(); collectgarbage(); return true end
+function Keeper:give(other) return lray.get(other.keep.remote({ self.r })) end
 -- Half of the node's custom resource: the actor holds it for its life, and
 -- a task still fits beside it.
 local function keeper(where)
@@ -144,6 +145,23 @@ print("B freed inner", poll(function()
   return used("B") <= base_b
 end))
 print("head freed all", poll(function() return used() <= base_head end))
+
+-- Handed back: the head's object, held by an actor on B, then by one here
+-- from B, dropped by both: the two nodes do not go on holding it for each
+-- other.
+local kb = keeper("B")
+local kh = lray.remote({ num_cpus = 0 }, Keeper).remote()
+local r = lray.put(fill(N))
+assert(lray.get(kb.keep.remote({ r })))
+r = nil
+collectgarbage(); collectgarbage()
+assert(lray.get(kb.give.remote(kh)))
+lray.get(kb.drop.remote())
+n, s, node = lray.get(kh.read.remote())
+print("handed back", n, s == EXPECT, host_of(node))
+lray.get(kh.drop.remote())
+print("head freed handed back", poll(function() return used() <= base_head end))
+print("B freed handed back", poll(function() return used("B") <= base_b end))
 lray.shutdown()
 ]]
 
@@ -250,6 +268,9 @@ describe("references across nodes", function()
     assert.matches("inner\ttrue\n", out, 1, true)
     assert.matches("B freed inner\ttrue\n", out, 1, true)
     assert.matches("head freed all\ttrue\n", out, 1, true)
+    assert.matches("handed back\t8388608\ttrue\t127.0.0.1\n", out, 1, true)
+    assert.matches("head freed handed back\ttrue\n", out, 1, true)
+    assert.matches("B freed handed back\ttrue\n", out, 1, true)
   end)
 
   it("fails a get of an ObjectRef whose home cannot be reached, and stays up", function()

@@ -421,7 +421,7 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
       /* home: who to ask if nobody here produces it (xref.c) */
       if (m->home.n) {
         lr_obj_t *o = lr_obj_get(n, id->p, id->n);
-        if (o->st == LR_O_PENDING && !o->expected_from) lr_xref_home(n, o, &m->home);
+        lr_xref_home(n, o, &m->home);
       }
       lr_obj_subscribe(n, c, id->p, id->n);
     }

@@ -526,8 +526,9 @@ void lr_transfer_chunk(lr_node_t *n, lr_peer_t *p, const lr_m_chunk_t *m);
 
 /* 1 when addr (len bytes) is another node's TCP address, not this node's. */
 int lr_xref_is_remote(const lr_node_t *n, const char *addr, size_t len);
-/* o's home is the node at home (ignored if o has one, or home is this
- * node): o is held there while counted here. */
+/* o's home is the node at home (ignored if o has one, is stored or
+ * promised here, or home is this node): o is held there while counted
+ * here. */
 void lr_xref_home(lr_node_t *n, lr_obj_t *o, const lr_pf_t *home);
 /* o is counted: holds it at its home if it has one and does not yet. */
 void lr_xref_sync(lr_node_t *n, lr_obj_t *o);

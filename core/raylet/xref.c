@@ -53,6 +53,10 @@ void lr_xref_sync(lr_node_t *n, lr_obj_t *o)
 void lr_xref_home(lr_node_t *n, lr_obj_t *o, const lr_pf_t *home)
 {
   if (o->home || !home->n || !lr_xref_is_remote(n, home->v.s.p, home->v.s.n)) return;
+  /* Stored or promised here: this node is a home itself. (A ref handed
+   * back here from a node that holds it here would else make the two hold
+   * each other for ever.) */
+  if (o->st != LR_O_PENDING || o->expected_from) return;
   o->home = lr_pstrdup(home);
   lr_xref_sync(n, o);
 }

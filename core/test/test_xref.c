@@ -130,7 +130,7 @@ TEST(xref_a_lend_held_here_holds_at_the_home_too)
   fake_node_free(n);
 }
 
-TEST(xref_a_home_that_is_this_node_or_no_tcp_address_is_not_one)
+TEST(xref_a_home_that_is_this_node_no_tcp_address_or_for_a_stored_object_is_not_one)
 {
   lr_node_t *n = node();
   lr_client_t *a = fake_driver(n, "job1");
@@ -144,6 +144,20 @@ TEST(xref_a_home_that_is_this_node_or_no_tcp_address_is_not_one)
   ASSERT(!lr_obj_find(n, ID("o1"))->home);
   ASSERT(!lr_obj_find(n, ID("o2"))->home);
   ASSERT(!lr_obj_find(n, ID("o3"))->home);
+  /* Stored or promised here: no other home (handed back, it would make
+   * two nodes hold each other for ever). */
+  lr_m_put_t p = LR_MSG_INIT(PUT);
+  LR_SET_CSTR(p.id, "o5");
+  LR_SET_CSTR(p.data, "x");
+  lr_obj_put(n, a, &p);
+  ref_from(n, a, "o5", HOME);
+  lr_m_expect_t e = LR_MSG_INIT(EXPECT);
+  LR_SET_CSTR(e.id, "o6");
+  lr_obj_expect(n, a, &e);
+  ref_from(n, a, "o6", HOME);
+  ASSERT(!lr_obj_find(n, ID("o5"))->home);
+  ASSERT(!lr_obj_find(n, ID("o6"))->home);
+  ASSERT_EQ(nsent, 0);
   /* The first home an object is given stays. */
   ref_from(n, a, "o4", HOME);
   ref_from(n, a, "o4", "127.0.0.3:7000");
