@@ -11,8 +11,9 @@
 -- store. The reader checks one byte per page. Each run reads a new object;
 -- the reading node's store holds one, so the first run writes into fresh
 -- pages (the kernel zeroes each on first touch) and later runs reuse them.
--- The ObjectRef is handed over by hand (runtime.record_of / ref_of): a
--- driver's refs do not yet travel between nodes by themselves.
+-- The ObjectRef is handed over by hand (runtime.record_of / ref_of): refs
+-- travel between nodes in arguments and results, but two drivers have no
+-- channel between them (bench/crossnode_refs.lua times that path).
 local core = require("lray._core")
 
 local mode = arg[1]

@@ -221,9 +221,11 @@ describe("actor handles with no grace", function()
 
   it("a task killed before it claimed its lend is unlent: the actor still ends", function()
     local hold = lray.remote({ max_retries = 0 }, function(h, pidfile)
-      local f = io.open(pidfile, "w")
+      -- Whole or not at all: the reader waits only for the file to exist.
+      local f = io.open(pidfile .. ".tmp", "w")
       f:write(require("lray._core").getpid())
       f:close()
+      os.rename(pidfile .. ".tmp", pidfile)
       lray.sleep(60)
       return h
     end)

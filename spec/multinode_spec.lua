@@ -243,7 +243,9 @@ describe("tasks on a cluster of several nodes", function()
         if n.alive and not n.is_head then victim = n end
       end
       local host = victim.address:match("^(.*):%d+$")
-      os.execute("pkill -9 -f '[_]node .*--host " .. host .. " '")
+      -- Only this cluster's node (its LRAY_TMPDIR): other clusters on the
+      -- machine may have a node on the same loopback address.
+      os.execute("pkill -9 -f '[_]node --session " .. os.getenv("LRAY_TMPDIR") .. "/.*--host " .. host .. " '")
       local ok = true
       for i, r in ipairs(refs) do if lray.get(r, { timeout = 60 }) ~= i then ok = false end end
       print("VICTIM " .. tostring(victim ~= nil) .. " OK " .. tostring(ok))
@@ -308,7 +310,8 @@ describe("actors on a cluster of several nodes", function()
       print("ON_OTHER " .. tostring(first ~= me) .. " COUNT " .. lray.get(a.inc.remote()))
       for _, n in ipairs(lray.nodes()) do
         if n.node_id == first then
-          os.execute("pkill -9 -f '[_]node .*--host " .. n.address:match("^(.*):%d+$") .. " '")
+          os.execute("pkill -9 -f '[_]node --session " .. os.getenv("LRAY_TMPDIR") .. "/.*--host "
+            .. n.address:match("^(.*):%d+$") .. " '")
         end
       end
       local second = lray.get(a.where.remote(), { timeout = 30 })

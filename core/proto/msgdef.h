@@ -14,7 +14,8 @@
  * over its connection: reply.cookie, write; lends name their receiver,
  * lend.to, push.from, call.from, lender_gone; the memory monitor prefers
  * retriable leases, lease.retriable; spillback is grant-or-reject,
- * lease.reject, reply.spill_now, reply.rejected; result.lost for lineage.)
+ * lease.reject, reply.spill_now, reply.rejected; result.lost for lineage;
+ * references across nodes: ref.home, sub.home, claim/unlend.node, lnode.)
  *
  * LR_FIELDS_<name>(F) lists a type's fields: F(name, ELEM, CONT, REC).
  *   ELEM  INT (int64), F64 (double), BOOL, STR (bytes), REC (a record)
@@ -196,8 +197,14 @@
   F(cs, STR, ONE, NONE)
 
 #define LR_FIELDS_expect(F) F(id, STR, ONE, NONE)
-#define LR_FIELDS_sub(F) F(ids, STR, LIST, NONE)
-#define LR_FIELDS_ref(F) F(id, STR, ONE, NONE)
+/* home: a node (TCP address) that knows ids this node does not: the node
+ * asks it (sub, ref) and holds the object there while it holds it here. */
+#define LR_FIELDS_sub(F)                                                      \
+  F(ids, STR, LIST, NONE)                                                     \
+  F(home, STR, ONE, NONE)
+#define LR_FIELDS_ref(F)                                                      \
+  F(id, STR, ONE, NONE)                                                       \
+  F(home, STR, ONE, NONE)
 #define LR_FIELDS_unref(F) F(ids, STR, LIST, NONE)
 
 #define LR_FIELDS_alloc(F)                                                    \
@@ -314,13 +321,15 @@
   LR_ARGS_FIELDS_(F)                                                          \
   F(rets, STR, LIST, NONE)                                                    \
   F(lend, STR, ONE, NONE) \
-  F(try, INT, ONE, NONE) \
-  F(from, INT, ONE, NONE)
+  F(try, INT, ONE, NONE)                                                      \
+  F(from, INT, ONE, NONE)                                                     \
+  F(lnode, STR, ONE, NONE)
 
 #define LR_FIELDS_ret(F)                                                      \
   F(cid, STR, ONE, NONE)                                                      \
   F(results, REC, LIST, VALUE)                                                \
-  F(lend, STR, ONE, NONE)
+  F(lend, STR, ONE, NONE)                                                     \
+  F(lnode, STR, ONE, NONE)
 
 #define LR_FIELDS_cancel_call(F) F(cid, STR, ONE, NONE)
 
@@ -332,18 +341,26 @@
  * on to the head (client 0), and the claim or unlend of such a token.
  * to: the receiver's pid, when it is a process of this node (reached over a
  * unix socket): its leaving ends the lend, and the lender's leaving asks it
- * (lender_gone) which of the lend's messages it never got. */
+ * (lender_gone) which of the lend's messages it never got. A message that
+ * carries a lend names the lender's node (lnode, its TCP address); a claim
+ * or unlend of a lend held by another node names it (node): the receiver's
+ * node passes it on over its link to that node, after the refs the
+ * receiver sent before it. */
 #define LR_FIELDS_lend(F)                                                     \
   F(token, STR, ONE, NONE)                                                    \
   F(ids, STR, LIST, NONE)                                                     \
   F(aids, STR, LIST, NONE)                                                    \
   F(to, INT, ONE, NONE)
-#define LR_FIELDS_claim(F) F(token, STR, ONE, NONE)
+#define LR_FIELDS_claim(F)                                                    \
+  F(token, STR, ONE, NONE)                                                    \
+  F(node, STR, ONE, NONE)
 /* Node -> a lend's receiver: the process that lent tokens to it is gone.
  * The receiver unlends each token whose message it never got (and drops
  * that message should it still come); the rest it claims as usual. */
 #define LR_FIELDS_lender_gone(F) F(tokens, STR, LIST, NONE)
-#define LR_FIELDS_unlend(F) F(token, STR, ONE, NONE)
+#define LR_FIELDS_unlend(F)                                                   \
+  F(token, STR, ONE, NONE)                                                    \
+  F(node, STR, ONE, NONE)
 
 /* A get or wait has waited `after` seconds for ids: the node warns why. */
 #define LR_FIELDS_why(F)                                                      \
@@ -418,8 +435,9 @@
   F(actors, STR, LIST, NONE)                                                  \
   F(cs, STR, ONE, NONE)                                                       \
   F(lend, STR, ONE, NONE) \
-  F(try, INT, ONE, NONE) \
-  F(from, INT, ONE, NONE)
+  F(try, INT, ONE, NONE)                                                      \
+  F(from, INT, ONE, NONE)                                                     \
+  F(lnode, STR, ONE, NONE)
 
 /* rejected: the lease had ended before the task came (send it again);
  * dur: seconds it ran, so the submitter knows short functions; lost: the
@@ -432,7 +450,8 @@
   F(rejected, BOOL, ONE, NONE)                                                \
   F(dur, F64, ONE, NONE)                                                      \
   F(lend, STR, ONE, NONE)                                                     \
-  F(lost, STR, ONE, NONE)
+  F(lost, STR, ONE, NONE)                                                     \
+  F(lnode, STR, ONE, NONE)
 
 /* -- Head <-> node manager --------------------------------------------------
  * The head (core/gcs) keeps jobs' namespaces, the actor table, names and the

@@ -427,13 +427,22 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
   case LR_PT_EXPECT: lr_obj_expect(n, c, msg); break;
   case LR_PT_SUB: {
     lr_m_sub_t *m = msg;
-    for (uint32_t i = 0; i < m->ids.n; i++)
-      lr_obj_subscribe(n, c, m->ids.items[i].v.s.p, m->ids.items[i].v.s.n);
+    for (uint32_t i = 0; i < m->ids.n; i++) {
+      const lr_pstr_t *id = &m->ids.items[i].v.s;
+      /* home: who to ask if nobody here produces it (xref.c) */
+      if (m->home.n) {
+        lr_obj_t *o = lr_obj_get(n, id->p, id->n);
+        lr_xref_home(n, o, &m->home);
+      }
+      lr_obj_subscribe(n, c, id->p, id->n);
+    }
     break;
   }
   case LR_PT_REF: {
     lr_m_ref_t *m = msg;
-    if (m->id.n) lr_obj_hold(n, c, m->id.v.s.p, m->id.v.s.n);
+    if (!m->id.n) break;
+    lr_obj_hold(n, c, m->id.v.s.p, m->id.v.s.n);
+    if (m->home.n) lr_xref_home(n, lr_obj_find(n, m->id.v.s.p, m->id.v.s.n), &m->home);
     break;
   }
   case LR_PT_UNREF: {
@@ -465,7 +474,8 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
       lr_node_to_head(n, 0, msg);
       break;
     }
-    if (m->token.n) lr_obj_claim(n, m->token.v.s.p, m->token.v.s.n);
+    if (m->token.n && !lr_xref_forward(n, &m->node, m))
+      lr_obj_claim(n, m->token.v.s.p, m->token.v.s.n);
     break;
   }
   case LR_PT_UNLEND: {
@@ -474,7 +484,8 @@ static void dispatch_msg(lr_node_t *n, lr_client_t *c, int type, void *msg)
       lr_node_to_head(n, 0, msg);
       break;
     }
-    if (m->token.n) lr_obj_unlend(n, m->token.v.s.p, m->token.v.s.n);
+    if (m->token.n && !lr_xref_forward(n, &m->node, m))
+      lr_obj_unlend(n, m->token.v.s.p, m->token.v.s.n);
     break;
   }
   case LR_PT_ALLOC: lr_obj_alloc(n, c, msg); break;
@@ -692,6 +703,7 @@ static void on_connection(uv_stream_t *srv, int status)
   c->conn.on_frame = on_frame;
   c->conn.on_close = on_conn_close;
   HASH_ADD(hh, n->clients, id, sizeof(c->id), c);
+  if (is_tcp) uv_tcp_nodelay(&c->conn.h.tcp, 1); /* small answers to other nodes, at once */
   lr_conn_start(&c->conn);
   if (is_tcp) {
     lr_tcp_liveness(&c->conn.h.tcp);

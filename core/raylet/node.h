@@ -21,6 +21,8 @@
  *   peer.c      authenticated links to other nodes (client side)
  *   transfer.c  objects between nodes: fetch, pull, chunks
  *   remote.c    drivers that do not share the store: the cookie, writes
+ *   xref.c      references across nodes: holds at an object's home node,
+ *               questions to it, claims passed on
  *
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #ifndef LR_RAYLET_NODE_H
@@ -204,6 +206,9 @@ struct lr_obj_s {
   int unmapping;          /* holders are being asked */
   int spilling;           /* being written to disk (spill.c, off the loop) */
   double unmap_at, unmap_no; /* asked at; last refused or unanswered at */
+  char *home;          /* xref.c: another node whose store holds it, or NULL */
+  int home_held;       /* ...which holds it for this node (one ref) */
+  int home_asked;      /* ...which was asked for its value (sub) */
   UT_hash_handle hh;
 };
 
@@ -301,6 +306,8 @@ struct lr_node_s {
   struct lr_peer_s *peers;    /* peer.c: links to other nodes, by address */
   struct lr_xfer_s *xfers;    /* transfer.c: copies under way, by object id */
   uint64_t pulled_bytes, pulls; /* transfer.c: copies made here */
+  /* xref.c sends to other nodes with this (NULL: lr_peer_to); tests set it. */
+  int (*to_peer)(lr_node_t *n, const char *address, const void *m);
 };
 
 /* -- node.c ------------------------------------------------------------------ */
@@ -400,6 +407,12 @@ int64_t lr_obj_room(lr_node_t *n, uint64_t size);
  * another node, arr: an lray.array's element type or NULL): stored as if
  * put, waiters told; if it was stored already the range is freed. */
 void lr_obj_stored(lr_node_t *n, const char *id, int64_t off, int64_t len, const char *arr);
+/* The value record m of a pending object came from another node (its
+ * home): every reader waiting here gets it as it is (it names that node's
+ * store); the object stays pending here. */
+void lr_obj_remote_value(lr_node_t *n, const lr_m_obj_t *m);
+/* Every reader waiting for o gets the failure etype: msg. */
+void lr_obj_fail_waiters(lr_node_t *n, lr_obj_t *o, const char *etype, const char *msg);
 
 /* -- placement.c ---------------------------------------------------------------- */
 
@@ -529,6 +542,9 @@ void lr_view_update(lr_node_t *n, const lr_m_cluster_view_t *m);
  * waiting here, or NULL (run or queue it here). *now: 1 when r fits there
  * now (that node grants it or rejects it), 0 when only some day. */
 const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r, int *now);
+/* The address of the next live node of the view from index *i on (moved
+ * past it), other than this one and skip; NULL when there is none. */
+const char *lr_view_other(lr_node_t *n, size_t *i, const char *skip);
 
 /* -- peer.c --------------------------------------------------------------------- */
 
@@ -540,8 +556,11 @@ typedef struct lr_peer_s lr_peer_t;
 lr_peer_t *lr_peer_get(lr_node_t *n, const char *address, char *err);
 int lr_peer_is_up(const lr_peer_t *p);
 const char *lr_peer_address(const lr_peer_t *p);
-/* Sends m over p (up): 0, or -1 when p is not up. */
+/* Sends m over p: at once when up, after the handshake while it connects
+ * (kept in order, bounded); 0, or -1 when p is down or its queue full. */
 int lr_peer_send(lr_peer_t *p, const void *m);
+/* lr_peer_get, then lr_peer_send: 0, or -1. */
+int lr_peer_to(lr_node_t *n, const char *address, const void *m);
 /* The client side of the token handshake (net/auth.h) on c, whose frame p
  * is the server's CHALLENGE (proof 0: answers it) or PROOF (proof 1: checks
  * it, closes a, lets c take whole frames). 0 answered, 1 proved, or -1 with
@@ -585,6 +604,27 @@ void lr_remote_cookie_init(lr_node_t *n, uint64_t store);
 int lr_remote_write_apply(lr_node_t *n, lr_client_t *c, const lr_m_write_t *m);
 /* The handler: lr_remote_write_apply, and a refused write closes c. */
 void lr_remote_write(lr_node_t *n, lr_client_t *c, const lr_m_write_t *m);
+/* -- xref.c -------------------------------------------------------------------- */
+
+#define LR_XREF_ADDR_MAX 300 /* longest node address accepted as a home */
+
+/* 1 when addr (len bytes) is another node's TCP address, not this node's. */
+int lr_xref_is_remote(const lr_node_t *n, const char *addr, size_t len);
+/* o's home is the node at home (ignored if o has one, is stored or
+ * promised here, or home is this node): o is held there while counted
+ * here. */
+void lr_xref_home(lr_node_t *n, lr_obj_t *o, const lr_pf_t *home);
+/* o is counted: holds it at its home if it has one and does not yet. */
+void lr_xref_sync(lr_node_t *n, lr_obj_t *o);
+/* A reader waits for pending o: asks its home (once) for the record. */
+void lr_xref_ask(lr_node_t *n, lr_obj_t *o);
+/* o is freed here: lets go of it at its home. */
+void lr_xref_forget(lr_node_t *n, lr_obj_t *o);
+/* A claim or unlend m (node: where the lend is) for another node: passed
+ * on, 1; or 0, this node's own. */
+int lr_xref_forward(lr_node_t *n, const lr_pf_t *node, const void *m);
+/* The link to addr closed (was_up: after the handshake). */
+void lr_xref_peer_down(lr_node_t *n, const char *addr, int was_up);
 
 /* -- state.c -------------------------------------------------------------------- */
 

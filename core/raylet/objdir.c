@@ -96,6 +96,7 @@ static void object_lend(lr_node_t *n, lr_obj_t *o, int type, const lr_pf_t *aids
 static void free_obj(lr_node_t *n, lr_obj_t *o)
 {
   HASH_DEL(n->objects, o);
+  lr_xref_forget(n, o); /* its home, if another node, may let go too */
   if (o->holds_actors) object_lend(n, o, LR_PT_UNLEND, NULL);
   if (o->shm_len >= 0) lr_salloc_free(&n->region, (uint64_t)o->shm_off, (uint64_t)o->shm_len);
   lr_spill_forget(n, o);
@@ -194,6 +195,7 @@ void lr_obj_incref(lr_node_t *n, const char *id, size_t len)
   lr_obj_t *o = lr_obj_get(n, id, len);
   o->count++;
   lr_unmap_touch(o); /* a new holder, lend or placement may know its range */
+  if (o->home && !o->home_held) lr_xref_sync(n, o);
 }
 
 void lr_obj_decref(lr_node_t *n, const char *id, size_t len)
@@ -699,6 +701,38 @@ void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
   w->client = c->id;
   w->next = o->waiters;
   o->waiters = w;
+  if (o->home) lr_xref_ask(n, o); /* another node stores it */
+}
+
+/* Sends m to every reader waiting for o and forgets them. */
+static void answer_waiters(lr_node_t *n, lr_obj_t *o, const lr_m_obj_t *m)
+{
+  lr_waiter_t *w = o->waiters;
+  o->waiters = NULL;
+  for (lr_waiter_t *next; w; w = next) {
+    next = w->next;
+    lr_node_send(lr_node_client(n, w->client), m);
+    lr_free(w);
+  }
+  if (o->count <= 0) doom(n, o); /* asked about, never held here */
+}
+
+void lr_obj_remote_value(lr_node_t *n, const lr_m_obj_t *m)
+{
+  lr_obj_t *o = m->id.n ? lr_obj_find(n, m->id.v.s.p, m->id.v.s.n) : NULL;
+  if (!o) return;
+  o->home_asked = 0;
+  if (o->st != LR_O_PENDING) return; /* stored here meanwhile: told already */
+  answer_waiters(n, o, m);
+}
+
+void lr_obj_fail_waiters(lr_node_t *n, lr_obj_t *o, const char *etype, const char *msg)
+{
+  lr_m_obj_t m = LR_MSG_INIT(OBJ);
+  LR_SET_CSTR(m.id, o->id);
+  LR_SET_CSTR(m.etype, etype);
+  LR_SET_CSTR(m.emsg, msg);
+  answer_waiters(n, o, &m);
 }
 
 int lr_obj_ready(lr_node_t *n, const char *id, size_t len)

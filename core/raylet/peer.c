@@ -3,8 +3,10 @@
  * cluster token (net/auth.h, client side, as headlink.c does to the head),
  * then carries typed frames. The other node sees an ordinary authenticated
  * TCP client (node.c) and answers on the same connection. Used by
- * transfer.c to pull objects; a link that fails or closes is forgotten (the
- * next lr_peer_get connects again) and transfer.c is told why.
+ * transfer.c to pull objects and by xref.c to hold and ask about objects
+ * at their home; a link that fails or closes is forgotten (the next
+ * lr_peer_get connects again) and both are told. Messages sent while the
+ * link connects wait, in order, until it is up (at most PENDING_MAX bytes).
  *
  * TODO(lead): headlink.c could run over this link too.
  *
@@ -18,12 +20,16 @@
 
 enum { P_CONNECTING, P_CHALLENGE, P_PROOF, P_UP, P_DOWN };
 
+#define PENDING_MAX ((size_t)16 << 20)
+
 struct lr_peer_s {
   lr_node_t *n;
   char addr[300];
   lr_conn_t conn; /* conn.data is the peer */
   lr_auth_t auth;
   int state;
+  int was_up;
+  lr_buf_t pending; /* frames (u32 length, payload) sent before it was up */
   char why[300]; /* why it went down */
   UT_hash_handle hh; /* n->peers by addr, while not down */
 };
@@ -33,10 +39,43 @@ const char *lr_peer_address(const lr_peer_t *p) { return p->addr; }
 
 int lr_peer_send(lr_peer_t *p, const void *m)
 {
-  if (p->state != P_UP || p->conn.closing) return -1;
+  if (p->state == P_DOWN || p->conn.closing) return -1;
+  if (p->state != P_UP) {
+    if (p->pending.len > PENDING_MAX) return -1;
+    size_t pos = p->pending.len;
+    uint32_t l32 = 0;
+    lr_buf_append(&p->pending, &l32, 4);
+    lr_proto_encode(&p->pending, m);
+    l32 = (uint32_t)(p->pending.len - pos - 4);
+    memcpy(p->pending.data + pos, &l32, 4);
+    return 0;
+  }
   size_t pos = lr_conn_begin_frame(&p->conn);
   lr_proto_encode(&p->conn.out, m);
   return lr_conn_end_frame(&p->conn, pos) < 0 ? -1 : 0;
+}
+
+int lr_peer_to(lr_node_t *n, const char *address, const void *m)
+{
+  char err[LR_ERRLEN];
+  lr_peer_t *p = lr_peer_get(n, address, err);
+  return p ? lr_peer_send(p, m) : -1;
+}
+
+/* The link is up: what waited goes first, in order. */
+static void send_pending(lr_peer_t *p)
+{
+  size_t at = 0;
+  while (at + 4 <= p->pending.len) {
+    uint32_t l32;
+    memcpy(&l32, p->pending.data + at, 4);
+    size_t pos = lr_conn_begin_frame(&p->conn);
+    lr_buf_append(&p->conn.out, p->pending.data + at + 4, l32);
+    lr_conn_end_frame(&p->conn, pos);
+    at += 4 + (size_t)l32;
+  }
+  lr_buf_free(&p->pending);
+  lr_buf_init(&p->pending);
 }
 
 int lr_peer_handshake(lr_conn_t *c, lr_auth_t *a, int proof, const char *p, size_t len,
@@ -83,6 +122,8 @@ static void on_close(lr_conn_t *c)
     lr_auth_close(&p->auth);
   }
   lr_transfer_peer_down(p->n, p, p->why);
+  lr_xref_peer_down(p->n, p->addr, p->was_up);
+  lr_buf_free(&p->pending);
   lr_free(p);
 }
 
@@ -99,6 +140,8 @@ static void on_frame(lr_conn_t *c, const char *d, size_t len)
       p->state = P_PROOF;
     } else {
       p->state = P_UP;
+      p->was_up = 1;
+      send_pending(p);
       lr_transfer_peer_up(n, p);
     }
     return;
@@ -113,6 +156,7 @@ static void on_frame(lr_conn_t *c, const char *d, size_t len)
     return;
   }
   if (type == LR_PT_CHUNK) lr_transfer_chunk(n, p, msg);
+  else if (type == LR_PT_OBJ) lr_obj_remote_value(n, msg); /* asked by xref.c */
   lr_arena_reset(&n->arena);
 }
 
@@ -127,6 +171,9 @@ static void on_connect(uv_connect_t *req, int status)
     return;
   }
   p->state = P_CHALLENGE;
+  /* Questions and holds are small frames answered at once: no Nagle delay
+   * (frames already go out in one write per loop turn). */
+  uv_tcp_nodelay(&p->conn.h.tcp, 1);
   lr_conn_start(&p->conn);
 }
 
@@ -171,6 +218,7 @@ lr_peer_t *lr_peer_get(lr_node_t *n, const char *address, char *err)
   }
   p = lr_xcalloc(1, sizeof(*p));
   p->n = n;
+  lr_buf_init(&p->pending);
   snprintf(p->addr, sizeof(p->addr), "%s", address);
   lr_auth_init(&p->auth, n->token);
   lr_conn_init(n->loop, &p->conn, 1);

@@ -18,7 +18,11 @@
  * The holder keeps the object (a hold of the pulling link, as a client's
  * hold) from its first pull until the reader says done or the link closes,
  * so it is neither freed nor spilled while it streams. A transfer whose link
- * fails is tried again once from the start; then its readers get
+ * fails is tried again once from the start; a holder that still cannot
+ * serve it (gone, the link fails again, or it answers chunk {err}) is
+ * replaced by the other live nodes of the cluster view, one after another,
+ * from the first byte (one of them may have a copy: a node that does not
+ * answers chunk {err} at once); when none has it, the readers get
  * ObjectLostError naming the holder node and what happened.
  *
  * The chunk bookkeeping (lr_xplan_*) is pure and unit-tested (test_transfer).
@@ -75,6 +79,10 @@ typedef struct reader_s {
 typedef struct lr_xfer_s {
   lr_node_t *n;
   char *id, *from, *arr;
+  char *src;     /* the node pulled from now: from, or another with a copy */
+  size_t alt;    /* the next node of the view to try instead */
+  int nalt;      /* how many others were tried */
+  char why[300]; /* why from could not serve it */
   int64_t size, off; /* off: the local range, -1 until taken */
   lr_xplan_t plan;
   lr_peer_t *peer;
@@ -116,6 +124,7 @@ static void timer_closed(uv_handle_t *h)
   lr_xfer_t *x = h->data;
   lr_free(x->id);
   lr_free(x->from);
+  lr_free(x->src);
   lr_free(x->arr);
   lr_free(x);
 }
@@ -152,19 +161,46 @@ static void finish(lr_xfer_t *x, const char *etype, const char *err)
   uv_close((uv_handle_t *)&x->timer, timer_closed);
 }
 
-static void lost(lr_xfer_t *x, const char *what)
+/* The node pulled from may let go of it. */
+static void let_go(lr_xfer_t *x)
 {
-  char msg[900];
-  if (x->peer && lr_peer_is_up(x->peer)) { /* the holder may let go of it */
+  if (x->peer && lr_peer_is_up(x->peer)) {
     lr_m_pull_t d = LR_MSG_INIT(PULL);
     LR_SET_CSTR(d.id, x->id);
     LR_SET_BOOL(d.done, 1);
     lr_peer_send(x->peer, &d);
   }
+}
+
+static void lost(lr_xfer_t *x, const char *what)
+{
+  char msg[1200];
+  let_go(x);
   snprintf(msg, sizeof(msg), "object %s is lost: its only known copy is in the store of node"
-           " %s, which this node (%s) could not copy it from (%s)", x->id, x->from,
-           x->n->tcp_on ? x->n->tcp_addr : "?", what);
+           " %s, which this node (%s) could not copy it from (%s)%s", x->id, x->from,
+           x->n->tcp_on ? x->n->tcp_addr : "?", x->nalt ? x->why : what,
+           x->nalt ? ", and no other live node has a copy" : "");
   finish(x, "ObjectLostError", msg);
+}
+
+static void begin(lr_xfer_t *x);
+
+/* The node pulled from cannot serve the object (what): the next live node
+ * of the view is tried from the first byte, or the readers hear it is lost. */
+static void fail_source(lr_xfer_t *x, const char *what)
+{
+  const char *next = lr_view_other(x->n, &x->alt, x->from);
+  if (!next) {
+    lost(x, what);
+    return;
+  }
+  if (!x->nalt++) snprintf(x->why, sizeof(x->why), "%s", what);
+  let_go(x);
+  lr_free(x->src);
+  x->src = lr_xstrdup(next);
+  x->peer = NULL;
+  x->tries = 0;
+  begin(x);
 }
 
 static void pump(lr_xfer_t *x)
@@ -185,9 +221,9 @@ static void begin(lr_xfer_t *x)
   char err[LR_ERRLEN];
   lr_xplan_init(&x->plan, (uint64_t)x->size, env_u64("LRAY_TRANSFER_CHUNK", 4u << 20),
                 (int)env_u64("LRAY_TRANSFER_WINDOW", 8));
-  x->peer = lr_peer_get(x->n, x->from, err);
+  x->peer = lr_peer_get(x->n, x->src, err);
   if (!x->peer) {
-    lost(x, err);
+    fail_source(x, err);
     return;
   }
   if (lr_peer_is_up(x->peer)) pump(x);
@@ -281,6 +317,7 @@ void lr_transfer_fetch(lr_node_t *n, lr_client_t *c, const lr_m_fetch_t *m)
   x->n = n;
   x->id = id;
   x->from = lr_pstrdup(&m->from);
+  x->src = lr_xstrdup(x->from);
   x->arr = lr_pstrdup(&m->arr);
   x->size = m->size.v.i;
   x->off = -1;
@@ -312,7 +349,7 @@ void lr_transfer_peer_down(lr_node_t *n, lr_peer_t *p, const char *why)
     } else {
       char what[400];
       snprintf(what, sizeof(what), "%s, after %d tries", why, x->tries);
-      lost(x, what);
+      fail_source(x, what);
     }
   }
 }
@@ -325,7 +362,7 @@ void lr_transfer_chunk(lr_node_t *n, lr_peer_t *p, const lr_m_chunk_t *m)
   if (m->err.n) {
     char what[400];
     snprintf(what, sizeof(what), "%.*s", (int)m->err.v.s.n, m->err.v.s.p);
-    lost(x, what);
+    fail_source(x, what);
     return;
   }
   uint64_t off = m->off.n ? (uint64_t)m->off.v.i : 0;

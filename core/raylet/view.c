@@ -124,3 +124,15 @@ const char *lr_view_spill(lr_node_t *n, const lr_res_req_t *r, int *now)
   }
   return NULL;
 }
+
+const char *lr_view_other(lr_node_t *n, size_t *i, const char *skip)
+{
+  struct lr_view_s *vw = n->view;
+  for (; vw && *i < vw->n; (*i)++) {
+    const view_node_t *v = &vw->nodes[*i];
+    if (!v->alive || !v->address[0] || !strcmp(v->node_id, n->node_id)) continue;
+    if (skip && !strcmp(v->address, skip)) continue;
+    return vw->nodes[(*i)++].address;
+  }
+  return NULL;
+}

@@ -226,3 +226,20 @@ int64_t fake_avail(lr_node_t *n, const char *name)
   int id = lr_res_lookup(lr_sched_names(n->sched), name, strlen(name));
   return id < 0 ? 0 : lr_res_pool_avail(lr_sched_pool(n->sched), id);
 }
+
+typedef struct {
+  lr_node_t *n;
+  const char *id;
+} gone_t;
+
+static int is_gone(void *ud)
+{
+  gone_t *g = ud;
+  return !lr_obj_find(g->n, g->id, strlen(g->id));
+}
+
+int fake_freed(lr_node_t *n, const char *id)
+{
+  gone_t g = {n, id};
+  return fake_run(n, is_gone, &g, 1000);
+}

@@ -55,6 +55,8 @@ const char *fake_str(const lr_pf_t *f);
 
 /* Runs the loop until done(ud) is true or max_ms passed; returns done(ud). */
 int fake_run(lr_node_t *n, int (*done)(void *ud), void *ud, int max_ms);
+/* Runs the loop until object id is freed (at most a second): 1 if it was. */
+int fake_freed(lr_node_t *n, const char *id);
 /* Available units of resource name now. */
 int64_t fake_avail(lr_node_t *n, const char *name);
 

@@ -77,23 +77,8 @@ static uint64_t nallocs(lr_node_t *n)
   return st.nallocs;
 }
 
-typedef struct {
-  lr_node_t *n;
-  const char *id;
-} gone_t;
-
-static int is_gone(void *ud)
-{
-  gone_t *g = ud;
-  return !lr_obj_find(g->n, ID(g->id));
-}
-
 /* Runs the loop until id is freed (at most a second). */
-static int freed(lr_node_t *n, const char *id)
-{
-  gone_t g = {n, id};
-  return fake_run(n, is_gone, &g, 1000);
-}
+static int freed(lr_node_t *n, const char *id) { return fake_freed(n, id); }
 
 typedef struct {
   lr_client_t *c;

@@ -89,7 +89,7 @@ end
 -- What the arguments brought is registered (ref) before the caller's lend of
 -- them is claimed (claim), and both before the reply. cs: the call site that
 -- made the results (`lray memory`).
-function reply_with(conn, msg, base, claim, cs, to)
+function reply_with(conn, msg, base, claim, cs, to, lnode)
   local lent, aids, stored
   for _, r in ipairs(msg.results) do
     if r.shm then
@@ -110,11 +110,12 @@ function reply_with(conn, msg, base, claim, cs, to)
   end
   local token = (lent or aids) and (base .. ":ret") or nil
   if token then runtime.queue({ t = "lend", token = token, ids = lent, aids = aids, to = to }) end
-  lends.settle(claim)
+  lends.settle(claim, nil, lnode)
   -- Lent: this process's own count of them may end (after the lend).
   unpin_results(msg.results)
   runtime.flush_queued()
   msg.lend = token
+  msg.lnode = token and runtime.lnode()
   if stored or lent or aids or claim then
     -- The node must have the puts, lends and claims before the caller has
     -- the result. Were this process killed with them still in its buffer
@@ -171,6 +172,7 @@ end
 -- argument whose value is lost (its node died) fails the task with that
 -- ObjectLostError and names it in m.lost, so its owner may rebuild it.
 local function build_args(m, depv)
+  runtime.note_lender(m.refs, m.lnode)   -- held at the caller's node
   local args = decode(m.args)
   if depv then
     for i, d in pairs(depv) do
@@ -369,7 +371,8 @@ local function run_pushed(m)
   local t0 = core.now()
   local results, lua_error = run_task(m)
   reply_with(m.conn, { t = "result", tid = m.tid, results = results, lua_error = lua_error,
-    dur = core.now() - t0, lost = m.lost }, m.tid .. "#" .. (m.try or 0), m.lend, m.cs, m.from)
+    dur = core.now() - t0, lost = m.lost }, m.tid .. "#" .. (m.try or 0), m.lend, m.cs, m.from,
+    m.lnode)
   lease_idle()
 end
 
@@ -393,11 +396,17 @@ end
 -- cancelled.
 local function on_submitter_gone(conn)
   for i = #work, 1, -1 do
-    if work[i].conn == conn then lends.settle(remove(work, i).lend, true) end
+    if work[i].conn == conn then
+      local m = remove(work, i)
+      lends.settle(m.lend, true, m.lnode)
+    end
   end
   for lid, q in pairs(early) do
     for i = #q, 1, -1 do
-      if q[i].conn == conn then lends.settle(remove(q, i).lend, true) end
+      if q[i].conn == conn then
+        local m = remove(q, i)
+        lends.settle(m.lend, true, m.lnode)
+      end
     end
     if #q == 0 then early[lid] = nil end
   end
@@ -452,7 +461,7 @@ local function cancel_queued(conn, cid)
       if c[1] == conn and c[2].cid == cid then
         table.remove(q, i)
         local m = c[2]
-        lends.settle(m.lend)
+        lends.settle(m.lend, nil, m.lnode)
         local err = errors.new("TaskCancelledError", "actor method '" .. tostring(actor and actor.cname)
           .. "." .. tostring(m.m) .. "' was cancelled before it started")
         conn:send({ t = "ret", cid = cid, results = error_results(m.rets, err) })
@@ -484,7 +493,7 @@ local function serve_call(conn, m)
     if m.deps then
       local ids = {}
       for _, id in pairs(m.deps) do ids[#ids + 1] = id end
-      runtime.subscribe(ids)
+      runtime.subscribe(ids, m.lnode)   -- the caller's node has them
       local es = runtime.entries(ids)
       runtime.wait_until(function()
         for i = 1, #es do if not es[i].st then return false end end
@@ -510,7 +519,7 @@ local function serve_call(conn, m)
   spans.record("actor_call", actor.cname .. "." .. tostring(m.m), m.cid, t0, failed)
   runtime.current = { actor_id = actor.aid, job_id = actor.job, gpu_ids = actor_gpus }
   reply_with(conn, { t = "ret", cid = m.cid, results = results }, m.cid .. "#" .. (m.try or 0), m.lend,
-    nil, m.from)
+    nil, m.from, m.lnode)
 end
 
 local function become_actor(m)

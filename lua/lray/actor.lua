@@ -43,7 +43,7 @@ local function fail_call(st, aid, call, why)
   -- The actor never replied: take back what the arguments lent it, and
   -- what a reply sent just before it died may have lent us.
   if call.msg.lend then runtime.queue({ t = "unlend", token = call.msg.lend }) end
-  runtime.queue({ t = "unlend", token = ret_token(call.msg) })
+  runtime.queue({ t = "unlend", token = ret_token(call.msg), node = st.lnode })
   local blob = serialize.encode(died_error(st, st.cname, aid, why))
   for _, id in ipairs(call.rets) do
     runtime.fill(id, { err = blob }, "local")
@@ -81,7 +81,7 @@ local function settle_orphans(st, aid, max_retries, cause)
     -- The dead process may have lent this try's reply before it died: the
     -- reply never came, so that lend is taken back (the node remembers it if
     -- the lend is still on its way).
-    runtime.queue({ t = "unlend", token = ret_token(call.msg) })
+    runtime.queue({ t = "unlend", token = ret_token(call.msg), node = st.lnode })
     if max_retries == -1 or call.tries < max_retries then
       call.tries = call.tries + 1
       call.msg.try = call.tries
@@ -106,7 +106,7 @@ local function on_ret(m)
   take_results(m)
   -- Whatever the reply lent us is claimed once we hold it ourselves: the
   -- refs take_results queued go out first.
-  if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+  if m.lend then runtime.claim(m.lend, m.lnode) end
 end
 
 function take_results(m)
@@ -114,8 +114,11 @@ function take_results(m)
     local call = st.inflight[m.cid]
     if call then
       st.inflight[m.cid] = nil
+      -- Its node, as its replies name it: where a lend of a reply that never
+      -- comes (the actor died) is taken back.
+      st.lnode = m.lnode or st.lnode
       call_ended(call)
-      runtime.take_results(call.rets, m.results)
+      runtime.take_results(call.rets, m.results, m.lnode)
       return
     end
   end
@@ -183,6 +186,7 @@ local function lend_call(st, call)
   call.msg.from = to and core.getpid() or nil   -- its reply lends to us by pid
   if not (call.lend_ids or call.lend_aids) or call.msg.lend then return end
   call.msg.lend = call.msg.cid .. "#" .. call.tries
+  call.msg.lnode = runtime.lnode()   -- the node that holds the lend
   runtime.queue({ t = "lend", token = call.msg.lend, ids = call.lend_ids, aids = call.lend_aids,
     to = to })
 end

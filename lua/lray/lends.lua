@@ -55,10 +55,11 @@ end
 
 --- The received lend of token ends: claimed (what it brought is held here
 --- now, after the refs queued so far) or, with unlend, given back unused.
-function M.settle(token, unlend)
+--- lnode: the lender's node, when the message named it (message.lnode).
+function M.settle(token, unlend, lnode)
   if not token then return end
   inhand[token] = nil
-  runtime.queue({ t = unlend and "unlend" or "claim", token = token })
+  if unlend then runtime.unlend(token, lnode) else runtime.claim(token, lnode) end
 end
 
 --- The message of token went back to its sender (rejected), which takes its

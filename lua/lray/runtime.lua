@@ -37,6 +37,8 @@ local replies = {}    -- rpc id -> reply message
 local on_reply = {}   -- rpc id -> function(reply), for requests nobody waits on
 local watchers = {}   -- id -> functions to call once its value is here
 local H_unmap         -- the unmap handler (below, with spilling)
+local homes = {}      -- id -> the node whose store holds it, when another
+                      -- (from the ObjectRef that brought it here)
 M.objs, M.counts = objs, counts
 
 -- -- Ids -------------------------------------------------------------------
@@ -106,6 +108,26 @@ local function queue_unref(id)
   unrefs[#unrefs + 1] = id
 end
 
+-- addr, when it is another node's address (nil for this node's own).
+local function elsewhere(addr)
+  if addr and M.info and addr ~= M.info.address then return addr end
+end
+M.elsewhere = elsewhere
+
+--- This node's TCP address, or nil when it has none (a one-node cluster):
+--- messages carrying a lend name it, so a receiver elsewhere claims there.
+function M.lnode()
+  local a = M.info and M.info.address
+  if a and a:sub(1, 5) ~= "unix:" then return a end
+end
+
+-- The node whose store holds id, if another: its node holds it there for
+-- as long as it counts it (core/raylet/xref.c).
+local function remote_home(id)
+  local e = objs[id]
+  return elsewhere(homes[id] or (e and e.node))
+end
+
 -- This process holds id (a new ObjectRef, or an object it keeps for one):
 -- the node hears it unless it already counts us (held), or we were about
 -- to let go (the unref is then simply not sent).
@@ -113,7 +135,7 @@ local function take_hold(id, held)
   local n = counts[id]
   if n then counts[id] = n + 1; return end   -- 0: its unref is not sent yet
   counts[id] = 1
-  if not held then queue({ t = "ref", id = id }) end
+  if not held then queue({ t = "ref", id = id, home = remote_home(id) }) end
 end
 
 local drop, pin_each
@@ -141,6 +163,7 @@ function drop(id)
   if n > 0 then counts[id] = n; return end
   if n < 0 then return end   -- already let go (waiting in unrefs)
   counts[id] = nil
+  homes[id] = nil
   local e = objs[id]
   if e and e.promote_on_arrival then
     -- An actor call's result that was sent on before it arrived: the node
@@ -200,10 +223,26 @@ function M.submitted()
   if nsubmitted % 64 == 0 then M.pump() else core.flush() end
 end
 
+-- An ObjectRef on the wire is its id and, in a cluster, "@" and the node
+-- whose store holds the object (its home): a receiver on another node has
+-- its own node hold the object there and ask there for it.
+local function wire_id(id)
+  escape(id)
+  local e = objs[id]
+  local home = homes[id] or (e and e.node) or M.lnode()
+  if home and home:sub(1, 5) ~= "unix:" then return id .. "@" .. home end
+  return id
+end
+
 object.hooks.gc = drop
 object.hooks.release = drop
-object.hooks.escape = escape
-object.hooks.arrive = function(id) return M.new_ref(id, false) end
+object.hooks.escape = wire_id
+object.hooks.arrive = function(wire)
+  local id, home = wire:match("^([^@]*)@(.+)$")
+  if not id then id = wire end
+  if not homes[id] then homes[id] = elsewhere(home) end
+  return M.new_ref(id, false)
+end
 
 local escaped_actors = nil
 --- An actor handle is being encoded (its id goes with the value).
@@ -294,17 +333,32 @@ function M.fill(id, msg, loc)
   end
 end
 
+--- ids came in a message lent by a process of node lnode: unless this
+--- process knows their home already, it holds them there (that node holds
+--- them until the claim, and at their own home while it counts them), so
+--- its node's hold reaches lnode ahead of the claim, on the same link.
+function M.note_lender(ids, lnode)
+  lnode = elsewhere(lnode)
+  if not (ids and lnode) then return end
+  for i = 1, #ids do
+    local id = ids[i]
+    if not homes[id] and not counts[id] then homes[id] = lnode end
+  end
+end
+
 --- Takes the results of a task or actor call this process made (rets: its
 --- return ids). Small ones arrive whole and live here; large ones the
 --- worker stored on the node, and this process holds them from now on.
-function M.take_results(rets, results)
+--- lnode: the node of the worker that lent them.
+function M.take_results(rets, results, lnode)
   for i, r in ipairs(results) do
+    M.note_lender(r.refs, lnode)
     local id = rets[i] or r.id
     if r.shm then
       -- Stored on the node: we hold it from now on, if anything here still
       -- wants it. (Refs inside an inline result are pinned by fill.)
       local e = objs[id]
-      if e and not e.st then queue({ t = "ref", id = id }) end
+      if e and not e.st then queue({ t = "ref", id = id, home = elsewhere(r.node) }) end
       M.fill(id, r, "node")
     else
       M.fill(id, r, "local")
@@ -650,8 +704,9 @@ function M.watch_wait(ids, es, deadline)
   end)
 end
 
---- Asks the node for objects this process has not heard of.
-function M.subscribe(ids)
+--- Asks the node for objects this process has not heard of. home: a node
+--- to ask for those its own node does not know (a call's lender's node).
+function M.subscribe(ids, home)
   local want
   for i = 1, #ids do
     local id = ids[i]
@@ -665,7 +720,7 @@ function M.subscribe(ids)
       end
     end
   end
-  if want then M.send({ t = "sub", ids = want }) end
+  if want then M.send({ t = "sub", ids = want, home = elsewhere(home) }) end
 end
 
 --- Entries for ids, in order (creating pending ones).
@@ -823,6 +878,18 @@ function M.request_via(conn, msg, fn)
   return rid
 end
 
+--- The receiver of a message that lent it references (token, lent by a
+--- process of node lnode) holds what it keeps: the lend is over. The claim
+--- goes after the refs queued before it (its node passes it on to lnode).
+function M.claim(token, lnode)
+  queue({ t = "claim", token = token, node = elsewhere(lnode) })
+end
+
+--- Gives back the lend of token unused (lnode: the lender's node).
+function M.unlend(token, lnode)
+  queue({ t = "unlend", token = token, node = elsewhere(lnode) })
+end
+
 --- Sends the queued reference changes now (before a reply that lets the
 --- sender of those references let go of them).
 function M.flush_queued()
@@ -951,6 +1018,7 @@ function M.reset()
   for k in pairs(replies) do replies[k] = nil end
   for k in pairs(on_reply) do on_reply[k] = nil end
   for k in pairs(watchers) do watchers[k] = nil end
+  for k in pairs(homes) do homes[k] = nil end
   outq, unrefs = {}, {}
   M.lost, M.leaving = nil, nil
   if region then region:close(); region = nil end

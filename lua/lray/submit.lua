@@ -179,7 +179,7 @@ local function push(L, t)
   L.conn:send({ t = "push", lid = L.lid, tid = t.tid, seq = t.seq, fh = t.fh, code = code,
     args = t.args, depv = dep_values(t.deps), deps = t.deps and true or nil, rets = t.rets,
     name = t.name, job = t.job, refs = t.refs, actors = t.actors, cs = t.cs, lend = t.lend,
-    try = t.try, from = me })
+    try = t.try, from = me, lnode = t.lend and runtime.lnode() })
 end
 
 -- -- Other nodes -------------------------------------------------------------------
@@ -189,6 +189,7 @@ end
 -- messages then go to the node that granted (L.raylet, sh.via[rid]).
 
 local raylets = {}   -- address -> {conn, ready, waiting = {fn...}}
+local address_of = setmetatable({}, { __mode = "k" })   -- conn -> its node's address
 
 -- Sends msg to the node manager at conn (nil: our own node).
 local function to_raylet(conn, msg)
@@ -216,6 +217,7 @@ local function with_raylet(addr, fn)
       return
     end
     r.conn, r.ready = conn, true
+    address_of[conn] = addr
     conn:on_message(runtime.on_message)
     conn:on_close(function()
       raylets[addr] = nil
@@ -355,8 +357,9 @@ local function lease_lost(L, why)
   for _, t in pairs(L.tasks) do
     unlend(t)
     -- Its result never came: a result the worker lent before it died is
-    -- taken back (remembered by the node if still on its way).
-    runtime.queue({ t = "unlend", token = t.tid .. "#" .. t.try .. ":ret" })
+    -- taken back (remembered by the node if still on its way), at the
+    -- worker's node.
+    runtime.queue({ t = "unlend", token = t.tid .. "#" .. t.try .. ":ret", node = L.node })
     if t.cancelled then
       fail(t, cancelled_error(t))
     elseif L.oom and t.retries ~= 0 then
@@ -519,14 +522,14 @@ local function on_result(L, m)
     return enqueue(t)
   end
   if m.lost and M.rebuild_arg(t, m) then
-    if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+    if m.lend then runtime.claim(m.lend, m.lnode) end
     retire(L)
     return pump(L.shape)
   end
-  runtime.take_results(t.rets, m.results)
+  runtime.take_results(t.rets, m.results, m.lnode)
   -- Whatever the result lent us is claimed once we hold it ourselves: the
   -- refs take_results queued go out first.
-  if m.lend then runtime.queue({ t = "claim", token = m.lend }) end
+  if m.lend then runtime.claim(m.lend, m.lnode) end
   keep_lineage(t, m.results)
   finish(t)
   retire(L)
@@ -585,7 +588,7 @@ function M.granted(sh, rid, r)
     return
   end
   local L = { lid = r.lid, addr = r.address, pid = r.pid, shape = sh, inflight = 0,
-    tasks = {}, has = {}, raylet = via }
+    tasks = {}, has = {}, raylet = via, node = via and address_of[via] }
   sh.leases[L.lid] = L
   connect(L)
 end
