@@ -91,6 +91,29 @@ describe("memory pressure", function()
       :format(n, core.now() - t0))
   end)
 
+  it("says why a get waits for a task that waits to be retried after a kill", function()
+    -- 500 MB never fits under the limit: the task is killed, waits out its
+    -- pause, is killed again... A late get's explanation must name that
+    -- (it once raised inside the warning timer: such a task has no deps).
+    local log = os.tmpname()
+    local f = lray.remote({ max_retries = -1 }, hog)
+    local ref = f.remote(500 * MB, 5, log)
+    local submit, runtime = require("lray.submit"), require("lray.runtime")
+    local saved, said = runtime.handlers.warn, nil
+    runtime.handlers.warn = function(m) said = m.text end
+    local deadline = core.now() + 20
+    while not (said and said:match("waits to be retried")) and core.now() < deadline do
+      said = nil
+      assert.is_true(submit.explain(ref:hex(), 10))
+      lray.sleep(0.02)
+    end
+    runtime.handlers.warn = saved
+    lray.cancel(ref, { force = true })
+    os.remove(log)
+    assert.matches("task 'hog' waits to be retried: the node's memory monitor killed its worker",
+      said or "(no warning)", 1, true)
+  end)
+
   it("kills retriable tasks' workers before one whose task may not be retried", function()
     -- The task with max_retries = 0 is leased last (its lease is the
     -- newest) and holds 200 MB for 3 s: every retriable task that starts

@@ -635,10 +635,17 @@ local function explain(id, after, level)
   local t = by_ret[id]
   if not t or t.state == "pushed" then return t ~= nil end
   local warn = runtime.handlers.warn
+  if t.state == "waiting" and t.oom_kills then
+    -- Waiting out the pause before a retry: the memory monitor killed it.
+    warn({ text = ("lray.get has waited %g s: task '%s' waits to be retried: the node's memory"
+      .. " monitor killed its worker %d time(s) (memory pressure)"):format(after,
+      tostring(t.name), t.oom_kills) })
+    return true
+  end
   if t.state == "waiting" then
     -- Its arguments are what is late: explain those.
     local told = false
-    for _, d in pairs(t.deps) do
+    for _, d in pairs(t.deps or {}) do
       local e = runtime.objs[d]
       if not (e and e.st) and level < 20 then
         if explain(d, after, level + 1) then
