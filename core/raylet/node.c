@@ -324,7 +324,6 @@ typedef struct {
   uint64_t client;
   char *rid_copy;
   char job[LR_ID_MAX];
-  int owner_leaves;
   uv_timer_t t;
 } shutdown_t;
 
@@ -348,9 +347,10 @@ static void shutdown_later(uv_timer_t *t)
     LR_SET_CSTR(r.rid, s->rid_copy);
     lr_node_send(c, &r);
   }
-  int leave = s->owner_leaves;
+  /* The owner leaving ends the node when its connection closes, after the
+   * reply: ending here (_exit) lost the output and reply still queued in
+   * the connection (a worker's lines missing now and then under load). */
   uv_close((uv_handle_t *)t, shutdown_closed);
-  if (leave) lr_node_cleanup(n, 0);
 }
 
 static void on_shutdown(lr_node_t *n, lr_client_t *c, const lr_m_shutdown_t *m)
@@ -360,8 +360,6 @@ static void on_shutdown(lr_node_t *n, lr_client_t *c, const lr_m_shutdown_t *m)
   s->client = c->id;
   s->rid_copy = lr_pstrdup(&m->rid);
   snprintf(s->job, sizeof(s->job), "%s", c->kind == LR_CL_DRIVER ? c->job : "");
-  lr_job_t *j = lr_node_job(n, s->job);
-  s->owner_leaves = j && n->owner_pid && j->pid == n->owner_pid;
   uv_timer_init(n->loop, &s->t);
   s->t.data = s;
   uv_timer_start(&s->t, shutdown_later, 1, 0);
