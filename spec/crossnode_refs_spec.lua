@@ -9,51 +9,16 @@
 local nodes = require("spec.helpers.nodes")
 local shell = require("spec.helpers.shell")
 
--- Shared by the drivers below: the store use of a node (`lray status`), a
--- bounded poll, an array with a known checksum, and actors that keep refs.
-local COMMON = [[
-local lray = require("lray")
-local bin = arg[1]
+-- Shared by the drivers below: nodes.DRIVER's helpers, the store use of
+-- node B or C, an array with a known checksum, and actors that keep refs.
+local COMMON = nodes.DRIVER .. [[
 local socks = { B = arg[2], C = arg[3] }
 local pids = { B = tonumber(arg[4]), C = tonumber(arg[5]) }
-lray.init({ address = "auto" })
-
--- Bytes in use in the store of node `which` (nil: the head).
-local function used(which)
-  local addr = which and ("unix:" .. socks[which]) or "auto"
-  local f = io.popen(("LRAY_ADDRESS=%s %s status 2>&1"):format(addr, bin))
-  local out = f:read("*a")
-  f:close()
-  return tonumber(out:match("(%d+) bytes in shared memory")) or -1
-end
-
--- Polls pred every 0.05 s for at most `seconds`; its last answer.
-local function poll(pred, seconds)
-  for _ = 1, (seconds or 10) * 20 do
-    if pred() then return true end
-    os.execute("sleep 0.05")
-  end
-  return pred()
-end
+local used_at = used
+used = function(which) return used_at(which and socks[which]) end
 
 local N = 8 * 1048576
-local function fill(n)
-  local a = lray.array("uint8_t", n)
-  for i = 0, n - 1 do a[i] = (i * 7 + math.floor(i / 4096)) % 251 end
-  return a
-end
-local function sum(a)
-  local s = 0
-  for i = 0, #a - 1 do s = (s * 31 + a[i]) % 1000000007 end
-  return s
-end
 local EXPECT = sum(fill(N))
-
-local function host_of(node_id)
-  for _, n in ipairs(lray.nodes()) do
-    if n.node_id == node_id then return n.address:match("^(.*):%d+$") end
-  end
-end
 
 local Keeper = {}
 function Keeper:keep(t) self.r = t[1]; return true end
@@ -216,19 +181,6 @@ describe("references across nodes", function()
     if c then c:stop() end
   end)
 
-  -- host (127.0.0.2 or .3) -> {sock, pid} of the joined nodes.
-  local function joined()
-    local out = {}
-    for d in shell.run(("ls -d %s/node-*/"):format(shell.q(c.base))):gmatch("[^\n]+") do
-      local sock = d .. "node.sock"
-      local st = c:lray("status", "LRAY_ADDRESS=" .. shell.q("unix:" .. sock))
-      local host = st:match("Node %S+%s+([%d.]+):%d+")
-      local pid = tonumber(shell.read(d:gsub("/$", "") .. ".pid"):match("%d+"))
-      if host then out[host] = { sock = sock, pid = pid } end
-    end
-    return out
-  end
-
   -- What the nodes wrote to their logs (for failures).
   local function logs()
     return shell.run(("tail -n 20 %s/*/node.log"):format(shell.q(c.base)))
@@ -237,7 +189,7 @@ describe("references across nodes", function()
   local function run(name, script)
     local path = dir .. "/" .. name .. ".lua"
     shell.write(path, script)
-    j = j or joined()
+    j = j or c:joined()
     local b, cc = assert(j["127.0.0.2"], "no node B: " .. logs()),
       assert(j["127.0.0.3"], "no node C: " .. logs())
     return shell.run(("LRAY_TMPDIR=%s timeout 120 %s %s %s %s %s %d %d 2>&1"):format(

@@ -64,6 +64,35 @@ static void stop(gcs_actor_t *a, int final)
   else a->g->env.to_raylet(a->g->env.ud, &m);
 }
 
+/* The head's node holds an actor's ObjectRef arguments (deps and the refs
+ * inside its values) from its creation until it is DEAD, wherever it runs:
+ * a lend under "args:<aid>" that only the unlend at its end takes back. The
+ * creator's hold is counted until then (its actor_create comes before its
+ * unrefs), so the node that places it, which holds them at the head's node,
+ * may be any node, and a restart after that node died finds them. */
+static void hold_args(gcs_actor_t *a, const lr_m_actor_create_t *c, int on)
+{
+  if (!c || (!LR_HAS(c->deps) && !LR_HAS(c->refs))) return;
+  char *token = NULL;
+  lr_gcs_setf(&token, "args:%s", a->aid);
+  if (on) {
+    uint32_t n = c->deps.n + c->refs.n, k = 0;
+    lr_pitem_t *ids = lr_xcalloc(n, sizeof(*ids));
+    for (uint32_t i = 0; i < c->deps.n; i++) ids[k++].v = c->deps.items[i].v;
+    for (uint32_t i = 0; i < c->refs.n; i++) ids[k++].v = c->refs.items[i].v;
+    lr_m_lend_t m = LR_MSG_INIT(LEND);
+    LR_SET_CSTR(m.token, token);
+    LR_SET_ITEMS(m.ids, ids, k);
+    a->g->env.to_raylet(a->g->env.ud, &m);
+    lr_free(ids);
+  } else {
+    lr_m_unlend_t m = LR_MSG_INIT(UNLEND);
+    LR_SET_CSTR(m.token, token);
+    a->g->env.to_raylet(a->g->env.ud, &m);
+  }
+  lr_free(token);
+}
+
 /* What placing needs free when the creator asked nothing: one CPU. */
 static lr_pitem_t one_cpu = {.key.s = {"CPU", 3}, .v.i = 10000};
 
@@ -89,9 +118,18 @@ static void place(gcs_actor_t *a)
   }
   if (!LR_HAS(m.place)) LR_SET_ITEMS(m.place, &one_cpu, 1);
   a->running = a->stop_sent = 0;
-  /* Its ObjectRef arguments live in the head node's store for now: such an
-   * actor starts there. */
-  a->node_client = lr_nodes_pick(g, &m.place, &m.res, LR_HAS(m.deps) || LR_HAS(m.refs));
+  uint64_t before = a->node_client;
+  a->node_client = lr_nodes_pick(g, &m.place, &m.res, 0);
+  if (a->placed_once && before != a->node_client) {
+    /* A restart elsewhere while the node it ran on lives: that placement
+     * (and its hold of the arguments) is over. */
+    lr_m_actor_stop_t s = LR_MSG_INIT(ACTOR_STOP);
+    LR_SET_CSTR(s.aid, a->aid);
+    LR_SET_BOOL(s.final, 1);
+    if (before) g->env.send(g->env.ud, before, &s);
+    else g->env.to_raylet(g->env.ud, &s);
+  }
+  a->placed_once = 1;
   if (a->node_client) g->env.send(g->env.ud, a->node_client, &m);
   else g->env.to_raylet(g->env.ud, &m);
 }
@@ -117,6 +155,7 @@ static void set_dead(gcs_actor_t *a, const char *cause)
   a->addr = a->tcp = NULL;
   release_name(a);
   if (!a->final_sent) stop(a, 1);
+  hold_args(a, lr_gcs_decode(g, &a->create), 0);
   a->running = 0;
   lr_handles_hold_list(g, a, -1);
   for (size_t i = 0; i < a->nholds; i++) lr_free(a->holds[i]);
@@ -280,6 +319,7 @@ void lr_actors_create(lr_gcs_t *g, uint64_t client,
   lr_handles_hold(g, client, a->aid); /* the creator holds what it gets */
   copy_holds(g, a, &m->actors);
   lr_handles_hold_list(g, a, 1);
+  hold_args(a, m, 1);
   place(a);
   if (rid) lr_actinfo_reply(g, client, rid, a, 0);
 out:

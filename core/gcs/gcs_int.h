@@ -35,6 +35,7 @@ typedef struct gcs_actor_s {
   int running;          /* actor_placed since the last place or exit */
   int stop_sent;        /* an actor_stop went to this process */
   int final_sent;       /* actor_stop{final}: the node manager forgot it */
+  int placed_once;      /* an actor_place went out (to node_client) */
   int detached, killed, no_restart;
   int64_t restarts, max_restarts, max_task_retries;
   /* Handle counting (handles.c). */

@@ -138,6 +138,13 @@ static void head_to_raylet(void *ud, const void *m)
   switch (r->type) {
   case LR_PT_ACTOR_PLACE: lr_place_actor(n, m); break;
   case LR_PT_ACTOR_STOP: lr_place_stop(n, m); break;
+  /* The head holds an actor's ObjectRef arguments for its life (actors.c). */
+  case LR_PT_LEND: lr_obj_lend(n, m); break;
+  case LR_PT_UNLEND: {
+    const lr_m_unlend_t *u = m;
+    if (u->token.n) lr_obj_unlend(n, u->token.v.s.p, u->token.v.s.n);
+    break;
+  }
   case LR_PT_CLUSTER_VIEW: lr_view_update(n, m); break;
   case LR_PT_WARN: {
     const lr_m_warn_t *w = m;

@@ -4,7 +4,15 @@
  * as its process lives and gets a worker of its own (actor_start). Its
  * arguments stay referenced until the head says it is over (actor_stop
  * final), so a restart can run init again. The head hears actor_placed
- * when a process takes it and worker_exit when that process ends. */
+ * when a process takes it and worker_exit when that process ends.
+ *
+ * On a node that joined a cluster the arguments are held at the head's
+ * node, which holds them for the actor's whole life (gcs/actors.c) and at
+ * their own home while it does (xref.c). Such an argument not stored here
+ * goes to the worker as a bare id: its worker asks this node, which asks
+ * the head's node, and copies it here (transfer.c) in its init; the copy
+ * is this node's, held by the placement, so a restart here reads it in
+ * place. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -93,6 +101,17 @@ static void never(lr_node_t *n, lr_placement_t *p, const char *cause)
   lr_free(aid);
 }
 
+/* The placement holds argument id; on a joined node, at the head's node. */
+static void hold(lr_node_t *n, lr_placement_t *p, const lr_pstr_t *id)
+{
+  p->holds[p->nholds++] = lr_pstrdup(&(lr_pf_t){1, {.s = *id}, NULL});
+  if (!n->gcs && n->head_address[0]) {
+    lr_pf_t head = {1, {.s = {n->head_address, strlen(n->head_address)}}, NULL};
+    lr_xref_home(n, lr_obj_get(n, id->p, id->n), &head);
+  }
+  lr_obj_incref(n, id->p, id->n);
+}
+
 void lr_place_actor(lr_node_t *n, const lr_m_actor_place_t *m)
 {
   if (!m->aid.n) return;
@@ -111,16 +130,8 @@ void lr_place_actor(lr_node_t *n, const lr_m_actor_place_t *m)
   p->num = lr_node_number(n);
   HASH_ADD_KEYPTR(hh, n->placements, p->aid, strlen(p->aid), p);
   p->holds = lr_xcalloc((size_t)m->deps.n + m->refs.n + 1, sizeof(char *));
-  for (uint32_t i = 0; i < m->deps.n; i++) {
-    const lr_pstr_t *id = &m->deps.items[i].v.s;
-    p->holds[p->nholds++] = lr_pstrdup(&(lr_pf_t){1, {.s = *id}, NULL});
-    lr_obj_incref(n, id->p, id->n);
-  }
-  for (uint32_t i = 0; i < m->refs.n; i++) {
-    const lr_pstr_t *id = &m->refs.items[i].v.s;
-    p->holds[p->nholds++] = lr_pstrdup(&(lr_pf_t){1, {.s = *id}, NULL});
-    lr_obj_incref(n, id->p, id->n);
-  }
+  for (uint32_t i = 0; i < m->deps.n; i++) hold(n, p, &m->deps.items[i].v.s);
+  for (uint32_t i = 0; i < m->refs.n; i++) hold(n, p, &m->refs.items[i].v.s);
   char why[300], cause[400];
   lr_pf_t cpu1 = {0};
   if (lr_lease_req(n, m->place.n ? &m->place : &cpu1, &p->place, why, sizeof(why)) < 0 ||
@@ -142,17 +153,20 @@ void lr_place_actor(lr_node_t *n, const lr_m_actor_place_t *m)
   lr_place_waiting(n);
 }
 
+/* Stored here, or another node's to copy (its worker does, in its init). */
 static int deps_ready(lr_node_t *n, const lr_m_actor_place_t *m)
 {
   for (uint32_t i = 0; i < m->deps.n; i++) {
     const lr_pstr_t *id = &m->deps.items[i].v.s;
-    if (!lr_obj_ready(n, id->p, id->n)) return 0;
+    const lr_obj_t *o = lr_obj_find(n, id->p, id->n);
+    if (!lr_obj_ready(n, id->p, id->n) && !(o && o->home)) return 0;
   }
   return 1;
 }
 
 /* Sends actor_start to w: the class, the init arguments and the values of
- * the ObjectRef ones, so the worker need not ask. */
+ * the ObjectRef ones stored here, so the worker need not ask (it asks for
+ * those of another node, sent as ids alone). */
 static void start_on(lr_node_t *n, lr_placement_t *p, lr_worker_t *w)
 {
   lr_arena_t ar = {0};

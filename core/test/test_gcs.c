@@ -945,3 +945,55 @@ TEST(gcs_view_broadcast)
   ASSERT(last_view(0, mark) >= 0);
   teardown();
 }
+
+/* -- ObjectRef arguments --------------------------------------------------- */
+
+/* An actor whose init takes ObjectRefs is placed on any node (here the only
+ * one with a free CPU); the head's node holds the arguments ("args:<aid>")
+ * from creation to death, and a restart elsewhere ends the old placement. */
+TEST(gcs_args_held_and_placed_anywhere)
+{
+  setup();
+  job("j1", "ns1");
+  node_msg(0, LR_PT_NODE_REGISTER, "own", 0);
+  node_msg(11, LR_PT_NODE_REGISTER, "n1", 20000);
+  lr_m_actor_create_t m = LR_MSG_INIT(ACTOR_CREATE);
+  lr_pitem_t dep = {.key.i = 1, .v.s = {"o1", 2}}, ref = {.v.s = {"o2", 2}};
+  lr_m_actor_opts_t opts = LR_MSG_INIT(ACTOR_OPTS);
+  LR_SET_INT(opts.max_restarts, 1);
+  LR_SET_CSTR(m.aid, "a1");
+  LR_SET_CSTR(m.ch, "h1");
+  LR_SET_CSTR(m.cname, "Cls");
+  LR_SET_CSTR(m.job, "j1");
+  LR_SET_ITEMS(m.deps, &dep, 1);
+  LR_SET_ITEMS(m.refs, &ref, 1);
+  LR_SET_REC(m.opts, &opts);
+  lr_gcs_recv(g, 1, &m);
+  lr_m_lend_t *l = last(LR_PT_LEND, 0, 0);
+  ASSERT(l);
+  ASSERT_STREQ(s(&l->token), "args:a1");
+  ASSERT_EQ(l->ids.n, 2);
+  ASSERT_STREQ(sv(&l->ids.items[0].v.s), "o1");
+  ASSERT_STREQ(sv(&l->ids.items[1].v.s), "o2");
+  lr_m_actor_place_t *p = last(LR_PT_ACTOR_PLACE, 11, 0);
+  ASSERT(p && p->deps.n == 1 && p->refs.n == 1);
+  ASSERT_EQ(count(LR_PT_ACTOR_PLACE, 0, 0), 0);
+
+  /* n1 is full now and n2 joins: the restart goes there, n1 lets go. */
+  placed("a1", 100);
+  node_msg(11, LR_PT_NODE_VIEW, "n1", 0);
+  node_msg(12, LR_PT_NODE_REGISTER, "n2", 20000);
+  int mark = nsent;
+  exited("a1", 100, 0, 9);
+  ASSERT_EQ(count(LR_PT_ACTOR_PLACE, 12, mark), 1);
+  lr_m_actor_stop_t *st = last(LR_PT_ACTOR_STOP, 11, mark);
+  ASSERT(st && LR_HAS(st->final) && st->final.v.b);
+  ASSERT_EQ(count(LR_PT_LEND, 0, mark), 0); /* held once, for its life */
+  ASSERT_EQ(count(LR_PT_UNLEND, 0, mark), 0);
+
+  kill_actor("a1", 1);
+  lr_m_unlend_t *u = last(LR_PT_UNLEND, 0, mark);
+  ASSERT(u);
+  ASSERT_STREQ(s(&u->token), "args:a1");
+  teardown();
+}

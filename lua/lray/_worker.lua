@@ -478,6 +478,27 @@ local function cancel_queued(conn, cid)
   end
 end
 
+-- The values of objects ids (position -> id) as value records, once its
+-- node has them: asked for at this node (and at home, a node that knows
+-- where they are).
+local function await_values(ids, home)
+  local list = {}
+  for _, id in pairs(ids) do list[#list + 1] = id end
+  runtime.subscribe(list, home)
+  local es = runtime.entries(list)
+  runtime.wait_until(function()
+    for i = 1, #es do if not es[i].st then return false end end
+    return true
+  end)
+  local out = {}
+  for i, id in pairs(ids) do
+    local e = runtime.objs[id]
+    out[i] = { id = id, data = e.data, shm = e.shm, err = e.err, arr = e.arr, st = e.st,
+      node = e.node }
+  end
+  return out
+end
+
 local function serve_call(conn, m)
   local what = "actor method '" .. actor.cname .. "." .. tostring(m.m) .. "'"
   local t0 = core.time()
@@ -489,23 +510,7 @@ local function serve_call(conn, m)
     results = error_results(m.rets, errors.new("TaskError", ("actor %s has no method '%s'")
       :format(actor.cname, tostring(m.m))))
   else
-    local depv
-    if m.deps then
-      local ids = {}
-      for _, id in pairs(m.deps) do ids[#ids + 1] = id end
-      runtime.subscribe(ids, m.lnode)   -- the caller's node has them
-      local es = runtime.entries(ids)
-      runtime.wait_until(function()
-        for i = 1, #es do if not es[i].st then return false end end
-        return true
-      end)
-      depv = {}
-      for i, id in pairs(m.deps) do
-        local e = runtime.objs[id]
-        depv[i] = { id = id, data = e.data, shm = e.shm, err = e.err, arr = e.arr, st = e.st,
-          node = e.node }
-      end
-    end
+    local depv = m.deps and await_values(m.deps, m.lnode)   -- the caller's node has them
     local ok, args, derr = pcall(build_args, m, depv)
     if not ok then
       results = error_results(m.rets, errors.new("TaskError",
@@ -548,8 +553,17 @@ local function become_actor(m)
     actor.method_group = type(groups) == "table" and groups or {}
     actor.active, actor.queues = {}, {}
   end
+  -- An argument stored on another node comes as its id alone: this node
+  -- asks for it (placement.c) and it is copied here when read.
+  local depv, far = m.depv, nil
+  for i, d in pairs(depv or {}) do
+    if not (d.data or d.shm or d.err or d.etype) then far = far or {}; far[i] = d.id end
+  end
+  if far then
+    for i, d in pairs(await_values(far)) do depv[i] = d end
+  end
   local args, derr
-  ok, args, derr = pcall(build_args, m, m.depv)
+  ok, args, derr = pcall(build_args, m, depv)
   if not ok then return fail(args) end
   if not args then return fail(derr) end
   local init = cls.init

@@ -54,6 +54,19 @@ function Cluster:node_pids()
   return pids
 end
 
+--- The joined nodes by host (127.0.0.2, ...): {sock, pid} of each.
+function Cluster:joined()
+  local out = {}
+  for d in shell.run(("ls -d %s/node-*/"):format(shell.q(self.base))):gmatch("[^\n]+") do
+    local sock = d .. "node.sock"
+    local st = self:lray("status", "LRAY_ADDRESS=" .. shell.q("unix:" .. sock))
+    local host = st:match("Node %S+%s+([%d.]+):%d+")
+    local pid = tonumber(shell.read(d:gsub("/$", "") .. ".pid"):match("%d+"))
+    if host then out[host] = { sock = sock, pid = pid } end
+  end
+  return out
+end
+
 --- Joins one more node at host; returns `lray start`'s output and status.
 function Cluster:join(host, extra, env)
   return self:lray(("start --address %s --host %s %s"):format(self.address, host, extra or ""), env)
@@ -93,5 +106,49 @@ function Cluster:stop()
   shell.run("rm -rf " .. shell.q(self.base))
   return left, out
 end
+
+--- Lua for the start of a driver script run against a cluster (the lray
+--- binary is arg[1]): lray started and joined, and helpers: used(sock), the
+--- bytes in use in the store of the node at sock (nil: the head; `lray
+--- status`); poll(pred, seconds), a bounded poll; fill(n, k) and sum(a), an
+--- array with a known checksum; host_of(node_id), a node's host.
+M.DRIVER = [==[
+local lray = require("lray")
+local bin = arg[1]
+lray.init({ address = "auto" })
+
+local function used(sock)
+  local addr = sock and ("unix:" .. sock) or "auto"
+  local f = io.popen(("LRAY_ADDRESS=%s %s status 2>&1"):format(addr, bin))
+  local out = f:read("*a")
+  f:close()
+  return tonumber(out:match("(%d+) bytes in shared memory")) or -1
+end
+
+local function poll(pred, seconds)
+  for _ = 1, (seconds or 10) * 20 do
+    if pred() then return true end
+    os.execute("sleep 0.05")
+  end
+  return pred()
+end
+
+local function fill(n, k)
+  local a = lray.array("uint8_t", n)
+  for i = 0, n - 1 do a[i] = (i * (k or 7) + math.floor(i / 4096)) % 251 end
+  return a
+end
+local function sum(a)
+  local s = 0
+  for i = 0, #a - 1 do s = (s * 31 + a[i]) % 1000000007 end
+  return s
+end
+
+local function host_of(node_id)
+  for _, n in ipairs(lray.nodes()) do
+    if n.node_id == node_id then return n.address:match("^(.*):%d+$") end
+  end
+end
+]==]
 
 return M
