@@ -159,13 +159,14 @@ static void head_to_raylet(void *ud, const void *m)
   }
 }
 
-/* A node that joined a cluster has no head in its process, and does not yet
- * relay its clients' actor messages to the head: they get a clear error,
- * never silence. */
+/* A node that joined a cluster has no head in its process and relays its
+ * clients' actor messages to it (fwd); while its link to the head is not
+ * up, they get a clear error, never silence. */
 static void no_head(lr_node_t *n, uint64_t client, const void *m)
 {
-  static const char why[] = "this node joined a cluster, and actors from its drivers are"
-                            " not supported yet: run the driver on the head's machine";
+  static const char why[] = "this node is not connected to the head of its cluster (it is"
+                            " joining, or its head is gone): try again once `lray status`"
+                            " lists it alive";
   lr_client_t *c = lr_node_client(n, client);
   lr_m_reply_t r = LR_MSG_INIT(REPLY);
   switch (((const lr_prec_t *)m)->type) {
@@ -200,6 +201,35 @@ static void no_head(lr_node_t *n, uint64_t client, const void *m)
   if (r.rid.n) lr_node_send(c, &r);
 }
 
+/* An actor whose init takes ObjectRefs, created by a driver on a node that
+ * joined: the head's node would hold its arguments by id, not knowing that
+ * they are stored here, and the actor would wait for them for ever. Until
+ * actor_create carries their homes, it is refused with a clear error. */
+static int refuse_args(lr_node_t *n, uint64_t client, const lr_m_actor_create_t *a)
+{
+  if (!LR_HAS(a->deps) && !LR_HAS(a->refs)) return 0;
+  lr_m_reply_t r = LR_MSG_INIT(REPLY);
+  char why[500];
+  snprintf(why, sizeof(why), "actor %.*s takes ObjectRefs in its arguments, and such an"
+           " actor cannot yet be created by a driver on a node that joined a cluster (the"
+           " head's node cannot hold arguments stored here): create it from a driver on the"
+           " head's machine, or pass the values themselves",
+           a->cname.n ? (int)a->cname.v.s.n : 5, a->cname.n ? a->cname.v.s.p : "class");
+  lr_client_t *c = lr_node_client(n, client);
+  if (a->rid.n) { /* a named actor: its creation raises */
+    r.rid = a->rid;
+    LR_SET_CSTR(r.err, why);
+    lr_node_send(c, &r);
+  } else { /* its handle's calls fail with ActorDiedError, this the cause */
+    lr_m_actor_t d = LR_MSG_INIT(ACTOR);
+    d.aid = a->aid;
+    LR_SET_CSTR(d.state, "DEAD");
+    LR_SET_CSTR(d.cause, why);
+    lr_node_send(c, &d);
+  }
+  return 1;
+}
+
 void lr_node_to_head(lr_node_t *n, uint64_t client, const void *m)
 {
   if (n->gcs) {
@@ -219,6 +249,9 @@ void lr_node_to_head(lr_node_t *n, uint64_t client, const void *m)
   case LR_PT_UNLEND:
     if (!client) lr_headlink_send(n, m);
     break;
+  case LR_PT_ACTOR_CREATE:
+    if (client && refuse_args(n, client, m)) break;
+    /* fall through */
   default: /* a client's: to the head, wrapped */
     if (client && lr_fwd_out(n, client, m) < 0) no_head(n, client, m);
   }
