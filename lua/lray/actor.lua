@@ -181,9 +181,11 @@ end
 -- it claims. Until then the call's arguments (call.keep) hold them here.
 -- Each try lends under a token of its own; a process of this node is named
 -- to the node, and we to it (lends.lua).
+local my_pid   -- this process's pid (a syscall each time showed in profiles)
 local function lend_call(st, call)
   local to = st.conn_pid
-  call.msg.from = to and core.getpid() or nil   -- its reply lends to us by pid
+  if to then my_pid = my_pid or core.getpid() end
+  call.msg.from = to and my_pid or nil   -- its reply lends to us by pid
   if not (call.lend_ids or call.lend_aids) or call.msg.lend then return end
   call.msg.lend = call.msg.cid .. "#" .. call.tries
   call.msg.lnode = runtime.lnode()   -- the node that holds the lend

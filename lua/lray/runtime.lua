@@ -539,7 +539,12 @@ local function read_blob(e, id)
   return e.data
 end
 
-local function blob_of(e, id) return read_of(read_blob, e, id) end
+local function blob_of(e, id)
+  -- An inline value has no location to lose: no bookkeeping (a pcall and a
+  -- closure per get cost 10% of small tasks' throughput).
+  if e.data and not e.shm then return e.data end
+  return read_of(read_blob, e, id)
+end
 M.blob_of = blob_of
 
 --- Decodes an error blob into an lray error value.

@@ -162,8 +162,10 @@ local function push(L, t)
   t.state, t.lease = "pushed", L
   local lent, aids = lend_ids(t)
   t.try = (t.try or 0) + 1   -- each try lends under tokens of its own
-  -- A worker of this node is named to the node, and we to it (lends.lua).
-  local me = lends.local_pid(L.addr)
+  -- A worker of this node is named to the node, and we to it (lends.lua;
+  -- worked out once per lease: it showed in profiles per task).
+  if L.me == nil then L.me = lends.local_pid(L.addr) or false end
+  local me = L.me or nil
   if lent or aids then
     t.lend = t.tid .. "#" .. t.try
     runtime.queue({ t = "lend", token = t.lend, ids = lent, aids = aids, to = me and L.pid })
