@@ -254,7 +254,8 @@ describe("spilling turned off (LRAY_SPILL=0)", function()
 end)
 
 describe("spilling to a full disk", function()
-  local mnt = os.getenv("LRAY_TMPDIR") .. "/spill-tiny-" .. core.random_hex(4)
+  -- CI runs with no LRAY_TMPDIR set: /tmp then, as lray itself does.
+  local mnt = (os.getenv("LRAY_TMPDIR") or "/tmp") .. "/spill-tiny-" .. core.random_hex(4)
   local mounted
   setup(function()
     shell.ok("mkdir -p " .. shell.q(mnt))
