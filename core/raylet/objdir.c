@@ -479,6 +479,24 @@ static void send_obj(lr_client_t *c, const lr_obj_t *o)
   lr_node_send(c, &m);
 }
 
+/* Answers every reader waiting for o and forgets them: with m (another
+ * node's value, or a failure), or with o's own record when m is NULL (o
+ * was just stored). An o that no one holds (only asked about) is doomed:
+ * the sweep frees it if it is still unheld then. */
+static void answer_waiters(lr_node_t *n, lr_obj_t *o, const lr_m_obj_t *m)
+{
+  lr_waiter_t *w = o->waiters;
+  o->waiters = NULL;
+  for (lr_waiter_t *next; w; w = next) {
+    next = w->next;
+    lr_client_t *c = lr_node_client(n, w->client);
+    if (m) lr_node_send(c, m);
+    else send_obj(c, o);
+    lr_free(w);
+  }
+  if (o->count <= 0) doom(n, o);
+}
+
 /* Stores the value (or failure) of o and tells everyone waiting. */
 static void store(lr_node_t *n, lr_obj_t *o, const lr_m_put_t *m, const char *etype,
                   const char *emsg)
@@ -534,15 +552,8 @@ static void store(lr_node_t *n, lr_obj_t *o, const lr_m_put_t *m, const char *et
   }
   o->st = (o->err || o->etype) ? LR_O_ERR : LR_O_OK;
   o->used_at = lr_node_now();
-  lr_waiter_t *w = o->waiters;
-  o->waiters = NULL;
-  for (lr_waiter_t *next; w; w = next) {
-    next = w->next;
-    send_obj(lr_node_client(n, w->client), o);
-    lr_free(w);
-  }
+  answer_waiters(n, o, NULL); /* dooms it if nobody holds it: swept later */
   if (n->unplaced_head) lr_place_waiting(n); /* actors waiting for arguments */
-  if (o->count <= 0) doom(n, o); /* nobody wants it: sweep later */
 }
 
 void lr_obj_put(lr_node_t *n, lr_client_t *c, const lr_m_put_t *m)
@@ -702,19 +713,6 @@ void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
   w->next = o->waiters;
   o->waiters = w;
   if (o->home) lr_xref_ask(n, o); /* another node stores it */
-}
-
-/* Sends m to every reader waiting for o and forgets them. */
-static void answer_waiters(lr_node_t *n, lr_obj_t *o, const lr_m_obj_t *m)
-{
-  lr_waiter_t *w = o->waiters;
-  o->waiters = NULL;
-  for (lr_waiter_t *next; w; w = next) {
-    next = w->next;
-    lr_node_send(lr_node_client(n, w->client), m);
-    lr_free(w);
-  }
-  if (o->count <= 0) doom(n, o); /* asked about, never held here */
 }
 
 void lr_obj_remote_value(lr_node_t *n, const lr_m_obj_t *m)
