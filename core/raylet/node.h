@@ -205,6 +205,7 @@ struct lr_obj_s {
   uint32_t unmap_n;
   int unmapping;          /* holders are being asked */
   int spilling;           /* being written to disk (spill.c, off the loop) */
+  int restoring;          /* being read back from disk (spill.c, off the loop) */
   double unmap_at, unmap_no; /* asked at; last refused or unanswered at */
   char *home;          /* xref.c: another node whose store holds it, or NULL */
   int home_held;       /* ...which holds it for this node (one ref) */
@@ -298,7 +299,7 @@ struct lr_node_s {
   uint64_t spilled_bytes, spills, restores;
   char spill_dir[PATH_MAX];  /* spill.c: where files go ("": <session>/spill) */
   int spill_err;             /* the last spill's error (0: it worked) */
-  int spill_jobs;            /* spill.c: writes under way in the thread pool */
+  int spill_jobs;            /* spill.c: writes and reads under way in the thread pool */
   uint64_t unmap_bytes;      /* unmap.c: bytes of objects whose holders are asked */
   int unmap_live;            /* ...and how many objects */
   uv_timer_t unmap_timer;
@@ -413,6 +414,9 @@ void lr_obj_stored(lr_node_t *n, const char *id, int64_t off, int64_t len, const
 void lr_obj_remote_value(lr_node_t *n, const lr_m_obj_t *m);
 /* Every reader waiting for o gets the failure etype: msg. */
 void lr_obj_fail_waiters(lr_node_t *n, lr_obj_t *o, const char *etype, const char *msg);
+/* A read of spilled o from disk ended (spill.c): rc 0 and o in the store,
+ * or why not. Answers the readers waiting for it. */
+void lr_obj_restored(lr_node_t *n, lr_obj_t *o, int rc);
 
 /* -- placement.c ---------------------------------------------------------------- */
 
@@ -495,6 +499,11 @@ int lr_spill_make_room(lr_node_t *n, uint64_t size, const lr_obj_t *keep);
 /* Brings a spilled o back into the store (0 when it is not spilled), or
  * LR_ESTOREFULL / a negative errno, leaving it on disk. */
 int lr_spill_restore(lr_node_t *n, lr_obj_t *o);
+/* lr_spill_restore with the read in libuv's thread pool, for readers: 0
+ * when o is in the store now, 1 when it is being read back (`restoring`:
+ * lr_obj_restored is called when that is done), or LR_ESTOREFULL / a
+ * negative errno, leaving it on disk. */
+int lr_spill_restore_async(lr_node_t *n, lr_obj_t *o);
 /* o is freed: its file goes. */
 void lr_spill_forget(lr_node_t *n, lr_obj_t *o);
 void lr_spill_cleanup(lr_node_t *n);

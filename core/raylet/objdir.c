@@ -647,12 +647,36 @@ static void restore_closed(uv_handle_t *h)
   lr_free(r);
 }
 
-/* Sends o (restored first, if spilled) to c; 1 when answered. */
+/* c waits for o: answered when o is stored, or restored from disk. */
+static void add_waiter(lr_obj_t *o, lr_client_t *c)
+{
+  for (lr_waiter_t *w = o->waiters; w; w = w->next)
+    if (w->client == c->id) return;
+  lr_waiter_t *w = lr_xcalloc(1, sizeof(*w));
+  w->client = c->id;
+  w->next = o->waiters;
+  o->waiters = w;
+}
+
+/* Why a spilled object could not be read back, for its readers. */
+static void restore_failure(const lr_obj_t *o, int rc, char *msg, size_t len)
+{
+  snprintf(msg, len, "object %s is spilled to disk and cannot be restored into"
+           " the object store: %s", o->id, rc == LR_ESTOREFULL ? "the store is full" :
+           uv_strerror(rc));
+}
+
+/* Sends o (restored first, if spilled) to c; 1 when answered or to be
+ * answered when the restore under way is done, 0 to try again later. */
 static int send_restored(lr_node_t *n, lr_client_t *c, lr_obj_t *o, int tries)
 {
   o->used_at = lr_node_now();
   lr_unmap_touch(o); /* its location goes out */
-  int rc = lr_spill_restore(n, o);
+  int rc = lr_spill_restore_async(n, o);
+  if (rc == 1) { /* read off the loop: lr_obj_restored answers */
+    add_waiter(o, c);
+    return 1;
+  }
   if (rc == LR_ESTOREFULL && tries < 40) {
     lr_unmap_ask(n, (uint64_t)o->spilled_len, o); /* holders of others may let go */
     if (tries == 0) {
@@ -663,9 +687,7 @@ static int send_restored(lr_node_t *n, lr_client_t *c, lr_obj_t *o, int tries)
   }
   if (rc < 0) { /* still on disk: this reader gets the failure */
     char msg[300];
-    snprintf(msg, sizeof(msg), "object %s is spilled to disk and cannot be restored into"
-             " the object store: %s", o->id, rc == LR_ESTOREFULL ? "the store is full" :
-             uv_strerror(rc));
+    restore_failure(o, rc, msg, sizeof(msg));
     lr_obj_t tmp;
     memset(&tmp, 0, sizeof(tmp));
     tmp.id = o->id;
@@ -677,6 +699,18 @@ static int send_restored(lr_node_t *n, lr_client_t *c, lr_obj_t *o, int tries)
   }
   send_obj(c, o);
   return 1;
+}
+
+void lr_obj_restored(lr_node_t *n, lr_obj_t *o, int rc)
+{
+  if (!o->waiters) return;
+  if (rc == 0) {
+    answer_waiters(n, o, NULL);
+    return;
+  }
+  char msg[300];
+  restore_failure(o, rc, msg, sizeof(msg));
+  lr_obj_fail_waiters(n, o, "ObjectStoreFullError", msg);
 }
 
 static void restore_retry(uv_timer_t *t)
@@ -706,12 +740,7 @@ void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len)
     wait_add(&r->t, restore_retry, &r->tries);
     return;
   }
-  for (lr_waiter_t *w = o->waiters; w; w = w->next)
-    if (w->client == c->id) return;
-  lr_waiter_t *w = lr_xcalloc(1, sizeof(*w));
-  w->client = c->id;
-  w->next = o->waiters;
-  o->waiters = w;
+  add_waiter(o, c);
   if (o->home) lr_xref_ask(n, o); /* another node stores it */
 }
 

@@ -17,8 +17,10 @@
  * forget the location (unmap.c, which then calls lr_spill_write).
  *
  * One file per object. A spill its holders agreed to is written by libuv's
- * thread pool (lr_spill_write_async); the others, and restores, read and
- * write on the loop thread (blocking).
+ * thread pool (lr_spill_write_async), and a restore for a reader is read
+ * there (lr_spill_restore_async); the other spills (of objects no process
+ * holds, to make room at once) and restores (for actor placement and for
+ * pulls by other nodes) read and write on the loop thread (blocking).
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #include <dirent.h>
 #include <errno.h>
@@ -122,7 +124,7 @@ static void spilled(lr_node_t *n, lr_obj_t *o)
 int lr_spill_candidate(const lr_obj_t *o)
 {
   return o->st == LR_O_OK && o->shm_len >= 0 && o->spilled_len < 0 && !o->waiters &&
-         !o->spilling && o->count > 0 && o->count == o->inner;
+         !o->spilling && !o->restoring && o->count > 0 && o->count == o->inner;
 }
 
 int lr_spill_one(lr_node_t *n, lr_obj_t *o)
@@ -247,29 +249,118 @@ int lr_spill_make_room(lr_node_t *n, uint64_t size, const lr_obj_t *keep)
   return freed;
 }
 
+/* A range of len bytes for a restore of o, making room if need be: its
+ * offset, or -1 when the store stays full. */
+static int64_t restore_range(lr_node_t *n, lr_obj_t *o, uint64_t len)
+{
+  int64_t off = lr_salloc_alloc(&n->region, len);
+  if (off < 0 && lr_spill_make_room(n, len, o) > 0) off = lr_salloc_alloc(&n->region, len);
+  return off;
+}
+
+static int read_file(const char *path, uint8_t *p, uint64_t len)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int rc = fd < 0 ? -errno : read_all(fd, p, len);
+  if (fd >= 0) close(fd);
+  return rc;
+}
+
+/* o's bytes are at off now: its file goes. */
+static void restored(lr_node_t *n, lr_obj_t *o, int64_t off, const char *path)
+{
+  unlink(path);
+  n->spilled_bytes -= (uint64_t)o->spilled_len;
+  o->shm_off = off;
+  o->shm_len = o->spilled_len;
+  o->spilled_len = -1;
+  n->restores++;
+}
+
 int lr_spill_restore(lr_node_t *n, lr_obj_t *o)
 {
   char path[PATH_MAX + 64];
   if (o->spilled_len < 0) return 0;
   uint64_t len = (uint64_t)o->spilled_len;
-  int64_t off = lr_salloc_alloc(&n->region, len);
-  if (off < 0 && lr_spill_make_room(n, len, o) > 0) off = lr_salloc_alloc(&n->region, len);
+  int64_t off = restore_range(n, o, len);
   if (off < 0) return LR_ESTOREFULL;
   path_of(n, o, path, sizeof(path));
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  int rc = fd < 0 ? -errno : read_all(fd, n->shm.base + off, len);
-  if (fd >= 0) close(fd);
+  int rc = read_file(path, n->shm.base + off, len);
   if (rc < 0) {
     lr_salloc_free(&n->region, (uint64_t)off, len);
     return rc;
   }
-  unlink(path);
-  o->shm_off = off;
-  o->shm_len = o->spilled_len;
-  o->spilled_len = -1;
-  n->spilled_bytes -= len;
-  n->restores++;
+  restored(n, o, off, path);
   return 0;
+}
+
+/* -- Reading back off the loop ------------------------------------------------------ */
+/* A reader's restore reads the file in the thread pool into a range the
+ * job owns until it is done; then, if o is still spilled (not freed, nor
+ * restored meanwhile by a blocking restore), the range becomes o's, and
+ * the readers waiting for it are answered. */
+
+typedef struct {
+  uv_work_t w;
+  lr_node_t *n;
+  char *id;
+  uint8_t *dst;
+  int64_t off;
+  uint64_t len;
+  int rc;
+  char path[PATH_MAX + 64];
+} restore_job_t;
+
+static void restore_run(uv_work_t *w)
+{
+  restore_job_t *j = w->data;
+  j->rc = read_file(j->path, j->dst, j->len);
+}
+
+static void restore_done(uv_work_t *w, int status)
+{
+  restore_job_t *j = w->data;
+  lr_node_t *n = j->n;
+  n->spill_jobs--;
+  int rc = status < 0 ? status : j->rc;
+  lr_obj_t *o = lr_obj_find(n, j->id, strlen(j->id));
+  if (o && !o->restoring) o = NULL; /* freed, and the id stored again since */
+  if (o) o->restoring = 0;
+  if (o && rc == 0 && o->st == LR_O_OK && o->spilled_len == (int64_t)j->len) {
+    restored(n, o, j->off, j->path);
+  } else {
+    lr_salloc_free(&n->region, (uint64_t)j->off, j->len);
+  }
+  if (o) lr_obj_restored(n, o, o->spilled_len < 0 ? 0 : rc < 0 ? rc : LR_EBADARG);
+  lr_free(j->id);
+  lr_free(j);
+}
+
+int lr_spill_restore_async(lr_node_t *n, lr_obj_t *o)
+{
+  if (o->spilled_len < 0) return 0;
+  if (o->restoring) return 1;
+  uint64_t len = (uint64_t)o->spilled_len;
+  int64_t off = restore_range(n, o, len);
+  if (off < 0) return LR_ESTOREFULL;
+  restore_job_t *j = lr_xcalloc(1, sizeof(*j));
+  j->w.data = j;
+  j->n = n;
+  j->id = lr_xstrdup(o->id);
+  j->dst = n->shm.base + off;
+  j->off = off;
+  j->len = len;
+  path_of(n, o, j->path, sizeof(j->path));
+  int rc = uv_queue_work(n->loop, &j->w, restore_run, restore_done);
+  if (rc < 0) {
+    lr_salloc_free(&n->region, (uint64_t)off, len);
+    lr_free(j->id);
+    lr_free(j);
+    return lr_spill_restore(n, o); /* on the loop, then */
+  }
+  o->restoring = 1;
+  n->spill_jobs++;
+  return 1;
 }
 
 void lr_spill_forget(lr_node_t *n, lr_obj_t *o)

@@ -3,6 +3,8 @@
  * intact, that ranges and files are freed; the exchange with the holders of
  * an object (asked, agreed, called off, refused, unanswered, gone); and a
  * measure of spill and restore speed. */
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -106,6 +108,97 @@ TEST(spill_restore_fails_when_the_store_stays_full)
   object(n, "h", 2 << 20, 'h', 0, 1);
   ASSERT_EQ(lr_spill_restore(n, a), LR_ESTOREFULL);
   ASSERT_EQ(a->spilled_len, 1 << 20); /* still on disk */
+  spill_node_free(n);
+}
+
+/* -- Restores for readers, off the loop ------------------------------------------ */
+
+static int restore_done(void *ud) { return ((lr_node_t *)ud)->spill_jobs == 0; }
+
+/* Object "a" (1 MiB of 'a', in a 4 MiB store), spilled; *c a driver. */
+static lr_obj_t *spilled_a(lr_node_t **n, lr_client_t **c)
+{
+  *n = spill_node(4 << 20);
+  *c = fake_driver(*n, "01000000");
+  lr_obj_t *a = object(*n, "a", 1 << 20, 'a', 1, 0);
+  ASSERT_EQ(lr_spill_one(*n, a), 0);
+  return a;
+}
+
+TEST(spill_restore_for_a_reader_reads_off_the_loop_then_answers)
+{
+  lr_node_t *n;
+  lr_client_t *c;
+  lr_obj_t *a = spilled_a(&n, &c);
+  lr_obj_subscribe(n, c, "a", 1);
+  lr_obj_subscribe(n, c, "a", 1); /* one read, one answer */
+  ASSERT(a->restoring);
+  ASSERT_EQ(fake_nframes(c), 0); /* not until the bytes are back */
+  ASSERT(!lr_spill_candidate(a));
+  ASSERT(fake_run(n, restore_done, n, 5000));
+  ASSERT(!a->restoring);
+  ASSERT_EQ(a->spilled_len, -1);
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  ASSERT_EQ(n->restores, 1);
+  ASSERT_EQ(n->spilled_bytes, 0);
+  for (int i = 0; i < (1 << 20); i += 4093) ASSERT_EQ(n->shm.base[a->shm_off + i], 'a');
+  ASSERT_EQ(fake_count(c, LR_PT_OBJ), 1);
+  lr_m_obj_t *m = fake_msg(c, LR_PT_OBJ, 0);
+  ASSERT_STREQ(fake_str(&m->id), "a");
+  ASSERT(LR_HAS(m->shm) && !LR_HAS(m->etype));
+  ASSERT_EQ(m->shm.items[0].v.i, a->shm_off);
+  fake_leave(n, c);
+  spill_node_free(n); /* and the file went when the bytes came back */
+}
+
+TEST(spill_restore_of_an_object_freed_meanwhile_gives_its_range_back)
+{
+  lr_node_t *n;
+  lr_client_t *c;
+  lr_obj_t *a = spilled_a(&n, &c);
+  lr_obj_subscribe(n, c, "a", 1);
+  ASSERT(a->restoring);
+  a->inner = 0;
+  lr_obj_decref(n, "a", 1); /* doomed; freed by an alloc that needs room, */
+  ASSERT(lr_obj_room(n, 4 << 20) < 0); /* before the loop runs the read's end */
+  ASSERT(!lr_obj_find(n, "a", 1));
+  ASSERT(fake_run(n, restore_done, n, 5000));
+  lr_salloc_stats_t st;
+  lr_salloc_stats(&n->region, &st);
+  ASSERT_EQ(st.used, 0);
+  ASSERT_EQ(st.nallocs, 0);
+  ASSERT_EQ(n->restores, 0);
+  fake_leave(n, c);
+  spill_node_free(n);
+}
+
+TEST(spill_restore_that_cannot_read_fails_its_readers_and_keeps_the_object)
+{
+  lr_node_t *n;
+  lr_client_t *c;
+  lr_obj_t *a = spilled_a(&n, &c);
+  char dir[PATH_MAX], path[PATH_MAX + 300];
+  lr_spill_dir(n, dir, sizeof(dir));
+  DIR *d = opendir(dir);
+  ASSERT(d);
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    ASSERT_EQ(unlink(path), 0); /* the disk lost it */
+  }
+  closedir(d);
+  lr_obj_subscribe(n, c, "a", 1);
+  ASSERT(fake_run(n, restore_done, n, 5000));
+  lr_m_obj_t *m = fake_msg(c, LR_PT_OBJ, 0);
+  ASSERT(m);
+  ASSERT_STREQ(fake_str(&m->etype), "ObjectStoreFullError");
+  ASSERT(strstr(fake_str(&m->emsg), "cannot be restored"));
+  ASSERT(strstr(fake_str(&m->emsg), "no such file"));
+  ASSERT_EQ(a->spilled_len, 1 << 20); /* still counted as on disk */
+  lr_salloc_stats_t st;
+  lr_salloc_stats(&n->region, &st);
+  ASSERT_EQ(st.used, 0);
+  fake_leave(n, c);
   spill_node_free(n);
 }
 
