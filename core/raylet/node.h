@@ -616,6 +616,10 @@ int lr_xref_is_remote(const lr_node_t *n, const char *addr, size_t len);
 void lr_xref_home(lr_node_t *n, lr_obj_t *o, const lr_pf_t *home);
 /* o is counted: holds it at its home if it has one and does not yet. */
 void lr_xref_sync(lr_node_t *n, lr_obj_t *o);
+/* 1 if this node holds o at the node at addr (its home): the link there is
+ * one holder of it, which a copy's `pull {done}` would end too (transfer.c
+ * does not send it then); else 0. */
+int lr_xref_held_at(const lr_obj_t *o, const char *addr);
 /* A reader waits for pending o: asks its home (once) for the record. */
 void lr_xref_ask(lr_node_t *n, lr_obj_t *o);
 /* o is freed here: lets go of it at its home. */

@@ -50,6 +50,11 @@ void lr_xref_sync(lr_node_t *n, lr_obj_t *o)
   if (to_home(n, o->home, &r) == 0) o->home_held = 1;
 }
 
+int lr_xref_held_at(const lr_obj_t *o, const char *addr)
+{
+  return o && o->home && o->home_held && addr && !strcmp(o->home, addr);
+}
+
 void lr_xref_home(lr_node_t *n, lr_obj_t *o, const lr_pf_t *home)
 {
   if (o->home || !home->n || !lr_xref_is_remote(n, home->v.s.p, home->v.s.n)) return;

@@ -130,6 +130,24 @@ TEST(xref_a_lend_held_here_holds_at_the_home_too)
   fake_node_free(n);
 }
 
+/* A copy from the home ends its pull there with `pull {done}`, which ends
+ * every hold of the link: not sent while this node holds it there. */
+TEST(xref_held_at_the_home_only_once_the_ref_went_there)
+{
+  lr_node_t *n = node();
+  lr_client_t *a = fake_driver(n, "job1");
+  ref_from(n, a, "o1", HOME);
+  ASSERT_EQ(lr_xref_held_at(lr_obj_find(n, ID("o1")), HOME), 1);
+  ASSERT_EQ(lr_xref_held_at(lr_obj_find(n, ID("o1")), "127.0.0.3:7000"), 0);
+  ASSERT_EQ(lr_xref_held_at(NULL, HOME), 0);
+  refuse = 1; /* the link is down: no hold there */
+  ref_from(n, a, "o2", HOME);
+  ASSERT_EQ(lr_xref_held_at(lr_obj_find(n, ID("o2")), HOME), 0);
+  ref_from(n, a, "o3", SELF); /* not another node's */
+  ASSERT_EQ(lr_xref_held_at(lr_obj_find(n, ID("o3")), SELF), 0);
+  fake_node_free(n);
+}
+
 TEST(xref_a_home_that_is_this_node_no_tcp_address_or_for_a_stored_object_is_not_one)
 {
   lr_node_t *n = node();
