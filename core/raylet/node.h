@@ -381,6 +381,8 @@ void lr_obj_unhold(lr_node_t *n, lr_client_t *c, const char *id, size_t len);
 void lr_obj_put(lr_node_t *n, lr_client_t *c, const lr_m_put_t *m);
 void lr_obj_expect(lr_node_t *n, lr_client_t *c, const lr_m_expect_t *m);
 void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len);
+/* Holds m->ids under m->token until its claim or unlend; with m->home, ids
+ * this node neither stores nor knows a home of are held there (xref.c). */
 void lr_obj_lend(lr_node_t *n, const lr_m_lend_t *m);
 /* After lr_obj_lend of m from client c (the lender): records who lent it
  * and its receiver (m->to), so the lend ends when either leaves (objdir.c,

@@ -3,7 +3,9 @@
  * another node (lua/lray/runtime.lua), and the process that receives it
  * tells its own node (ref.home). A process that receives refs in a lent
  * message names the lender's node instead, which holds them itself (and at
- * their home while it counts them): holds may chain. That node then:
+ * their home while it counts them): holds may chain. So does the head's
+ * node for an actor's arguments a joined node lent (lend.home). That node
+ * then:
  *
  *   - holds the object at its home while it counts it here: one `ref` over
  *     its link to the home (peer.c) when the count first rises, one `unref`
