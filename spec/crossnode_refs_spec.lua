@@ -50,6 +50,9 @@ lray.get(lray.put(0))   -- any message to the node: the unref goes out with it
 print("kept", not poll(function() return used() <= base_head end, 0.5))
 local n, s, node = lray.get(k.read.remote())
 print("read", n, s == EXPECT, host_of(node))
+-- B's copy did not end B's hold at the head (the link that pulled it holds
+-- it there too).
+print("kept after read", not poll(function() return used() <= base_head end, 0.5))
 lray.get(k.drop.remote())
 print("head freed", poll(function() return used() <= base_head end))
 print("B freed", poll(function() return used("B") <= base_b end))
@@ -202,6 +205,7 @@ describe("references across nodes", function()
     local out = run("hold", HOLD)
     assert.matches("kept\ttrue\n", out, 1, true)
     assert.matches("read\t8388608\ttrue\t127.0.0.2\n", out, 1, true)
+    assert.matches("kept after read\ttrue\n", out, 1, true)
     assert.matches("head freed\ttrue\n", out, 1, true)
     assert.matches("B freed\ttrue\n", out, 1, true)
     assert.matches("result\t8388608\ttrue\n", out, 1, true)

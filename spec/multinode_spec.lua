@@ -371,16 +371,16 @@ describe("a driver on a node that joined", function()
       lray.kill(a)
       local ok, e = pcall(lray.get, a.inc.remote())
       print("KILLED " .. tostring(not ok and e.type))
-      -- Not yet: an actor whose init takes ObjectRefs (its arguments are
-      -- stored on this node). A clear error, named or not; never a hang.
+      -- An actor whose init takes ObjectRefs stored on this node, named or
+      -- not, wherever it is placed: it gets their values.
+      local W = lray.remote({ init = function(self, s, t) self.n = #s + #lray.get(t[1]) end,
+        get = function(self) return self.n end })
       local big = lray.put(string.rep("x", 1048576))
-      local okn, en = pcall(function() return C.options({ name = "withref" }).remote(big) end)
-      print("NAMED_ARGS " .. tostring(not okn and en.type) .. " "
-        .. tostring(not okn and en.message:match("cannot yet be created by a driver on a node") ~= nil))
-      local u = C.remote(big)
-      local oku, eu = pcall(lray.get, u.inc.remote(), { timeout = 20 })
-      print("ARGS " .. tostring(not oku and eu.type) .. " "
-        .. tostring(not oku and tostring(eu.message):match("create it from a driver on the head") ~= nil))
+      local n = W.options({ name = "withref" }).remote(big, { lray.put("yy") })
+      print("NAMED_ARGS " .. tostring(lray.get(n.get.remote(), { timeout = 60 })))
+      local u = W.remote(big, { big })
+      big = nil
+      print("ARGS " .. tostring(lray.get(u.get.remote(), { timeout = 60 })))
       lray.shutdown()
     ]])
     local out, status = shell.run(("LRAY_TMPDIR=%s timeout 60 %s %s %s"):format(shell.q(c.base),
@@ -391,8 +391,8 @@ describe("a driver on a node that joined", function()
     assert.matches("HEAD 1 true", out, 1, true)
     assert.matches("NAMED 2", out, 1, true)
     assert.matches("HERE 1 true", out, 1, true)
-    assert.matches("NAMED_ARGS ValueError true", out, 1, true)
-    assert.matches("ARGS ActorDiedError true", out, 1, true)
+    assert.matches("NAMED_ARGS 1048578", out, 1, true)
+    assert.matches("ARGS 2097152", out, 1, true)
     assert.matches("KILLED ActorDiedError", out, 1, true)
     assert.are.same({}, left)
   end)

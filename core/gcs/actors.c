@@ -69,7 +69,10 @@ static void stop(gcs_actor_t *a, int final)
  * a lend under "args:<aid>" that only the unlend at its end takes back. The
  * creator's hold is counted until then (its actor_create comes before its
  * unrefs), so the node that places it, which holds them at the head's node,
- * may be any node, and a restart after that node died finds them. */
+ * may be any node, and a restart after that node died finds them. A driver
+ * on a joined node: that node lent them (c->lnode, the same token), so the
+ * head's node holds them there (lend.home, xref.c); lend_over then ends
+ * that node's lend, after the hold on the same link. */
 static void hold_args(gcs_actor_t *a, const lr_m_actor_create_t *c, int on)
 {
   if (!c || (!LR_HAS(c->deps) && !LR_HAS(c->refs))) return;
@@ -83,6 +86,7 @@ static void hold_args(gcs_actor_t *a, const lr_m_actor_create_t *c, int on)
     lr_m_lend_t m = LR_MSG_INIT(LEND);
     LR_SET_CSTR(m.token, token);
     LR_SET_ITEMS(m.ids, ids, k);
+    m.home = c->lnode;
     a->g->env.to_raylet(a->g->env.ud, &m);
     lr_free(ids);
   } else {
@@ -90,6 +94,21 @@ static void hold_args(gcs_actor_t *a, const lr_m_actor_create_t *c, int on)
     LR_SET_CSTR(m.token, token);
     a->g->env.to_raylet(a->g->env.ud, &m);
   }
+  lr_free(token);
+}
+
+/* The joined node that lent the arguments of actor_create c (c->lnode)
+ * holds them no longer: the head's node holds them now, or the actor was
+ * not created (its name was taken, ...). Claimed over that node's link. */
+static void lend_over(lr_gcs_t *g, const lr_m_actor_create_t *c)
+{
+  if (!LR_HAS(c->lnode) || !LR_HAS(c->aid) || (!LR_HAS(c->deps) && !LR_HAS(c->refs))) return;
+  char *token = NULL;
+  lr_gcs_setf(&token, "args:%.*s", (int)c->aid.v.s.n, c->aid.v.s.p);
+  lr_m_claim_t m = LR_MSG_INIT(CLAIM);
+  LR_SET_CSTR(m.token, token);
+  m.node = c->lnode;
+  g->env.to_raylet(g->env.ud, &m);
   lr_free(token);
 }
 
@@ -323,6 +342,7 @@ void lr_actors_create(lr_gcs_t *g, uint64_t client,
   place(a);
   if (rid) lr_actinfo_reply(g, client, rid, a, 0);
 out:
+  lend_over(g, m);
   lr_free(rid);
   lr_free(job);
   lr_free(ns);

@@ -15,7 +15,9 @@
  * lend.to, push.from, call.from, lender_gone; the memory monitor prefers
  * retriable leases, lease.retriable; spillback is grant-or-reject,
  * lease.reject, reply.spill_now, reply.rejected; result.lost for lineage;
- * references across nodes: ref.home, sub.home, claim/unlend.node, lnode.)
+ * references across nodes: ref.home, sub.home, claim/unlend.node, lnode.
+ * 7: a driver on a joined node creates actors with ObjectRef arguments:
+ * actor_create.lnode, lend.home.)
  *
  * LR_FIELDS_<name>(F) lists a type's fields: F(name, ELEM, CONT, REC).
  *   ELEM  INT (int64), F64 (double), BOOL, STR (bytes), REC (a record)
@@ -26,7 +28,7 @@
 #ifndef LR_MSGDEF_H
 #define LR_MSGDEF_H
 
-#define LR_PROTO_VERSION 6
+#define LR_PROTO_VERSION 7
 
 #define LR_PROTO_TYPES(T)                                                     \
   T(HELLO, hello, MSG)             /* client -> node: a driver or worker */   \
@@ -220,6 +222,10 @@
   F(tid, STR, ONE, NONE)                                                      \
   F(recursive, BOOL, ONE, NONE)
 
+/* lnode: set by a joined node for its driver's actor whose init takes
+ * ObjectRefs (deps, refs): that node (its TCP address) lends them under
+ * token "args:<aid>" until the head's node, holding them there, claims it
+ * (gcs/actors.c, hold_args). */
 #define LR_FIELDS_actor_create(F)                                             \
   F(rid, STR, ONE, NONE)                                                      \
   F(aid, STR, ONE, NONE)                                                      \
@@ -232,7 +238,8 @@
   F(place, INT, SMAP, NONE)                                                   \
   F(job, STR, ONE, NONE)                                                      \
   F(opts, REC, ONE, ACTOR_OPTS)                                               \
-  F(owner, STR, ONE, NONE)
+  F(owner, STR, ONE, NONE)                                                    \
+  F(lnode, STR, ONE, NONE)
 
 #define LR_FIELDS_actor_sub(F) F(aid, STR, ONE, NONE)
 #define LR_FIELDS_actor_ref(F) F(aid, STR, ONE, NONE)
@@ -345,12 +352,15 @@
  * carries a lend names the lender's node (lnode, its TCP address); a claim
  * or unlend of a lend held by another node names it (node): the receiver's
  * node passes it on over its link to that node, after the refs the
- * receiver sent before it. */
+ * receiver sent before it. home (the head to its node: an actor's
+ * arguments lent by a joined node): ids this node neither stores nor knows
+ * a home of are held there, as ref.home. */
 #define LR_FIELDS_lend(F)                                                     \
   F(token, STR, ONE, NONE)                                                    \
   F(ids, STR, LIST, NONE)                                                     \
   F(aids, STR, LIST, NONE)                                                    \
-  F(to, INT, ONE, NONE)
+  F(to, INT, ONE, NONE)                                                       \
+  F(home, STR, ONE, NONE)
 #define LR_FIELDS_claim(F)                                                    \
   F(token, STR, ONE, NONE)                                                    \
   F(node, STR, ONE, NONE)

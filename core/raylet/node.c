@@ -140,6 +140,9 @@ static void head_to_raylet(void *ud, const void *m)
   case LR_PT_ACTOR_STOP: lr_place_stop(n, m); break;
   /* The head holds an actor's ObjectRef arguments for its life (actors.c). */
   case LR_PT_LEND: lr_obj_lend(n, m); break;
+  case LR_PT_CLAIM: /* ...of a joined node's lend of them (its own token) */
+    lr_xref_forward(n, &((const lr_m_claim_t *)m)->node, m);
+    break;
   case LR_PT_UNLEND: {
     const lr_m_unlend_t *u = m;
     if (u->token.n) lr_obj_unlend(n, u->token.v.s.p, u->token.v.s.n);
@@ -202,32 +205,36 @@ static void no_head(lr_node_t *n, uint64_t client, const void *m)
 }
 
 /* An actor whose init takes ObjectRefs, created by a driver on a node that
- * joined: the head's node would hold its arguments by id, not knowing that
- * they are stored here, and the actor would wait for them for ever. Until
- * actor_create carries their homes, it is refused with a clear error. */
-static int refuse_args(lr_node_t *n, uint64_t client, const lr_m_actor_create_t *a)
+ * joined: the head's node holds its arguments for its life (gcs/actors.c,
+ * hold_args) but knows neither them nor where they are stored. This node
+ * lends them (token "args:<aid>", read before the driver's later unrefs)
+ * and names itself in actor_create.lnode: the head's node holds them here
+ * (xref.c), as it would the refs of any lent message, then claims the
+ * lend. Returns 0, or -1 when the head cannot be reached (nothing lent). */
+static int create_with_args(lr_node_t *n, uint64_t client, const lr_m_actor_create_t *a)
 {
-  if (!LR_HAS(a->deps) && !LR_HAS(a->refs)) return 0;
-  lr_m_reply_t r = LR_MSG_INIT(REPLY);
-  char why[500];
-  snprintf(why, sizeof(why), "actor %.*s takes ObjectRefs in its arguments, and such an"
-           " actor cannot yet be created by a driver on a node that joined a cluster (the"
-           " head's node cannot hold arguments stored here): create it from a driver on the"
-           " head's machine, or pass the values themselves",
-           a->cname.n ? (int)a->cname.v.s.n : 5, a->cname.n ? a->cname.v.s.p : "class");
-  lr_client_t *c = lr_node_client(n, client);
-  if (a->rid.n) { /* a named actor: its creation raises */
-    r.rid = a->rid;
-    LR_SET_CSTR(r.err, why);
-    lr_node_send(c, &r);
-  } else { /* its handle's calls fail with ActorDiedError, this the cause */
-    lr_m_actor_t d = LR_MSG_INIT(ACTOR);
-    d.aid = a->aid;
-    LR_SET_CSTR(d.state, "DEAD");
-    LR_SET_CSTR(d.cause, why);
-    lr_node_send(c, &d);
-  }
-  return 1;
+  if ((!LR_HAS(a->deps) && !LR_HAS(a->refs)) || !n->tcp_on || !a->aid.n)
+    return lr_fwd_out(n, client, a);
+  size_t tl = a->aid.v.s.n + 5;
+  char *token = lr_xmalloc(tl + 1);
+  memcpy(token, "args:", 5);
+  memcpy(token + 5, a->aid.v.s.p, a->aid.v.s.n);
+  token[tl] = 0;
+  uint32_t k = 0;
+  lr_pitem_t *ids = lr_xcalloc((size_t)a->deps.n + a->refs.n, sizeof(*ids));
+  for (uint32_t i = 0; i < a->deps.n; i++) ids[k++].v = a->deps.items[i].v;
+  for (uint32_t i = 0; i < a->refs.n; i++) ids[k++].v = a->refs.items[i].v;
+  lr_m_lend_t l = LR_MSG_INIT(LEND);
+  LR_SET_CSTR(l.token, token);
+  LR_SET_ITEMS(l.ids, ids, k);
+  lr_obj_lend(n, &l);
+  lr_free(ids);
+  lr_m_actor_create_t c = *a;
+  LR_SET_CSTR(c.lnode, n->tcp_addr);
+  int rc = lr_fwd_out(n, client, &c);
+  if (rc < 0) lr_obj_unlend(n, token, tl);
+  lr_free(token);
+  return rc;
 }
 
 void lr_node_to_head(lr_node_t *n, uint64_t client, const void *m)
@@ -250,8 +257,8 @@ void lr_node_to_head(lr_node_t *n, uint64_t client, const void *m)
     if (!client) lr_headlink_send(n, m);
     break;
   case LR_PT_ACTOR_CREATE:
-    if (client && refuse_args(n, client, m)) break;
-    /* fall through */
+    if (client && create_with_args(n, client, m) < 0) no_head(n, client, m);
+    break;
   default: /* a client's: to the head, wrapped */
     if (client && lr_fwd_out(n, client, m) < 0) no_head(n, client, m);
   }

@@ -382,6 +382,8 @@ void lr_obj_unhold(lr_node_t *n, lr_client_t *c, const char *id, size_t len);
 void lr_obj_put(lr_node_t *n, lr_client_t *c, const lr_m_put_t *m);
 void lr_obj_expect(lr_node_t *n, lr_client_t *c, const lr_m_expect_t *m);
 void lr_obj_subscribe(lr_node_t *n, lr_client_t *c, const char *id, size_t len);
+/* Holds m->ids under m->token until its claim or unlend; with m->home, ids
+ * this node neither stores nor knows a home of are held there (xref.c). */
 void lr_obj_lend(lr_node_t *n, const lr_m_lend_t *m);
 /* After lr_obj_lend of m from client c (the lender): records who lent it
  * and its receiver (m->to), so the lend ends when either leaves (objdir.c,
@@ -625,6 +627,10 @@ int lr_xref_is_remote(const lr_node_t *n, const char *addr, size_t len);
 void lr_xref_home(lr_node_t *n, lr_obj_t *o, const lr_pf_t *home);
 /* o is counted: holds it at its home if it has one and does not yet. */
 void lr_xref_sync(lr_node_t *n, lr_obj_t *o);
+/* 1 if this node holds o at the node at addr (its home): the link there is
+ * one holder of it, which a copy's `pull {done}` would end too (transfer.c
+ * does not send it then); else 0. */
+int lr_xref_held_at(const lr_obj_t *o, const char *addr);
 /* A reader waits for pending o: asks its home (once) for the record. */
 void lr_xref_ask(lr_node_t *n, lr_obj_t *o);
 /* o is freed here: lets go of it at its home. */

@@ -303,6 +303,8 @@ void lr_obj_lend(lr_node_t *n, const lr_m_lend_t *m)
   for (uint32_t i = 0; i < l->n; i++) {
     const lr_pstr_t *id = &m->ids.items[i].v.s;
     l->ids[i] = dupn(id->p, id->n);
+    /* (An actor's arguments lent by a joined node: held there.) */
+    if (m->home.n) lr_xref_home(n, lr_obj_get(n, id->p, id->n), &m->home);
     lr_obj_incref(n, id->p, id->n);
   }
   HASH_ADD_KEYPTR(hh, n->lends, l->token, m->token.v.s.n, l);

@@ -376,10 +376,14 @@ void lr_transfer_chunk(lr_node_t *n, lr_peer_t *p, const lr_m_chunk_t *m)
     pump(x);
     return;
   }
-  lr_m_pull_t d = LR_MSG_INIT(PULL); /* the holder may let go of it */
-  LR_SET_CSTR(d.id, x->id);
-  LR_SET_BOOL(d.done, 1);
-  lr_peer_send(p, &d);
+  /* The holder may let go of it: unless this node holds it there anyway
+   * (xref.c), since the link is one holder there and done would end both. */
+  if (!lr_xref_held_at(lr_obj_find(n, x->id, strlen(x->id)), lr_peer_address(p))) {
+    lr_m_pull_t d = LR_MSG_INIT(PULL);
+    LR_SET_CSTR(d.id, x->id);
+    LR_SET_BOOL(d.done, 1);
+    lr_peer_send(p, &d);
+  }
   finish(x, NULL, NULL);
 }
 

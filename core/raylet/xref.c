@@ -3,7 +3,9 @@
  * another node (lua/lray/runtime.lua), and the process that receives it
  * tells its own node (ref.home). A process that receives refs in a lent
  * message names the lender's node instead, which holds them itself (and at
- * their home while it counts them): holds may chain. That node then:
+ * their home while it counts them): holds may chain. So does the head's
+ * node for an actor's arguments a joined node lent (lend.home). That node
+ * then:
  *
  *   - holds the object at its home while it counts it here: one `ref` over
  *     its link to the home (peer.c) when the count first rises, one `unref`
@@ -48,6 +50,11 @@ void lr_xref_sync(lr_node_t *n, lr_obj_t *o)
   lr_m_ref_t r = LR_MSG_INIT(REF);
   LR_SET_CSTR(r.id, o->id);
   if (to_home(n, o->home, &r) == 0) o->home_held = 1;
+}
+
+int lr_xref_held_at(const lr_obj_t *o, const char *addr)
+{
+  return o && o->home && o->home_held && addr && !strcmp(o->home, addr);
 }
 
 void lr_xref_home(lr_node_t *n, lr_obj_t *o, const lr_pf_t *home)

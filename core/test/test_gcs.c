@@ -997,3 +997,61 @@ TEST(gcs_args_held_and_placed_anywhere)
   ASSERT_STREQ(s(&u->token), "args:a1");
   teardown();
 }
+
+/* A driver on a joined node: that node lent the arguments (lnode, same
+ * token). The head's node holds them there (lend.home), then the head ends
+ * the joined node's lend with a claim passed on to it (claim.node), after
+ * the lend; an actor not created (its name taken) ends it too. */
+TEST(gcs_args_lent_by_a_joined_node_held_there_then_claimed)
+{
+  setup();
+  job("j1", "ns1");
+  lr_m_actor_create_t m = LR_MSG_INIT(ACTOR_CREATE);
+  lr_pitem_t dep = {.key.i = 1, .v.s = {"o1", 2}};
+  lr_m_actor_opts_t opts = LR_MSG_INIT(ACTOR_OPTS);
+  LR_SET_CSTR(opts.name, "held");
+  LR_SET_CSTR(m.rid, "r1");
+  LR_SET_CSTR(m.aid, "a1");
+  LR_SET_CSTR(m.ch, "h1");
+  LR_SET_CSTR(m.job, "j1");
+  LR_SET_CSTR(m.lnode, "127.0.0.2:7000");
+  LR_SET_ITEMS(m.deps, &dep, 1);
+  LR_SET_REC(m.opts, &opts);
+  lr_gcs_recv(g, 1, &m);
+  int lend_at = -1, claim_at = -1;
+  for (int i = 0; i < nsent; i++) {
+    if (sent[i].client != 0) continue;
+    if (type_at(i) == LR_PT_LEND) lend_at = i;
+    if (type_at(i) == LR_PT_CLAIM) claim_at = i;
+  }
+  ASSERT(lend_at >= 0 && claim_at > lend_at);
+  lr_m_lend_t *l = decode(lend_at);
+  ASSERT_STREQ(s(&l->token), "args:a1");
+  ASSERT_STREQ(s(&l->home), "127.0.0.2:7000");
+  lr_m_claim_t *c = decode(claim_at);
+  ASSERT_STREQ(s(&c->token), "args:a1");
+  ASSERT_STREQ(s(&c->node), "127.0.0.2:7000");
+
+  /* The name is taken: nothing held, the joined node's lend ends. */
+  int mark = nsent;
+  LR_SET_CSTR(m.rid, "r2");
+  LR_SET_CSTR(m.aid, "a2");
+  lr_gcs_recv(g, 1, &m);
+  ASSERT_EQ(count(LR_PT_LEND, 0, mark), 0);
+  c = last(LR_PT_CLAIM, 0, mark);
+  ASSERT(c);
+  ASSERT_STREQ(s(&c->token), "args:a2");
+  ASSERT_STREQ(s(&c->node), "127.0.0.2:7000");
+  /* A driver on the head's node lends nothing: no claim. */
+  mark = nsent;
+  lr_m_actor_create_t h = LR_MSG_INIT(ACTOR_CREATE);
+  LR_SET_CSTR(h.aid, "a3");
+  LR_SET_CSTR(h.ch, "h1");
+  LR_SET_CSTR(h.job, "j1");
+  LR_SET_ITEMS(h.deps, &dep, 1);
+  lr_gcs_recv(g, 1, &h);
+  l = last(LR_PT_LEND, 0, mark);
+  ASSERT(l && !LR_HAS(l->home));
+  ASSERT_EQ(count(LR_PT_CLAIM, 0, mark), 0);
+  teardown();
+}

@@ -130,6 +130,60 @@ TEST(xref_a_lend_held_here_holds_at_the_home_too)
   fake_node_free(n);
 }
 
+/* An actor's arguments lent by a joined node (lend.home, as the head sends
+ * its own node): the ids this node does not store are held there; the
+ * unlend at the actor's end lets go. */
+TEST(xref_a_lend_with_a_home_holds_the_ids_not_stored_here_there)
+{
+  lr_node_t *n = node();
+  lr_client_t *a = fake_driver(n, "job1");
+  n->free_grace = 0;
+  lr_m_put_t p = LR_MSG_INIT(PUT);
+  LR_SET_CSTR(p.id, "o2");
+  LR_SET_CSTR(p.data, "x");
+  lr_obj_put(n, a, &p);
+  lr_m_lend_t l = LR_MSG_INIT(LEND);
+  lr_pitem_t ids[2];
+  ids[0].v.s = (lr_pstr_t){"o1", 2};
+  ids[1].v.s = (lr_pstr_t){"o2", 2};
+  LR_SET_CSTR(l.token, "args:a1");
+  LR_SET_ITEMS(l.ids, ids, 2);
+  LR_SET_CSTR(l.home, HOME);
+  lr_obj_lend(n, &l);
+  ASSERT_EQ(nsent, 1);
+  ASSERT_EQ(sent[0].type, LR_PT_REF);
+  ASSERT_STREQ(sent[0].to, HOME);
+  ASSERT_STREQ(sent[0].what, "o1");
+  ASSERT_STREQ(lr_obj_find(n, ID("o1"))->home, HOME);
+  ASSERT(!lr_obj_find(n, ID("o2"))->home); /* stored here */
+  lr_obj_unhold(n, a, ID("o2"));
+  lr_obj_unlend(n, ID("args:a1"));
+  ASSERT(freed(n, "o1"));
+  ASSERT(freed(n, "o2"));
+  ASSERT_EQ(nsent, 2);
+  ASSERT_EQ(sent[1].type, LR_PT_UNREF);
+  ASSERT_STREQ(sent[1].what, "o1");
+  fake_node_free(n);
+}
+
+/* A copy from the home ends its pull there with `pull {done}`, which ends
+ * every hold of the link: not sent while this node holds it there. */
+TEST(xref_held_at_the_home_only_once_the_ref_went_there)
+{
+  lr_node_t *n = node();
+  lr_client_t *a = fake_driver(n, "job1");
+  ref_from(n, a, "o1", HOME);
+  ASSERT_EQ(lr_xref_held_at(lr_obj_find(n, ID("o1")), HOME), 1);
+  ASSERT_EQ(lr_xref_held_at(lr_obj_find(n, ID("o1")), "127.0.0.3:7000"), 0);
+  ASSERT_EQ(lr_xref_held_at(NULL, HOME), 0);
+  refuse = 1; /* the link is down: no hold there */
+  ref_from(n, a, "o2", HOME);
+  ASSERT_EQ(lr_xref_held_at(lr_obj_find(n, ID("o2")), HOME), 0);
+  ref_from(n, a, "o3", SELF); /* not another node's */
+  ASSERT_EQ(lr_xref_held_at(lr_obj_find(n, ID("o3")), SELF), 0);
+  fake_node_free(n);
+}
+
 TEST(xref_a_home_that_is_this_node_no_tcp_address_or_for_a_stored_object_is_not_one)
 {
   lr_node_t *n = node();

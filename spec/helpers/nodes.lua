@@ -72,15 +72,16 @@ function Cluster:join(host, extra, env)
   return self:lray(("start --address %s --host %s %s"):format(self.address, host, extra or ""), env)
 end
 
---- Starts a head and opts.nodes more nodes (num_cpus each, default 1).
+--- Starts a head and opts.nodes more nodes (num_cpus each, default 1);
+--- opts.extra[i]: more options for node i, opts.head_extra for the head.
 function M.start(opts)
   opts = opts or {}
   local self = setmetatable({}, Cluster)
   self.base = os.tmpname()
   os.remove(self.base)
   shell.ok("mkdir -p " .. shell.q(self.base))
-  local out, status = self:lray(("start --head --port 0 --dashboard-port 0 --num-cpus %d")
-    :format(opts.head_cpus or 1))
+  local out, status = self:lray(("start --head --port 0 --dashboard-port 0 --num-cpus %d %s")
+    :format(opts.head_cpus or 1, opts.head_extra or ""))
   assert(status == 0, out)
   self.address = assert(out:match("Address for other machines: (%S+)"), out)
   self.token = assert(out:match("%-%-token (%x+)"), out)
