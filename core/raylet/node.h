@@ -206,6 +206,7 @@ struct lr_obj_s {
   int unmapping;          /* holders are being asked */
   int spilling;           /* being written to disk (spill.c, off the loop) */
   int restoring;          /* being read back from disk (spill.c, off the loop) */
+  int restore_err;        /* why its last read back failed (a negative errno), or 0 */
   double unmap_at, unmap_no; /* asked at; last refused or unanswered at */
   char *home;          /* xref.c: another node whose store holds it, or NULL */
   int home_held;       /* ...which holds it for this node (one ref) */
@@ -504,7 +505,8 @@ int lr_spill_restore(lr_node_t *n, lr_obj_t *o);
 /* lr_spill_restore with the read in libuv's thread pool, for readers: 0
  * when o is in the store now, 1 when it is being read back (`restoring`:
  * lr_obj_restored is called when that is done), or LR_ESTOREFULL / a
- * negative errno, leaving it on disk. */
+ * negative errno, leaving it on disk (the error of its last read, which is
+ * not tried again off the loop). */
 int lr_spill_restore_async(lr_node_t *n, lr_obj_t *o);
 /* o is freed: its file goes. */
 void lr_spill_forget(lr_node_t *n, lr_obj_t *o);

@@ -705,14 +705,14 @@ static int send_restored(lr_node_t *n, lr_client_t *c, lr_obj_t *o, int tries)
 
 void lr_obj_restored(lr_node_t *n, lr_obj_t *o, int rc)
 {
-  if (!o->waiters) return;
-  if (rc == 0) {
+  if (o->waiters && rc == 0) {
     answer_waiters(n, o, NULL);
-    return;
+  } else if (o->waiters) {
+    char msg[300];
+    restore_failure(o, rc, msg, sizeof(msg));
+    lr_obj_fail_waiters(n, o, "ObjectStoreFullError", msg);
   }
-  char msg[300];
-  restore_failure(o, rc, msg, sizeof(msg));
-  lr_obj_fail_waiters(n, o, "ObjectStoreFullError", msg);
+  if (n->unplaced_head) lr_place_waiting(n); /* actors waiting for it */
 }
 
 static void restore_retry(uv_timer_t *t)

@@ -153,15 +153,21 @@ void lr_place_actor(lr_node_t *n, const lr_m_actor_place_t *m)
   lr_place_waiting(n);
 }
 
-/* Stored here, or another node's to copy (its worker does, in its init). */
+/* Stored here, or another node's to copy (its worker does, in its init).
+ * One spilled here is read back first, off the loop (lr_obj_restored then
+ * walks the waiting placements again); one that cannot be is left to
+ * start_on, whose blocking restore says why. */
 static int deps_ready(lr_node_t *n, const lr_m_actor_place_t *m)
 {
+  int ready = 1;
   for (uint32_t i = 0; i < m->deps.n; i++) {
     const lr_pstr_t *id = &m->deps.items[i].v.s;
-    const lr_obj_t *o = lr_obj_find(n, id->p, id->n);
+    lr_obj_t *o = lr_obj_find(n, id->p, id->n);
     if (!lr_obj_ready(n, id->p, id->n) && !(o && o->home)) return 0;
+    if (o && o->st == LR_O_OK && o->spilled_len >= 0 && lr_spill_restore_async(n, o) == 1)
+      ready = 0; /* (and the others' reads start meanwhile) */
   }
-  return 1;
+  return ready;
 }
 
 /* Sends actor_start to w: the class, the init arguments and the values of

@@ -117,6 +117,7 @@ static void spilled(lr_node_t *n, lr_obj_t *o)
   o->spilled_len = o->shm_len;
   o->shm_len = -1;
   o->shm_off = 0;
+  o->restore_err = 0; /* a new file */
   n->spilled_bytes += (uint64_t)o->spilled_len;
   n->spills++;
 }
@@ -330,6 +331,7 @@ static void restore_done(uv_work_t *w, int status)
     restored(n, o, j->off, j->path);
   } else {
     lr_salloc_free(&n->region, (uint64_t)j->off, j->len);
+    if (o && rc < 0 && o->spilled_len >= 0) o->restore_err = rc;
   }
   if (o) lr_obj_restored(n, o, o->spilled_len < 0 ? 0 : rc < 0 ? rc : LR_EBADARG);
   lr_free(j->id);
@@ -340,6 +342,7 @@ int lr_spill_restore_async(lr_node_t *n, lr_obj_t *o)
 {
   if (o->spilled_len < 0) return 0;
   if (o->restoring) return 1;
+  if (o->restore_err) return o->restore_err;
   uint64_t len = (uint64_t)o->spilled_len;
   int64_t off = restore_range(n, o, len);
   if (off < 0) return LR_ESTOREFULL;

@@ -198,6 +198,40 @@ TEST(spill_restore_that_cannot_read_fails_its_readers_and_keeps_the_object)
   lr_salloc_stats_t st;
   lr_salloc_stats(&n->region, &st);
   ASSERT_EQ(st.used, 0);
+  fake_clear(c); /* a second reader is told at once: no second read */
+  lr_obj_subscribe(n, c, "a", 1);
+  ASSERT(!a->restoring);
+  m = fake_msg(c, LR_PT_OBJ, 0);
+  ASSERT(m && strstr(fake_str(&m->emsg), "no such file"));
+  fake_leave(n, c);
+  spill_node_free(n);
+}
+
+TEST(spill_an_actors_argument_is_read_back_off_the_loop_before_it_starts)
+{
+  lr_node_t *n;
+  lr_client_t *c;
+  lr_obj_t *a = spilled_a(&n, &c);
+  lr_worker_t *w = fake_worker(n);
+  lr_m_actor_place_t m = LR_MSG_INIT(ACTOR_PLACE);
+  LR_SET_CSTR(m.aid, "actor1");
+  lr_pitem_t dep = {.key.i = 1, .v.s = {"a", 1}};
+  LR_SET_ITEMS(m.deps, &dep, 1);
+  lr_place_actor(n, &m);
+  ASSERT(a->restoring);
+  ASSERT_EQ(fake_count(w->client, LR_PT_ACTOR_START), 0); /* not before its bytes are in */
+  ASSERT(fake_run(n, restore_done, n, 5000));
+  ASSERT_EQ(a->shm_len, 1 << 20);
+  ASSERT_EQ(fake_count(w->client, LR_PT_ACTOR_START), 1);
+  lr_m_actor_start_t *s = fake_msg(w->client, LR_PT_ACTOR_START, 0);
+  ASSERT_EQ(s->depv.n, 1);
+  const lr_m_value_t *v = s->depv.items[0].v.rec;
+  ASSERT(LR_HAS(v->shm));
+  ASSERT_EQ(v->shm.items[0].v.i, a->shm_off);
+  lr_m_actor_stop_t stop = LR_MSG_INIT(ACTOR_STOP);
+  LR_SET_CSTR(stop.aid, "actor1");
+  LR_SET_BOOL(stop.final, 1);
+  lr_place_stop(n, &stop);
   fake_leave(n, c);
   spill_node_free(n);
 }
