@@ -602,6 +602,9 @@ int lr_xplan_got(lr_xplan_t *p, uint64_t off, uint64_t len);
 void lr_transfer_fetch(lr_node_t *n, lr_client_t *c, const lr_m_fetch_t *m);
 /* Holder's side: peer c asks for a piece (pull). */
 void lr_transfer_serve(lr_node_t *n, lr_client_t *c, const lr_m_pull_t *m);
+/* Spilled object id was read back (or could not be, or was freed
+ * meanwhile): the pulls and fetches that waited for it are handled again. */
+void lr_transfer_restored(lr_node_t *n, const char *id);
 /* From peer.c: p is up, p went down (why), p brought a chunk. */
 void lr_transfer_peer_up(lr_node_t *n, lr_peer_t *p);
 void lr_transfer_peer_down(lr_node_t *n, lr_peer_t *p, const char *why);

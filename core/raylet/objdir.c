@@ -712,6 +712,7 @@ void lr_obj_restored(lr_node_t *n, lr_obj_t *o, int rc)
     restore_failure(o, rc, msg, sizeof(msg));
     lr_obj_fail_waiters(n, o, "ObjectStoreFullError", msg);
   }
+  lr_transfer_restored(n, o->id); /* pulls and fetches waiting for it */
   if (n->unplaced_head) lr_place_waiting(n); /* actors waiting for it */
 }
 

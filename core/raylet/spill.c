@@ -334,6 +334,7 @@ static void restore_done(uv_work_t *w, int status)
     if (o && rc < 0 && o->spilled_len >= 0) o->restore_err = rc;
   }
   if (o) lr_obj_restored(n, o, o->spilled_len < 0 ? 0 : rc < 0 ? rc : LR_EBADARG);
+  else lr_transfer_restored(n, j->id); /* freed meanwhile: they are told so */
   lr_free(j->id);
   lr_free(j);
 }

@@ -25,6 +25,11 @@
  * answers chunk {err} at once); when none has it, the readers get
  * ObjectLostError naming the holder node and what happened.
  *
+ * A pull or fetch of an object spilled here waits while the object is read
+ * back from disk in libuv's thread pool (lr_spill_restore_async): it is
+ * kept, encoded, and handled again when the read is done
+ * (lr_transfer_restored), so the node's loop never blocks on the disk.
+ *
  * The chunk bookkeeping (lr_xplan_*) is pure and unit-tested (test_transfer).
  * Loop thread only. Licensed under the MIT license; see LICENSE. */
 #include <stdio.h>
@@ -268,6 +273,66 @@ static void on_timer(uv_timer_t *t)
   begin(x);
 }
 
+/* -- Waiting for a restore -------------------------------------------------------- */
+/* Pulls and fetches of an object being read back from disk, in arrival order. */
+typedef struct deferred_s {
+  struct deferred_s *next;
+  char *id;
+  uint64_t client;
+  lr_buf_t msg; /* the pull or fetch, encoded */
+} deferred_t;
+
+static deferred_t *deferred, **deferred_tail = &deferred;
+
+/* Starts reading spilled o back if need be: 1 when m (from c) was kept for
+ * lr_transfer_restored, 0 when o is in the store now, or why it cannot be
+ * read back (<0: the caller answers with it). */
+static int wait_restore(lr_node_t *n, lr_client_t *c, lr_obj_t *o, const void *m)
+{
+  int rc = lr_spill_restore_async(n, o);
+  if (rc != 1) return rc;
+  deferred_t *d = lr_xcalloc(1, sizeof(*d));
+  d->id = lr_xstrdup(o->id);
+  d->client = c->id;
+  lr_buf_init(&d->msg);
+  lr_proto_encode(&d->msg, m);
+  *deferred_tail = d;
+  deferred_tail = &d->next;
+  return 1;
+}
+
+void lr_transfer_restored(lr_node_t *n, const char *id)
+{
+  /* Taken off the list first: handling one may defer it again. */
+  deferred_t *mine = NULL, **mt = &mine;
+  for (deferred_t **p = &deferred; *p;) {
+    deferred_t *d = *p;
+    if (strcmp(d->id, id)) {
+      p = &d->next;
+      continue;
+    }
+    *p = d->next;
+    d->next = NULL;
+    *mt = d;
+    mt = &d->next;
+  }
+  deferred_tail = &deferred;
+  while (*deferred_tail) deferred_tail = &(*deferred_tail)->next;
+  for (deferred_t *d = mine, *next; d; d = next) {
+    next = d->next;
+    lr_client_t *c = lr_node_client(n, d->client);
+    lr_arena_t ar = {0};
+    void *m;
+    int type = c ? lr_proto_decode(d->msg.data, d->msg.len, &ar, &m, NULL, 0) : -1;
+    if (type == LR_PT_PULL) lr_transfer_serve(n, c, m);
+    else if (type == LR_PT_FETCH) lr_transfer_fetch(n, c, m);
+    lr_arena_free(&ar);
+    lr_buf_free(&d->msg);
+    lr_free(d->id);
+    lr_free(d);
+  }
+}
+
 void lr_transfer_fetch(lr_node_t *n, lr_client_t *c, const lr_m_fetch_t *m)
 {
   char *rid = lr_pstrdup(&m->rid);
@@ -278,7 +343,10 @@ void lr_transfer_fetch(lr_node_t *n, lr_client_t *c, const lr_m_fetch_t *m)
     return;
   }
   lr_obj_t *o = lr_obj_find(n, m->id.v.s.p, m->id.v.s.n);
-  if (o && o->st == LR_O_OK && o->spilled_len >= 0) lr_spill_restore(n, o);
+  if (o && o->st == LR_O_OK && o->spilled_len >= 0 && wait_restore(n, c, o, m) == 1) {
+    lr_free(rid);
+    return;
+  }
   if (o && o->st == LR_O_OK && o->shm_len == m->size.v.i) { /* a copy is here */
     o->used_at = lr_node_now();
     answer(n, c->id, rid, o->shm_off, o->id, NULL, NULL);
@@ -404,7 +472,8 @@ void lr_transfer_serve(lr_node_t *n, lr_client_t *c, const lr_m_pull_t *m)
   lr_obj_t *o = lr_obj_find(n, m->id.v.s.p, m->id.v.s.n);
   char err[400];
   int rc = 0;
-  if (o && o->st == LR_O_OK && o->spilled_len >= 0) rc = lr_spill_restore(n, o);
+  if (o && o->st == LR_O_OK && o->spilled_len >= 0 && (rc = wait_restore(n, c, o, m)) == 1)
+    return;
   if (!o || o->st != LR_O_OK || o->shm_len < 0) {
     snprintf(err, sizeof(err), "the object is not in the store of node %s%s%s",
              n->tcp_on ? n->tcp_addr : "?", rc < 0 ? ": it is spilled and cannot be restored: " :

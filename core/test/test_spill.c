@@ -236,6 +236,59 @@ TEST(spill_an_actors_argument_is_read_back_off_the_loop_before_it_starts)
   spill_node_free(n);
 }
 
+static void pull_piece(lr_node_t *n, lr_client_t *peer, int64_t off, int64_t len)
+{
+  lr_m_pull_t m = LR_MSG_INIT(PULL);
+  LR_SET_CSTR(m.id, "a");
+  LR_SET_INT(m.off, off);
+  LR_SET_INT(m.len, len);
+  lr_transfer_serve(n, peer, &m);
+}
+
+TEST(spill_pulls_of_a_spilled_object_wait_for_its_read_off_the_loop)
+{
+  lr_node_t *n;
+  lr_client_t *c;
+  lr_obj_t *a = spilled_a(&n, &c);
+  lr_client_t *peer = fake_client(n, LR_CL_NEW, NULL); /* another node's link */
+  pull_piece(n, peer, 0, 4096);
+  pull_piece(n, peer, 4096, 4096);
+  ASSERT(a->restoring);
+  ASSERT_EQ(fake_count(peer, LR_PT_CHUNK), 0); /* not before its bytes are in */
+  ASSERT(fake_run(n, restore_done, n, 5000));
+  ASSERT_EQ(fake_count(peer, LR_PT_CHUNK), 2); /* in the order asked */
+  for (int i = 0; i < 2; i++) {
+    lr_m_chunk_t *ch = fake_msg(peer, LR_PT_CHUNK, i);
+    ASSERT(!LR_HAS(ch->err));
+    ASSERT_EQ(ch->off.v.i, 4096 * i);
+    ASSERT_EQ(ch->total.v.i, 1 << 20);
+    ASSERT_EQ(ch->data.v.s.n, 4096);
+    ASSERT_EQ(ch->data.v.s.p[4095], 'a');
+  }
+  fake_leave(n, peer);
+  fake_leave(n, c);
+  spill_node_free(n);
+}
+
+TEST(spill_a_pull_of_an_object_freed_while_read_back_is_refused)
+{
+  lr_node_t *n;
+  lr_client_t *c;
+  lr_obj_t *a = spilled_a(&n, &c);
+  lr_client_t *peer = fake_client(n, LR_CL_NEW, NULL);
+  pull_piece(n, peer, 0, 4096);
+  ASSERT(a->restoring);
+  a->inner = 0;
+  lr_obj_decref(n, "a", 1);
+  ASSERT(lr_obj_room(n, 4 << 20) < 0); /* frees it, before the read's end */
+  ASSERT(fake_run(n, restore_done, n, 5000));
+  lr_m_chunk_t *ch = fake_msg(peer, LR_PT_CHUNK, 0);
+  ASSERT(ch && LR_HAS(ch->err)); /* told, not left waiting */
+  fake_leave(n, peer);
+  fake_leave(n, c);
+  spill_node_free(n);
+}
+
 TEST(spill_bench)
 {
   const uint64_t size = 64 << 20;
