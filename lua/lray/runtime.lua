@@ -442,7 +442,9 @@ local function relocate(e, id)
   if not x then x = {}; objs[id] = x end
   if not located(x) then
     x.st, subscribed[id] = nil, nil
-    M.subscribe({ id })
+    -- Ask at its home too when that is another node (a task's argument
+    -- spilled at its submitter's node): this node has no record of it.
+    M.subscribe({ id }, homes[id] or e.node or x.node)
     M.wait_until(function() return x.st ~= nil end, nil, true)
   end
   if x.st == "err" then
