@@ -34,24 +34,20 @@ lray.shutdown()
 ]]
 
 describe("objects spilled on one node and read on another", function()
-  local c, dir
+  local c
 
   setup(function()
     c = nodes.start({ nodes = 1, num_cpus = 1,
       head_extra = "--object-store-memory " .. 64 * 1048576,
       extra = { "--resources '{\"B\": 1}'" } })
-    dir = os.tmpname()
-    os.remove(dir)
-    shell.ok("mkdir -p " .. shell.q(dir))
   end)
 
   teardown(function()
-    if dir then shell.run("rm -rf " .. shell.q(dir)) end
     if c then c:stop() end
   end)
 
   it("are read back from disk for the pulling node, bytes exact", function()
-    local path = dir .. "/spilled.lua"
+    local path = c.base .. "/spilled.lua" -- (the cluster's own directory)
     shell.write(path, SCRIPT)
     local out = shell.run(("LRAY_TMPDIR=%s timeout 120 %s %s 2>&1"):format(
       shell.q(c.base), shell.q(nodes.BIN), shell.q(path)))
