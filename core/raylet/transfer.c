@@ -303,21 +303,21 @@ static int wait_restore(lr_node_t *n, lr_client_t *c, lr_obj_t *o, const void *m
 
 void lr_transfer_restored(lr_node_t *n, const char *id)
 {
-  /* Taken off the list first: handling one may defer it again. */
-  deferred_t *mine = NULL, **mt = &mine;
-  for (deferred_t **p = &deferred; *p;) {
-    deferred_t *d = *p;
-    if (strcmp(d->id, id)) {
-      p = &d->next;
-      continue;
-    }
-    *p = d->next;
-    d->next = NULL;
-    *mt = d;
-    mt = &d->next;
-  }
+  /* Split off first, in order: handling one may defer it again. */
+  deferred_t *all = deferred, *mine = NULL, **mt = &mine;
+  deferred = NULL;
   deferred_tail = &deferred;
-  while (*deferred_tail) deferred_tail = &(*deferred_tail)->next;
+  for (deferred_t *d = all, *next; d; d = next) {
+    next = d->next;
+    d->next = NULL;
+    if (strcmp(d->id, id)) { /* stays */
+      *deferred_tail = d;
+      deferred_tail = &d->next;
+    } else {
+      *mt = d;
+      mt = &d->next;
+    }
+  }
   for (deferred_t *d = mine, *next; d; d = next) {
     next = d->next;
     lr_client_t *c = lr_node_client(n, d->client);
